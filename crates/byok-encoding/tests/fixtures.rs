@@ -32,7 +32,8 @@ fn every_supported_target_form_is_read() {
         let key = target(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(key.kind(), kind, "{name}");
         // The plaintext is always strict PKCS#8 of the same key.
-        let again = TargetKey::from_pkcs8_der(key.plaintext()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let again =
+            TargetKey::from_pkcs8_der(key.plaintext()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(again.public_key(), key.public_key(), "{name}");
     }
 }
@@ -48,8 +49,16 @@ fn sec1_and_pkcs8_forms_of_one_ec_key_agree() {
     let sec1 = target("ec-p256.sec1-with-params.pem").expect("SEC1 reads");
     let pkcs8 = target("ec-p256.pkcs8.pem").expect("PKCS#8 reads");
     let minimal = target("ec-p256.pkcs8-minimal.der").expect("HSM layout reads");
-    assert_eq!(sec1.plaintext(), pkcs8.plaintext(), "SEC1 converts to OpenSSL's PKCS#8 layout");
-    assert_eq!(minimal.public_key(), pkcs8.public_key(), "public point derived from the scalar");
+    assert_eq!(
+        sec1.plaintext(),
+        pkcs8.plaintext(),
+        "SEC1 converts to OpenSSL's PKCS#8 layout"
+    );
+    assert_eq!(
+        minimal.public_key(),
+        pkcs8.public_key(),
+        "public point derived from the scalar"
+    );
     assert_eq!(minimal.plaintext().len(), 67);
 }
 
@@ -60,29 +69,50 @@ fn public_fingerprint_matches_openssl_spki() {
         panic!("EC key has an EC public half")
     };
     let spki_pem = String::from_utf8(key_file("ec-p256.spki.pem")).expect("utf-8");
-    let body: String = spki_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let body: String = spki_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     let der = base64_decode(&body);
     assert_eq!(public.to_spki_der(), der);
 }
 
 #[test]
 fn refused_targets_say_why() {
-    assert_eq!(target("rsa1024.pkcs8.pem").err(), Some(Error::UnsupportedRsaSize { bits: 1024 }));
-    assert_eq!(target("rsa2048.encrypted.pem").err(), Some(Error::EncryptedPrivateKey));
+    assert_eq!(
+        target("rsa1024.pkcs8.pem").err(),
+        Some(Error::UnsupportedRsaSize { bits: 1024 })
+    );
+    assert_eq!(
+        target("rsa2048.encrypted.pem").err(),
+        Some(Error::EncryptedPrivateKey)
+    );
     assert!(matches!(
         target("ec-brainpoolp256r1.pkcs8.pem"),
         Err(Error::UnsupportedCurve { curve }) if curve.starts_with("brainpoolP256r1")
     ));
-    assert!(matches!(target("ed25519.pkcs8.pem"), Err(Error::UnsupportedAlgorithm { .. })));
-    assert!(matches!(target("kek-rsa2048.spki.pem"), Err(Error::UnexpectedPemLabel { .. })));
-    assert!(matches!(target("aes256.raw"), Err(Error::UnrecognizedFormat { .. })));
+    assert!(matches!(
+        target("ed25519.pkcs8.pem"),
+        Err(Error::UnsupportedAlgorithm { .. })
+    ));
+    assert!(matches!(
+        target("kek-rsa2048.spki.pem"),
+        Err(Error::UnexpectedPemLabel { .. })
+    ));
+    assert!(matches!(
+        target("aes256.raw"),
+        Err(Error::UnrecognizedFormat { .. })
+    ));
 }
 
 #[test]
 fn strict_pkcs8_refuses_trailing_bytes_and_tampering() {
     let mut der = key_file("rsa2048.pkcs8.der");
     der.push(0);
-    assert!(matches!(TargetKey::from_pkcs8_der(&der), Err(Error::Malformed { .. })));
+    assert!(matches!(
+        TargetKey::from_pkcs8_der(&der),
+        Err(Error::Malformed { .. })
+    ));
 
     // SoftHSM 2.6.1 zero-pads to a multiple of 8 before wrapping; a strict reader must notice.
     let mut padded = key_file("ec-p256.pkcs8-minimal.der");
@@ -93,7 +123,10 @@ fn strict_pkcs8_refuses_trailing_bytes_and_tampering() {
     let mut der = key_file("rsa2048.pkcs8.der");
     let len = der.len();
     der[len - 400] ^= 0x01;
-    assert!(matches!(TargetKey::from_pkcs8_der(&der), Err(Error::InconsistentKey(_))));
+    assert!(matches!(
+        TargetKey::from_pkcs8_der(&der),
+        Err(Error::InconsistentKey(_))
+    ));
 }
 
 #[test]
@@ -105,21 +138,39 @@ fn every_kek_form_is_read_and_agrees() {
     let pkcs1 = KekPublicKey::parse(&key_file("kek-rsa3072.pkcs1.pem")).expect("PKCS#1 PEM");
     let spki = KekPublicKey::parse(&key_file("kek-rsa3072.spki.pem")).expect("SPKI PEM");
     assert_eq!(pkcs1, spki);
-    assert_eq!(spki.to_pem().as_bytes(), key_file("kek-rsa3072.spki.pem"), "PEM output is what OpenSSL writes");
+    assert_eq!(
+        spki.to_pem().as_bytes(),
+        key_file("kek-rsa3072.spki.pem"),
+        "PEM output is what OpenSSL writes"
+    );
 }
 
 #[test]
 fn refused_keks_say_why() {
     let parse = |name: &str| KekPublicKey::parse(&key_file(name)).err();
-    assert_eq!(parse("kek-rsa1024.spki.pem"), Some(Error::UnsupportedKekSize { bits: 1024 }));
-    assert_eq!(parse("kek-rsa8192.spki.pem"), Some(Error::UnsupportedKekSize { bits: 8192 }));
+    assert_eq!(
+        parse("kek-rsa1024.spki.pem"),
+        Some(Error::UnsupportedKekSize { bits: 1024 })
+    );
+    assert_eq!(
+        parse("kek-rsa8192.spki.pem"),
+        Some(Error::UnsupportedKekSize { bits: 8192 })
+    );
     assert_eq!(parse("kek-rsa2048.pkcs8.pem"), Some(Error::PrivateKeyAsKek));
     assert_eq!(parse("rsa2048.pkcs8.der"), Some(Error::PrivateKeyAsKek));
-    assert!(matches!(parse("ec-p256.spki.pem"), Some(Error::KekNotRsa { .. })));
-    assert!(matches!(parse("aes256.raw"), Some(Error::UnrecognizedFormat { .. })));
+    assert!(matches!(
+        parse("ec-p256.spki.pem"),
+        Some(Error::KekNotRsa { .. })
+    ));
+    assert!(matches!(
+        parse("aes256.raw"),
+        Some(Error::UnrecognizedFormat { .. })
+    ));
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(text).expect("base64 body")
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64 body")
 }

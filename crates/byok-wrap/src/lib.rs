@@ -9,8 +9,8 @@ use std::fmt;
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rsa::{
-    KeySize, OAEP_SHA1_MGF1SHA1, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
-    PublicEncryptingKey,
+    KeySize, OAEP_SHA1_MGF1SHA1, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
+    PrivateDecryptingKey, PublicEncryptingKey,
 };
 use byok_encoding::{KekPublicKey, KeyKind, RsaSize, TargetKey};
 use zeroize::Zeroizing;
@@ -38,19 +38,25 @@ pub struct KekEncryptor {
 
 impl fmt::Debug for KekEncryptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KekEncryptor").field("size", &self.size).finish_non_exhaustive()
+        f.debug_struct("KekEncryptor")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
     }
 }
 
 impl KekEncryptor {
     /// Prepares a KEK for wrapping.
     pub fn new(kek: &KekPublicKey) -> Result<Self, Error> {
-        let public = PublicEncryptingKey::from_der(&kek.to_spki_der()).map_err(|_| Error::UnusableKek)?;
+        let public =
+            PublicEncryptingKey::from_der(&kek.to_spki_der()).map_err(|_| Error::UnusableKek)?;
         let key = OaepPublicEncryptingKey::new(public).map_err(|_| Error::UnusableKek)?;
         if key.ciphertext_size() != kek.ciphertext_len() {
             return Err(Error::UnusableKek);
         }
-        Ok(Self { key, size: kek.size() })
+        Ok(Self {
+            key,
+            size: kek.size(),
+        })
     }
 
     /// CKM_RSA_AES_KEY_WRAP: draws a fresh AES-256 key from the operating system, encrypts it to the KEK with
@@ -144,7 +150,8 @@ impl KekPrivateKey {
             RsaSize::Rsa3072 => KeySize::Rsa3072,
             RsaSize::Rsa4096 => KeySize::Rsa4096,
         };
-        let key = PrivateDecryptingKey::generate(key_size).map_err(|_| Error::KekPrivateKey("generation failed".into()))?;
+        let key = PrivateDecryptingKey::generate(key_size)
+            .map_err(|_| Error::KekPrivateKey("generation failed".into()))?;
         Self::from_aws(key)
     }
 
@@ -157,9 +164,13 @@ impl KekPrivateKey {
 
     /// Reads an RSA private key file in any form [`TargetKey::from_private_key_file`] accepts.
     pub fn from_private_key_file(input: &[u8]) -> Result<Self, Error> {
-        let key = TargetKey::from_private_key_file(input).map_err(|e| Error::KekPrivateKey(e.to_string()))?;
+        let key = TargetKey::from_private_key_file(input)
+            .map_err(|e| Error::KekPrivateKey(e.to_string()))?;
         if !matches!(key.kind(), KeyKind::Rsa(_)) {
-            return Err(Error::KekPrivateKey(format!("it is {}, not RSA", key.kind())));
+            return Err(Error::KekPrivateKey(format!(
+                "it is {}, not RSA",
+                key.kind()
+            )));
         }
         Self::from_pkcs8_der(key.plaintext())
     }
@@ -167,7 +178,8 @@ impl KekPrivateKey {
     fn from_aws(key: PrivateDecryptingKey) -> Result<Self, Error> {
         let spki = AsDer::<aws_lc_rs::encoding::PublicKeyX509Der<'_>>::as_der(&key.public_key())
             .map_err(|_| Error::KekPrivateKey("public key cannot be encoded".into()))?;
-        let public = KekPublicKey::from_spki_der(spki.as_ref()).map_err(|e| Error::KekPrivateKey(e.to_string()))?;
+        let public = KekPublicKey::from_spki_der(spki.as_ref())
+            .map_err(|e| Error::KekPrivateKey(e.to_string()))?;
         Ok(Self { key, public })
     }
 
@@ -185,7 +197,8 @@ impl KekPrivateKey {
 
     /// RSA-OAEP decryption with SHA-1, MGF1-SHA-1 and an empty label, of any message.
     pub fn oaep_decrypt(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let oaep = OaepPrivateDecryptingKey::new(self.key.clone()).map_err(|_| Error::OaepDecrypt)?;
+        let oaep =
+            OaepPrivateDecryptingKey::new(self.key.clone()).map_err(|_| Error::OaepDecrypt)?;
         let mut out = Zeroizing::new(vec![0u8; oaep.min_output_size()]);
         let len = oaep
             .decrypt(&OAEP_SHA1_MGF1SHA1, ciphertext, &mut out, None)
@@ -236,7 +249,10 @@ mod tests {
     #[test]
     fn tampering_is_detected_in_either_part() {
         let kek = KekPrivateKey::generate(RsaSize::Rsa2048).expect("generates");
-        let ct = KekEncryptor::new(kek.public_key()).expect("prepares").wrap(&[7; 40]).expect("wraps");
+        let ct = KekEncryptor::new(kek.public_key())
+            .expect("prepares")
+            .wrap(&[7; 40])
+            .expect("wraps");
         let mut rsa_flip = ct.clone();
         rsa_flip[10] ^= 1;
         assert_eq!(kek.unwrap(&rsa_flip).err(), Some(Error::OaepDecrypt));
@@ -246,16 +262,25 @@ mod tests {
         assert_eq!(kek.unwrap(&kwp_flip).err(), Some(Error::KwpIntegrity));
         assert_eq!(
             kek.unwrap(&ct[..256 + 8]).err(),
-            Some(Error::CiphertextTooShort { len: 264, rsa_len: 256 })
+            Some(Error::CiphertextTooShort {
+                len: 264,
+                rsa_len: 256
+            })
         );
-        assert_eq!(kek.unwrap(&ct[..ct.len() - 3]).err(), Some(Error::KwpLength { len: 45 }));
+        assert_eq!(
+            kek.unwrap(&ct[..ct.len() - 3]).err(),
+            Some(Error::KwpLength { len: 45 })
+        );
     }
 
     #[test]
     fn other_kek_cannot_open() {
         let a = KekPrivateKey::generate(RsaSize::Rsa2048).expect("generates");
         let b = KekPrivateKey::generate(RsaSize::Rsa2048).expect("generates");
-        let ct = KekEncryptor::new(a.public_key()).expect("prepares").wrap(&[1; 32]).expect("wraps");
+        let ct = KekEncryptor::new(a.public_key())
+            .expect("prepares")
+            .wrap(&[1; 32])
+            .expect("wraps");
         assert_eq!(b.unwrap(&ct).err(), Some(Error::OaepDecrypt));
     }
 
@@ -265,7 +290,10 @@ mod tests {
         let der = kek.to_pkcs8_der().expect("encodes");
         let shown = format!("{kek:?}");
         assert!(shown.contains("Rsa2048"));
-        let hex: String = der[der.len() - 16..].iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = der[der.len() - 16..]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert!(!shown.contains(&hex));
         assert!(shown.len() < 400, "{shown}");
     }

