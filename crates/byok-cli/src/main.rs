@@ -1,1 +1,91 @@
-fn main() {}
+//! `byok-cli`: move a key from an HSM into Azure Key Vault or Managed HSM without it ever existing in plaintext
+//! outside an HSM. This binary only parses, wires and prints; the work happens in the byok-* crates.
+
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod exit;
+mod files;
+mod ui;
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::{CliError, Exit};
+use crate::ui::{Output, Ui};
+
+/// Bring Your Own Key to Azure Key Vault and Managed HSM.
+///
+/// Exit codes: 0 success, 1 internal error, 2 usage error, 3 invalid input, 4 file I/O error,
+/// 5 refused by a safety rule. See docs/exit-codes.md.
+#[derive(Debug, Parser)]
+#[command(name = "byok-cli", version, max_term_width = 110)]
+struct Cli {
+    /// Format of the result on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
+    output: Output,
+
+    /// More detail on stderr (repeatable).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+
+    /// Only errors on stderr; no human result text on stdout.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Wrap a key to a KEK and write a .byok transfer blob.
+    Wrap(cmd::wrap::Args),
+    /// Show what a .byok file holds and check it against a KEK.
+    Inspect(cmd::inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ui = Ui::new(cli.output, cli.verbose, cli.quiet);
+    let result = match &cli.command {
+        Command::Wrap(args) => cmd::wrap::run(ui, args),
+        Command::Inspect(args) => cmd::inspect::run(ui, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            ui.error(&e);
+            e.exit.into()
+        }
+    }
+}
+
+/// A reader that stopped reading (`byok-cli inspect x.byok | head -1`) is not an error.
+fn is_broken_pipe(e: &CliError) -> bool {
+    e.error
+        .chain()
+        .filter_map(|c| c.downcast_ref::<io::Error>())
+        .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Writing the result failed: stdout is gone or full.
+pub(crate) fn stdout_error(e: io::Error) -> CliError {
+    CliError::new(
+        Exit::Io,
+        anyhow::Error::new(e).context("cannot write the result to stdout"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

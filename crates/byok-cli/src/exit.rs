@@ -1,0 +1,81 @@
+//! Exit codes and the error type every subcommand returns. The table is documented in `docs/exit-codes.md`.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// Why byok-cli stopped. The numbers are part of the interface: scripts depend on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// 1: a failure byok did not expect (a bug, or the system misbehaving).
+    Internal = 1,
+    /// 2: the command line is wrong (unknown or missing flags, bad values). clap uses it too.
+    Usage = 2,
+    /// 3: a file's content is wrong: not a key, an unsupported size or curve, a malformed .byok.
+    InvalidInput = 3,
+    /// 4: a file cannot be read or written.
+    Io = 4,
+    /// 5: refused by a safety rule: would overwrite without --force, software key without --allow-software-key.
+    Refused = 5,
+}
+
+impl Exit {
+    pub(crate) fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub(crate) fn kind(self) -> &'static str {
+        match self {
+            Self::Internal => "internal",
+            Self::Usage => "usage",
+            Self::InvalidInput => "invalid-input",
+            Self::Io => "io",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e.code())
+    }
+}
+
+/// An error with the exit code it maps to and an optional hint on how to fix it.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    pub(crate) exit: Exit,
+    pub(crate) error: anyhow::Error,
+    pub(crate) hint: Option<String>,
+}
+
+impl CliError {
+    pub(crate) fn new(exit: Exit, error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            exit,
+            error: error.into(),
+            hint: None,
+        }
+    }
+
+    pub(crate) fn msg(exit: Exit, message: impl fmt::Display) -> Self {
+        Self::new(exit, anyhow::anyhow!("{message}"))
+    }
+
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+pub(crate) type Result<T, E = CliError> = std::result::Result<T, E>;
+
+/// Attaches an exit code to any error, with a context line naming what failed.
+pub(crate) trait Classify<T> {
+    fn or_exit(self, exit: Exit, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> Classify<T> for std::result::Result<T, E> {
+    fn or_exit(self, exit: Exit, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| CliError::new(exit, anyhow::Error::new(e).context(context())))
+    }
+}
