@@ -211,7 +211,7 @@ pub fn key_hsm(file_bytes: &[u8]) -> String {
 pub fn possible_rsa_part_lengths(len: usize) -> Vec<usize> {
     RSA_PART_LENGTHS
         .into_iter()
-        .filter(|&r| len >= r + 16 && (len - r) % 8 == 0)
+        .filter(|&r| len >= r + 16 && (len - r).is_multiple_of(8))
         .collect()
 }
 
@@ -253,8 +253,17 @@ fn decode_ciphertext(text: &str) -> Result<(Vec<u8>, CiphertextEncoding), Error>
         _ if text.ends_with('=') => (&URL_SAFE_ANY_PAD, CiphertextEncoding::Base64UrlPadded),
         _ => (&URL_SAFE_ANY_PAD, CiphertextEncoding::Base64UrlUnpadded),
     };
-    let bytes = engine
-        .decode(text)
-        .map_err(|e| Error::CiphertextEncoding(e.to_string()))?;
+    let bytes = engine.decode(text).map_err(|e| {
+        Error::CiphertextEncoding(match e {
+            base64::DecodeError::InvalidByte(offset, byte) => {
+                format!(
+                    "invalid character `{}` at offset {offset}",
+                    char::from(byte).escape_default()
+                )
+            }
+            base64::DecodeError::InvalidLength(len) => format!("{len} symbols cannot be base64"),
+            other => other.to_string(),
+        })
+    })?;
     Ok((bytes, encoding))
 }

@@ -59,6 +59,18 @@ pub(crate) fn check_writable(path: &Path, force: bool) -> Result<()> {
             format!("cannot write {}: it is a directory", path.display()),
         ));
     }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(CliError::msg(
+            Exit::Io,
+            format!(
+                "cannot write {}: the directory {} does not exist",
+                path.display(),
+                dir.display()
+            ),
+        ));
+    }
     if !force && path.exists() {
         return Err(
             CliError::msg(Exit::Refused, format!("{} already exists", path.display()))

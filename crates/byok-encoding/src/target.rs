@@ -288,13 +288,13 @@ fn check_private_key_info(
     let oid = info.algorithm.oid;
     if oid == RSA_ENCRYPTION {
         // RFC 8017 A.1: parameters NULL; some encoders omit them.
-        if let Some(p) = &info.algorithm.parameters {
-            if !p.is_null() {
-                return Err(Error::malformed(
-                    "PKCS#8 PrivateKeyInfo",
-                    "rsaEncryption parameters must be NULL",
-                ));
-            }
+        if let Some(p) = &info.algorithm.parameters
+            && !p.is_null()
+        {
+            return Err(Error::malformed(
+                "PKCS#8 PrivateKeyInfo",
+                "rsaEncryption parameters must be NULL",
+            ));
         }
         let (size, public) = check_rsa(info.private_key.as_bytes())?;
         Ok((KeyKind::Rsa(size), public))

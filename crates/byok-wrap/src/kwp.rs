@@ -36,7 +36,7 @@ pub fn kwp_wrap(key: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Error> {
 /// Unwraps an RFC 5649 `wrapped` value under `key` (16, 24 or 32 bytes), checking its integrity.
 pub fn kwp_unwrap(key: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
     // aes-kw 0.3.1 accepts an 8-byte input and "unwraps" it to nothing (Wycheproof aes_kwp case 253).
-    if wrapped.len() < 16 || wrapped.len() % 8 != 0 {
+    if wrapped.len() < 16 || !wrapped.len().is_multiple_of(8) {
         return Err(Error::KwpLength { len: wrapped.len() });
     }
     if wrapped.len() > wrapped_len(MAX_PLAINTEXT_LEN) {

@@ -33,6 +33,15 @@ struct KekCheck {
 
 pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     let bytes = files::read_input(&args.file, ".byok file")?;
+    if bytes.trim_ascii_start().starts_with(b"-----BEGIN ") {
+        return Err(CliError::msg(
+            Exit::InvalidInput,
+            format!("{} is a PEM file, not a .byok file", args.file.display()),
+        )
+        .hint(
+            "inspect reads .byok transfer blobs; `byok-cli wrap --key-file` turns a key into one",
+        ));
+    }
     let blob = ByokBlob::from_json(&bytes).or_exit(Exit::InvalidInput, || {
         format!("{} is not a valid .byok file", args.file.display())
     })?;
@@ -75,13 +84,13 @@ fn check_against(blob: &ByokBlob, kek: KekPublicKey) -> KekCheck {
         Some(k) if k % 8 != 0 => problems.push(format!("the KWP part would be {k} bytes, not a multiple of 8")),
         Some(_) => {}
     }
-    if let Some(kid) = kek.kid() {
-        if kid != blob.kid().to_string() {
-            problems.push(format!(
-                "the KEK file's kid {kid} is not the blob's kid {}",
-                blob.kid()
-            ));
-        }
+    if let Some(kid) = kek.kid()
+        && kid != blob.kid().to_string()
+    {
+        problems.push(format!(
+            "the KEK file's kid {kid} is not the blob's kid {}",
+            blob.kid()
+        ));
     }
     KekCheck {
         kek,

@@ -92,10 +92,12 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
             ));
         }
     };
-    if let (Some(given), Some(jwk_kid)) = (&args.kek_kid, kek.kid()) {
-        if given.to_string() != jwk_kid {
-            ui.warn(&format!("--kek-kid {given} differs from the kid in the KEK file ({jwk_kid}); using --kek-kid"));
-        }
+    if let (Some(given), Some(jwk_kid)) = (&args.kek_kid, kek.kid())
+        && given.to_string() != jwk_kid
+    {
+        ui.warn(&format!(
+            "--kek-kid {given} differs from the kid in the KEK file ({jwk_kid}); using --kek-kid"
+        ));
     }
     ui.verbose(&format!(
         "KEK {kid}: {}, SHA-256 {}",
@@ -214,17 +216,17 @@ fn read_target(bytes: &[u8], args: &Args) -> Result<TargetKey> {
             }
         })?,
     };
-    if let Some(kty) = args.kty {
-        if target.kind().kty() != kty {
-            return Err(CliError::msg(
-                Exit::InvalidInput,
-                format!(
-                    "the target key file {} holds {}, but --kty says {kty}",
-                    file.display(),
-                    target.kind()
-                ),
-            ));
-        }
+    if let Some(kty) = args.kty
+        && target.kind().kty() != kty
+    {
+        return Err(CliError::msg(
+            Exit::InvalidInput,
+            format!(
+                "the target key file {} holds {}, but --kty says {kty}",
+                file.display(),
+                target.kind()
+            ),
+        ));
     }
     Ok(target)
 }
