@@ -1,1 +1,83 @@
-fn main() {}
+//! `cargo xtask`: the project's automation. Every task installs what it needs (apt packages, a Python venv
+//! under `target/`, cargo tools), so a fresh machine needs nothing by hand.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod bench;
+mod demo;
+mod interop;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  ci        format check, clippy (warnings denied), cargo-deny, interop, the whole test suite
+  interop   OpenSSL CLI and Python `cryptography` judge byok's blobs, and byok opens theirs
+  demo      the BYOK flow that exists today: make a KEK and a key, wrap, inspect, unwrap-check
+  bench     software wrap vs Python and OpenSSL; one-key processes; writes docs/performance.md";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("interop") => interop::run(),
+        Some("demo") => demo::run(),
+        Some("bench") => bench::run(),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ci() -> Result<()> {
+    use util::{cargo, run};
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    util::ensure_cargo_tool("cargo-deny", "cargo-deny", "0.20.2")?;
+    // The advisories check needs the advisory database from the network: see docs/security.md.
+    run(cargo().args([
+        "deny",
+        "--log-level",
+        "error",
+        "check",
+        "licenses",
+        "bans",
+        "sources",
+    ]))?;
+    run(cargo().args(["build", "--workspace", "--bins", "--quiet"]))?;
+    interop::run()?;
+    run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
+    // Last, so that the test runner's summary closes the output.
+    let nextest = util::works(cargo().args(["nextest", "--version"]));
+    if nextest {
+        run(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))
+    } else {
+        run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+    }
+    .or_else(|e| bail!("tests failed: {e:#}"))
+}

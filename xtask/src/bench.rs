@@ -1,0 +1,4 @@
+//! Placeholder replaced below.
+pub(crate) fn run() -> anyhow::Result<()> {
+    anyhow::bail!("not yet")
+}

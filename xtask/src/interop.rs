@@ -1,0 +1,442 @@
+//! Independent judges: the OpenSSL CLI and Python `cryptography` open what `byok-cli wrap` writes, and byok opens
+//! what Python makes. Matrix: KEK 2048/3072/4096 × targets RSA 2048/3072/4096, EC P-256/P-384/P-521/P-256K,
+//! AES 128/192/256. All key material is made fresh by OpenSSL for each run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use byok_blob::ByokBlob;
+use byok_encoding::{Kty, TargetKey};
+use byok_wrap::KekPrivateKey;
+use serde_json::json;
+
+use crate::util::{build_cli, capture, ensure_openssl, ensure_python, fresh_dir, root};
+
+const KID_BASE: &str = "https://interop.vault.azure.net/keys";
+const VERSION: &str = "00112233445566778899aabbccddeeff";
+
+struct Target {
+    name: &'static str,
+    kty: Kty,
+    curve: Option<&'static str>,
+    /// How OpenSSL makes it; `None` for AES (random bytes).
+    genpkey: Option<&'static [&'static str]>,
+    /// Hand byok the traditional form (PKCS#1 / SEC1) instead of PKCS#8.
+    traditional: bool,
+    aes_len: usize,
+}
+
+const TARGETS: [Target; 10] = [
+    Target {
+        name: "rsa2048",
+        kty: Kty::Rsa,
+        curve: None,
+        genpkey: Some(&["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]),
+        traditional: false,
+        aes_len: 0,
+    },
+    Target {
+        name: "rsa3072",
+        kty: Kty::Rsa,
+        curve: None,
+        genpkey: Some(&["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"]),
+        traditional: true,
+        aes_len: 0,
+    },
+    Target {
+        name: "rsa4096",
+        kty: Kty::Rsa,
+        curve: None,
+        genpkey: Some(&["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096"]),
+        traditional: false,
+        aes_len: 0,
+    },
+    Target {
+        name: "ec-p256",
+        kty: Kty::Ec,
+        curve: Some("P-256"),
+        genpkey: Some(&["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+        traditional: false,
+        aes_len: 0,
+    },
+    Target {
+        name: "ec-p384",
+        kty: Kty::Ec,
+        curve: Some("P-384"),
+        genpkey: Some(&["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"]),
+        traditional: true,
+        aes_len: 0,
+    },
+    Target {
+        name: "ec-p521",
+        kty: Kty::Ec,
+        curve: Some("P-521"),
+        genpkey: Some(&["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521"]),
+        traditional: false,
+        aes_len: 0,
+    },
+    Target {
+        name: "ec-p256k",
+        kty: Kty::Ec,
+        curve: Some("P-256K"),
+        genpkey: Some(&[
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:secp256k1",
+        ]),
+        traditional: false,
+        aes_len: 0,
+    },
+    Target {
+        name: "aes128",
+        kty: Kty::Oct,
+        curve: None,
+        genpkey: None,
+        traditional: false,
+        aes_len: 16,
+    },
+    Target {
+        name: "aes192",
+        kty: Kty::Oct,
+        curve: None,
+        genpkey: None,
+        traditional: false,
+        aes_len: 24,
+    },
+    Target {
+        name: "aes256",
+        kty: Kty::Oct,
+        curve: None,
+        genpkey: None,
+        traditional: false,
+        aes_len: 32,
+    },
+];
+
+const KEK_BITS: [u32; 3] = [2048, 3072, 4096];
+
+fn openssl() -> Command {
+    Command::new("openssl")
+}
+
+/// Files made for one target: what byok reads, and the plaintext every judge must find.
+struct Made {
+    input: PathBuf,
+    expected: PathBuf,
+}
+
+fn make_keys(dir: &Path) -> Result<Vec<Made>> {
+    for bits in KEK_BITS {
+        let private = dir.join(format!("kek{bits}.pem"));
+        capture(
+            openssl()
+                .args([
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    &format!("rsa_keygen_bits:{bits}"),
+                    "-out",
+                ])
+                .arg(&private),
+        )?;
+        capture(
+            openssl()
+                .args(["pkey", "-pubout", "-in"])
+                .arg(&private)
+                .arg("-out")
+                .arg(dir.join(format!("kek{bits}.pub.pem"))),
+        )?;
+    }
+    let mut made = Vec::new();
+    for t in &TARGETS {
+        let expected = dir.join(format!("{}.expected", t.name));
+        let input = match t.genpkey {
+            None => {
+                capture(
+                    openssl()
+                        .args(["rand", "-out"])
+                        .arg(&expected)
+                        .arg(t.aes_len.to_string()),
+                )?;
+                expected.clone()
+            }
+            Some(args) => {
+                let pem = dir.join(format!("{}.pem", t.name));
+                capture(openssl().arg("genpkey").args(args).arg("-out").arg(&pem))?;
+                // OpenSSL's own PKCS#8 DER of the key is the plaintext every judge must find.
+                capture(
+                    openssl()
+                        .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"])
+                        .arg(&pem)
+                        .arg("-out")
+                        .arg(&expected),
+                )?;
+                if t.traditional {
+                    let trad = dir.join(format!("{}.traditional.pem", t.name));
+                    capture(
+                        openssl()
+                            .args(["pkey", "-traditional", "-in"])
+                            .arg(&pem)
+                            .arg("-out")
+                            .arg(&trad),
+                    )?;
+                    trad
+                } else {
+                    pem
+                }
+            }
+        };
+        made.push(Made { input, expected });
+    }
+    Ok(made)
+}
+
+/// OpenSSL opens a blob: `pkeyutl` OAEP/SHA-1 for the RSA part, `enc -id-aes256-wrap-pad` for the rest.
+fn openssl_opens(
+    dir: &Path,
+    kek_private: &Path,
+    blob: &Path,
+    expected: &Path,
+    rsa_len: usize,
+) -> Result<()> {
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(blob)?)?;
+    let ct = doc["ciphertext"].as_str().context("no ciphertext")?;
+    let ct = base64url_decode(ct)?;
+    let (rsa, kwp) = ct.split_at(rsa_len);
+    let (rsa_file, kwp_file, aes_file, out) = (
+        dir.join("rsa.bin"),
+        dir.join("kwp.bin"),
+        dir.join("aes.bin"),
+        dir.join("plain.bin"),
+    );
+    std::fs::write(&rsa_file, rsa)?;
+    std::fs::write(&kwp_file, kwp)?;
+    capture(
+        openssl()
+            .args(["pkeyutl", "-decrypt", "-inkey"])
+            .arg(kek_private)
+            .args([
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                "rsa_oaep_md:sha1",
+                "-pkeyopt",
+                "rsa_mgf1_md:sha1",
+                "-in",
+            ])
+            .arg(&rsa_file)
+            .arg("-out")
+            .arg(&aes_file),
+    )?;
+    let aes: String = std::fs::read(&aes_file)?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if aes.len() != 64 {
+        bail!(
+            "the RSA part holds {} bytes, not an AES-256 key",
+            aes.len() / 2
+        );
+    }
+    capture(
+        openssl()
+            .args([
+                "enc",
+                "-d",
+                "-id-aes256-wrap-pad",
+                "-iv",
+                "A65959A6",
+                "-K",
+                &aes,
+                "-in",
+            ])
+            .arg(&kwp_file)
+            .arg("-out")
+            .arg(&out),
+    )?;
+    for f in [&aes_file, &rsa_file, &kwp_file] {
+        std::fs::remove_file(f)?;
+    }
+    let plaintext = std::fs::read(&out)?;
+    std::fs::remove_file(&out)?;
+    if plaintext != std::fs::read(expected)? {
+        bail!("OpenSSL's plaintext differs from the source key");
+    }
+    Ok(())
+}
+
+/// Decodes the ciphertext with the `base64` crate, not with byok's own (tolerant) reader.
+fn base64url_decode(text: &str) -> Result<Vec<u8>> {
+    use base64::Engine as _;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text)?)
+}
+
+pub(crate) fn run() -> Result<()> {
+    ensure_openssl()?;
+    let py = ensure_python()?;
+    let cli = build_cli(false)?;
+    let dir = root().join("target/interop");
+    fresh_dir(&dir)?;
+    eprintln!(
+        "interop: making fresh keys with OpenSSL in {}",
+        dir.display()
+    );
+    let made = make_keys(&dir)?;
+
+    let mut passed = 0usize;
+    let mut failed: Vec<String> = Vec::new();
+    let mut python_checks = Vec::new();
+    let mut python_makes = Vec::new();
+
+    // Forward: byok-cli wraps, OpenSSL and Python open.
+    for bits in KEK_BITS {
+        let kek_pub = dir.join(format!("kek{bits}.pub.pem"));
+        let kek_private = dir.join(format!("kek{bits}.pem"));
+        let kid = format!("{KID_BASE}/kek{bits}/{VERSION}");
+        for (t, m) in TARGETS.iter().zip(&made) {
+            let name = format!("KEK RSA-{bits} / {}", t.name);
+            let blob = dir.join(format!("byok-{bits}-{}.byok", t.name));
+            let mut wrap = Command::new(&cli);
+            wrap.args([
+                "-q",
+                "wrap",
+                "--allow-software-key",
+                "--kek-kid",
+                &kid,
+                "--kek-file",
+            ])
+            .arg(&kek_pub)
+            .arg("--key-file")
+            .arg(&m.input)
+            .arg("--out")
+            .arg(&blob);
+            if t.kty == Kty::Oct {
+                wrap.args(["--kty", "oct"]);
+            }
+            if let Err(e) = capture(&mut wrap) {
+                failed.push(format!("{name}: byok-cli wrap: {e:#}"));
+                continue;
+            }
+            match openssl_opens(&dir, &kek_private, &blob, &m.expected, bits as usize / 8) {
+                Ok(()) => passed += 1,
+                Err(e) => failed.push(format!("{name}: OpenSSL: {e:#}")),
+            }
+            python_checks.push(json!({
+                "name": name, "kek_private": kek_private, "blob": blob, "expected": m.expected,
+                "kty": t.kty.name(), "curve": t.curve,
+            }));
+            python_makes.push(json!({
+                "name": name, "kek_public": kek_pub, "plaintext": m.expected,
+                "out": dir.join(format!("python-{bits}-{}.byok", t.name)), "kid": kid,
+            }));
+        }
+    }
+    let (p, f) = python(&py, "check", &dir.join("check.json"), &python_checks)?;
+    passed += p;
+    failed.extend(f.into_iter().map(|e| format!("Python opens byok: {e}")));
+
+    // Reverse: Python wraps, byok opens (strictly, as the local Key Vault will) and inspects.
+    let (made_ok, f) = python(&py, "make", &dir.join("make.json"), &python_makes)?;
+    failed.extend(f.into_iter().map(|e| format!("Python making a blob: {e}")));
+    if made_ok != python_makes.len() {
+        failed.push(format!(
+            "Python made {made_ok} of {} blobs",
+            python_makes.len()
+        ));
+    }
+    for bits in KEK_BITS {
+        let kek = KekPrivateKey::from_private_key_file(&std::fs::read(
+            dir.join(format!("kek{bits}.pem")),
+        )?)
+        .context("reading the KEK private key")?;
+        for (t, m) in TARGETS.iter().zip(&made) {
+            let name = format!("byok opens Python's KEK RSA-{bits} / {}", t.name);
+            let blob = dir.join(format!("python-{bits}-{}.byok", t.name));
+            match byok_opens(
+                &cli,
+                &kek,
+                &blob,
+                &dir.join(format!("kek{bits}.pub.pem")),
+                t.kty,
+                &m.expected,
+            ) {
+                Ok(()) => passed += 1,
+                Err(e) => failed.push(format!("{name}: {e:#}")),
+            }
+        }
+    }
+
+    for f in &failed {
+        eprintln!("interop: FAILED {f}");
+    }
+    println!("interop: {passed} passed, {} failed", failed.len());
+    if !failed.is_empty() {
+        bail!("{} interop checks failed", failed.len());
+    }
+    Ok(())
+}
+
+fn byok_opens(
+    cli: &Path,
+    kek: &KekPrivateKey,
+    blob: &Path,
+    kek_pub: &Path,
+    kty: Kty,
+    expected: &Path,
+) -> Result<()> {
+    let doc = ByokBlob::from_json(&std::fs::read(blob)?)?;
+    let plaintext = kek.unwrap(doc.ciphertext())?;
+    let key = TargetKey::from_plaintext(kty, &plaintext)?;
+    if key.plaintext() != std::fs::read(expected)?.as_slice() {
+        bail!("byok's plaintext differs from the source key");
+    }
+    capture(
+        Command::new(cli)
+            .args(["-q", "inspect"])
+            .arg(blob)
+            .arg("--kek-file")
+            .arg(kek_pub),
+    )
+    .context("byok-cli inspect refused the blob")?;
+    Ok(())
+}
+
+fn python(
+    python: &Path,
+    mode: &str,
+    manifest: &Path,
+    cases: &[serde_json::Value],
+) -> Result<(usize, Vec<String>)> {
+    std::fs::write(manifest, serde_json::to_vec_pretty(cases)?)?;
+    let script = root().join("xtask/interop/judge.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(mode)
+        .arg(manifest)
+        .output()?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "the Python judge printed no report:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let passed = report["passed"]
+        .as_u64()
+        .context("report without `passed`")? as usize;
+    let failed = report["failed"]
+        .as_array()
+        .context("report without `failed`")?
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: {}",
+                f["name"].as_str().unwrap_or("?"),
+                f["error"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    Ok((passed, failed))
+}

@@ -1,0 +1,168 @@
+//! Running commands and installing what the tasks need, so that a fresh machine needs nothing by hand.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, bail};
+
+/// The workspace root (the parent of `xtask/`).
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// `cargo`, as the one running us (respects the pinned toolchain).
+pub(crate) fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Runs a command with inherited output; fails if it fails.
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    let shown = describe(cmd);
+    eprintln!("$ {shown}");
+    let status = cmd
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs a command quietly and returns its stdout; on failure shows its stderr.
+pub(crate) fn capture(cmd: &mut Command) -> Result<Vec<u8>> {
+    let shown = describe(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{shown}` failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// Whether a program runs at all.
+pub(crate) fn works(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs Debian packages (root on these machines), running `apt-get update` once per process.
+pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
+    static UPDATED: OnceLock<()> = OnceLock::new();
+    if UPDATED.get().is_none() {
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        let _ = UPDATED.set(());
+    }
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// The OpenSSL CLI, installed from Debian if missing.
+pub(crate) fn ensure_openssl() -> Result<()> {
+    if !works(Command::new("openssl").arg("version")) {
+        apt_install(&["openssl"])?;
+    }
+    Ok(())
+}
+
+/// The Python `cryptography` version the judges run; pinned so results repeat.
+const CRYPTOGRAPHY: &str = "cryptography==50.0.2";
+
+/// A Python virtual environment under `target/` with `cryptography`; returns its interpreter.
+pub(crate) fn ensure_python() -> Result<PathBuf> {
+    let venv = root().join("target/interop-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        if !works(Command::new("python3").args(["-m", "venv", "--help"])) {
+            apt_install(&["python3", "python3-venv"])?;
+        }
+        if let Err(e) = run(Command::new("python3").arg("-m").arg("venv").arg(&venv)) {
+            // Debian's python3 without ensurepip fails here until python3-venv is installed.
+            let _ = std::fs::remove_dir_all(&venv);
+            apt_install(&["python3-venv"]).context(e)?;
+            run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        }
+    }
+    let has_it = works(Command::new(&python).args([
+        "-c",
+        "import cryptography, sys; sys.exit(cryptography.__version__ != '50.0.2')",
+    ]));
+    if !has_it {
+        run(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            CRYPTOGRAPHY,
+        ]))?;
+    }
+    Ok(python)
+}
+
+/// A cargo subcommand binary, installed with `cargo install --locked` when missing.
+pub(crate) fn ensure_cargo_tool(bin: &str, krate: &str, version: &str) -> Result<()> {
+    let mut probe = cargo();
+    probe.args([bin.trim_start_matches("cargo-"), "--version"]);
+    if !works(&mut probe) {
+        run(cargo().args(["install", "--locked", krate, "--version", version]))?;
+    }
+    Ok(())
+}
+
+/// A fresh, empty directory.
+pub(crate) fn fresh_dir(path: &Path) -> Result<()> {
+    if path.exists() {
+        std::fs::remove_dir_all(path)
+            .with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Builds `byok-cli` in the given profile and returns its path.
+pub(crate) fn build_cli(release: bool) -> Result<PathBuf> {
+    let mut c = cargo();
+    c.args([
+        "build",
+        "--quiet",
+        "--package",
+        "byok-cli",
+        "--bin",
+        "byok-cli",
+    ]);
+    if release {
+        c.arg("--release");
+    }
+    run(&mut c)?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    Ok(target
+        .join(if release { "release" } else { "debug" })
+        .join("byok-cli"))
+}
