@@ -1,4 +1,178 @@
-//! Placeholder replaced below.
-pub(crate) fn run() -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+//! `cargo xtask bench`: byok's software wrap beside its peers, measured side by side in one run on this machine,
+//! written into docs/performance.md between the `bench:begin` and `bench:end` markers.
+//!
+//! KEK RSA-4096; target RSA-2048 PKCS#8 (1217 bytes). Whole-process times are medians of repeated runs.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::exec;
+use crate::util::{build_cli, capture, cargo, ensure_openssl, ensure_python, fresh_dir, root};
+
+const PROCESS_RUNS: usize = 21;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median wall time of a whole command, in milliseconds.
+fn time_process(runs: usize, mut make: impl FnMut() -> Command) -> Result<f64> {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut cmd = make();
+        let start = Instant::now();
+        let status = cmd.stdout(std::process::Stdio::null()).status()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        if !status.success() {
+            bail!("{cmd:?} failed");
+        }
+    }
+    Ok(median(times))
+}
+
+fn criterion_median_us(name: &str) -> Result<f64> {
+    let path = root().join(format!("target/criterion/{name}/new/estimates.json"));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).with_context(|| path.display().to_string())?)?;
+    Ok(v["median"]["point_estimate"]
+        .as_f64()
+        .context("no median")?
+        / 1e3)
+}
+
+pub(crate) fn run() -> Result<()> {
+    ensure_openssl()?;
+    let python = ensure_python()?;
+    let dir = root().join("target/bench");
+    fresh_dir(&dir)?;
+    let keys = root().join("testdata/keys");
+    let kek = keys.join("kek-rsa4096.spki.pem");
+    let target = keys.join("rsa2048.pkcs8.der");
+
+    // 1. In process: byok (criterion) and Python `cryptography`.
+    exec(cargo().args([
+        "bench",
+        "--quiet",
+        "--package",
+        "byok-wrap",
+        "--bench",
+        "wrap",
+    ]))?;
+    let byok_us = criterion_median_us("wrap/kek4096-rsa2048")?;
+    let byok_ec_us = criterion_median_us("wrap/kek4096-ec-p256")?;
+    let script = root().join("xtask/interop/judge.py");
+    let py: serde_json::Value = serde_json::from_slice(&capture(
+        Command::new(&python)
+            .arg(&script)
+            .arg("bench")
+            .arg(&kek)
+            .arg(&target)
+            .arg("2000"),
+    )?)?;
+    let python_us = py["us_per_key"].as_f64().context("python bench")?;
+
+    // 2. One key, one process: byok-cli (release), the OpenSSL CLI recipe, a Python process.
+    let cli = build_cli(true)?;
+    let out = dir.join("one.byok");
+    let kid = "https://bench.vault.azure.net/keys/kek/0123456789abcdef0123456789abcdef";
+    let cli_ms = time_process(PROCESS_RUNS, || {
+        let mut c = Command::new(&cli);
+        c.args([
+            "-q",
+            "wrap",
+            "--allow-software-key",
+            "--force",
+            "--kek-kid",
+            kid,
+            "--kek-file",
+        ])
+        .arg(&kek)
+        .arg("--key-file")
+        .arg(&target)
+        .arg("--out")
+        .arg(&out);
+        c
+    })?;
+    let recipe = openssl_recipe(&dir, &kek, &target);
+    let openssl_ms = time_process(PROCESS_RUNS, || {
+        let mut c = Command::new("bash");
+        c.args(["-c", &recipe]);
+        c
+    })?;
+    let python_ms = time_process(PROCESS_RUNS, || {
+        let mut c = Command::new(&python);
+        c.arg(&script)
+            .arg("wrap-one")
+            .arg(&kek)
+            .arg(&target)
+            .arg(dir.join("py.bin"));
+        c
+    })?;
+
+    let throughput_ratio = python_us / byok_us;
+    let process_ratio = cli_ms / openssl_ms;
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let date = String::from_utf8(capture(Command::new("date").args(["-u", "+%Y-%m-%d"]))?)?
+        .trim()
+        .to_owned();
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    let table = format!(
+        "Measured by `cargo xtask bench` on {date}, {cores} cores ({cpu}). KEK RSA-4096, target RSA-2048 PKCS#8 \
+         (1217 bytes).\n\n\
+         | measurement | byok | peer | ratio | target |\n|---|---|---|---|---|\n\
+         | software wrap, in process, per key | {byok_us:.1} µs | Python `cryptography` {python_us:.1} µs | \
+         byok is {throughput_ratio:.2}× as fast | ≥ 1× — {} |\n\
+         | same, EC P-256 target | {byok_ec_us:.1} µs | | | |\n\
+         | one key, whole process | `byok-cli wrap` {cli_ms:.1} ms | OpenSSL CLI recipe {openssl_ms:.1} ms | \
+         {process_ratio:.3} of OpenSSL | ≤ 0.25 — {} |\n\
+         | one key, whole process | | Python process {python_ms:.1} ms | {:.3} of Python | |\n",
+        verdict(throughput_ratio >= 1.0),
+        verdict(process_ratio <= 0.25),
+        cli_ms / python_ms,
+    );
+    print!("\n{table}");
+    write_report(&root().join("docs/performance.md"), &table)?;
+    if throughput_ratio < 1.0 || process_ratio > 0.25 {
+        bail!("a performance target was missed (see the table)");
+    }
+    Ok(())
+}
+
+/// The OpenSSL CLI recipe people use today: a random AES key, OAEP to the KEK, KWP of the key, concatenated.
+fn openssl_recipe(dir: &Path, kek: &Path, target: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "set -e; openssl rand -out {d}/aes 32; \
+         openssl pkeyutl -encrypt -pubin -inkey {kek} -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 \
+         -pkeyopt rsa_mgf1_md:sha1 -in {d}/aes -out {d}/rsa; \
+         openssl enc -id-aes256-wrap-pad -iv A65959A6 -K $(od -An -tx1 {d}/aes | tr -d ' \\n') -in {target} -out {d}/kwp; \
+         cat {d}/rsa {d}/kwp > {d}/openssl.bin",
+        kek = kek.display(),
+        target = target.display()
+    )
+}
+
+fn write_report(path: &Path, table: &str) -> Result<()> {
+    const BEGIN: &str = "<!-- bench:begin -->";
+    const END: &str = "<!-- bench:end -->";
+    let doc = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let (Some(b), Some(e)) = (doc.find(BEGIN), doc.find(END)) else {
+        bail!("{} lacks the {BEGIN} / {END} markers", path.display());
+    };
+    let updated = format!("{}{BEGIN}\n{table}{}", &doc[..b], &doc[e..]);
+    std::fs::write(path, updated)?;
+    eprintln!("bench: wrote the table into {}", path.display());
+    Ok(())
 }

@@ -40,7 +40,7 @@ pub(crate) fn run() -> Result<()> {
         2,
         "Download the KEK's public key as PEM (az keyvault key download --encoding PEM).",
     );
-    util::run(
+    util::exec(
         Command::new("openssl")
             .args(["pkey", "-pubout", "-in"])
             .arg(p("kek-private.pem"))
@@ -52,7 +52,7 @@ pub(crate) fn run() -> Result<()> {
         3,
         "The key to move: an EC P-256 key (in real life it lives in your HSM).",
     );
-    util::run(
+    util::exec(
         Command::new("openssl")
             .args([
                 "genpkey",
@@ -69,7 +69,7 @@ pub(crate) fn run() -> Result<()> {
         4,
         "Wrap it to the KEK: CKM_RSA_AES_KEY_WRAP, written as a .byok transfer blob.",
     );
-    util::run(
+    util::exec(
         Command::new(&cli)
             .args([
                 "wrap",
@@ -86,7 +86,7 @@ pub(crate) fn run() -> Result<()> {
     )?;
 
     step(5, "Look inside the blob and check it fits the KEK.");
-    util::run(
+    util::exec(
         Command::new(&cli)
             .arg("inspect")
             .arg(p("app-key.byok"))
@@ -122,7 +122,7 @@ fn unwrap_check(dir: &Path, kek_private: &Path, blob: &Path, source: &Path) -> R
     let (rsa, kwp) = ct.split_at(512);
     std::fs::write(dir.join("rsa-part.bin"), rsa)?;
     std::fs::write(dir.join("kwp-part.bin"), kwp)?;
-    util::run(
+    util::exec(
         Command::new("openssl")
             .args(["pkeyutl", "-decrypt", "-inkey"])
             .arg(kek_private)
@@ -143,7 +143,7 @@ fn unwrap_check(dir: &Path, kek_private: &Path, blob: &Path, source: &Path) -> R
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    util::run(
+    util::exec(
         Command::new("openssl")
             .args([
                 "enc",

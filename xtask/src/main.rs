@@ -47,9 +47,9 @@ fn main() -> ExitCode {
 }
 
 fn ci() -> Result<()> {
-    use util::{cargo, run};
-    run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args([
+    use util::{cargo, exec};
+    exec(cargo().args(["fmt", "--all", "--check"]))?;
+    exec(cargo().args([
         "clippy",
         "--workspace",
         "--all-targets",
@@ -60,7 +60,7 @@ fn ci() -> Result<()> {
     ]))?;
     util::ensure_cargo_tool("cargo-deny", "cargo-deny", "0.20.2")?;
     // The advisories check needs the advisory database from the network: see docs/security.md.
-    run(cargo().args([
+    exec(cargo().args([
         "deny",
         "--log-level",
         "error",
@@ -69,15 +69,15 @@ fn ci() -> Result<()> {
         "bans",
         "sources",
     ]))?;
-    run(cargo().args(["build", "--workspace", "--bins", "--quiet"]))?;
+    exec(cargo().args(["build", "--workspace", "--bins", "--quiet"]))?;
     interop::run()?;
-    run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
+    exec(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
     // Last, so that the test runner's summary closes the output.
     let nextest = util::works(cargo().args(["nextest", "--version"]));
     if nextest {
-        run(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))
+        exec(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))
     } else {
-        run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+        exec(cargo().args(["test", "--workspace", "--no-fail-fast"]))
     }
     .or_else(|e| bail!("tests failed: {e:#}"))
 }

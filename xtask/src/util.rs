@@ -31,7 +31,7 @@ fn describe(cmd: &Command) -> String {
 }
 
 /// Runs a command with inherited output; fails if it fails.
-pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn exec(cmd: &mut Command) -> Result<()> {
     let shown = describe(cmd);
     eprintln!("$ {shown}");
     let status = cmd
@@ -74,13 +74,15 @@ pub(crate) fn works(cmd: &mut Command) -> bool {
 pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
     static UPDATED: OnceLock<()> = OnceLock::new();
     if UPDATED.get().is_none() {
-        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        exec(Command::new("apt-get").args(["update", "-qq"]))?;
         let _ = UPDATED.set(());
     }
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(packages)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 /// The OpenSSL CLI, installed from Debian if missing.
@@ -102,11 +104,11 @@ pub(crate) fn ensure_python() -> Result<PathBuf> {
         if !works(Command::new("python3").args(["-m", "venv", "--help"])) {
             apt_install(&["python3", "python3-venv"])?;
         }
-        if let Err(e) = run(Command::new("python3").arg("-m").arg("venv").arg(&venv)) {
+        if let Err(e) = exec(Command::new("python3").arg("-m").arg("venv").arg(&venv)) {
             // Debian's python3 without ensurepip fails here until python3-venv is installed.
             let _ = std::fs::remove_dir_all(&venv);
             apt_install(&["python3-venv"]).context(e)?;
-            run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+            exec(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
         }
     }
     let has_it = works(Command::new(&python).args([
@@ -114,7 +116,7 @@ pub(crate) fn ensure_python() -> Result<PathBuf> {
         "import cryptography, sys; sys.exit(cryptography.__version__ != '50.0.2')",
     ]));
     if !has_it {
-        run(Command::new(&python).args([
+        exec(Command::new(&python).args([
             "-m",
             "pip",
             "install",
@@ -131,7 +133,7 @@ pub(crate) fn ensure_cargo_tool(bin: &str, krate: &str, version: &str) -> Result
     let mut probe = cargo();
     probe.args([bin.trim_start_matches("cargo-"), "--version"]);
     if !works(&mut probe) {
-        run(cargo().args(["install", "--locked", krate, "--version", version]))?;
+        exec(cargo().args(["install", "--locked", krate, "--version", version]))?;
     }
     Ok(())
 }
@@ -159,7 +161,7 @@ pub(crate) fn build_cli(release: bool) -> Result<PathBuf> {
     if release {
         c.arg("--release");
     }
-    run(&mut c)?;
+    exec(&mut c)?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     Ok(target
