@@ -16,6 +16,8 @@ pub(crate) enum Exit {
     Io = 4,
     /// 5: refused by a safety rule: would overwrite without --force, software key without --allow-software-key.
     Refused = 5,
+    /// 6: the HSM failed or lacks what was asked: module, token, PIN, key, mechanism, self-test.
+    Hsm = 6,
 }
 
 impl Exit {
@@ -30,6 +32,7 @@ impl Exit {
             Self::InvalidInput => "invalid-input",
             Self::Io => "io",
             Self::Refused => "refused",
+            Self::Hsm => "hsm",
         }
     }
 }

@@ -38,6 +38,13 @@ impl Ui {
         }
     }
 
+    /// A note on stderr (progress, what is about to happen), unless --quiet.
+    pub(crate) fn note(self, message: &str) {
+        if self.verbosity >= 0 {
+            stderr_line(&format!("byok: {message}"));
+        }
+    }
+
     /// Progress detail on stderr with -v.
     pub(crate) fn verbose(self, message: &str) {
         if self.verbosity >= 1 {

@@ -98,6 +98,26 @@ impl Curve {
         Self::ALL.into_iter().find(|c| c.oid() == oid)
     }
 
+    /// The curve named by a DER `ECParameters` / `namedCurve` OID, as PKCS#11's `CKA_EC_PARAMS` holds it.
+    pub fn from_ec_params_der(der: &[u8]) -> Result<Self, Error> {
+        use der::Decode as _;
+        let oid = der::asn1::ObjectIdentifier::from_der(der).map_err(|_| Error::Malformed {
+            what: "EC parameters",
+            reason: "not a named-curve OID (explicit curve parameters are not supported)".into(),
+        })?;
+        Self::from_oid(&oid.to_string()).ok_or_else(|| Error::UnsupportedCurve {
+            curve: crate::target::curve_display(&oid),
+        })
+    }
+
+    /// DER of the named-curve OID, for PKCS#11's `CKA_EC_PARAMS`.
+    pub fn ec_params_der(self) -> Vec<u8> {
+        use der::Encode as _;
+        der::asn1::ObjectIdentifier::new_unwrap(self.oid())
+            .to_der()
+            .expect("an OID encodes")
+    }
+
     /// Length of a private scalar in bytes (RFC 5915: ceiling of log2(n) / 8).
     pub const fn scalar_len(self) -> usize {
         match self {
@@ -275,6 +295,19 @@ mod tests {
             assert_eq!(Curve::from_oid(c.oid()), Some(c));
         }
         assert!("brainpoolP256r1".parse::<Curve>().is_err());
+        for c in Curve::ALL {
+            assert_eq!(Curve::from_ec_params_der(&c.ec_params_der()).ok(), Some(c));
+        }
+        // brainpoolP256r1
+        let brainpool = [
+            0x06, 0x09, 0x2b, 0x24, 0x03, 0x03, 0x02, 0x08, 0x01, 0x01, 0x07,
+        ];
+        assert_eq!(
+            Curve::from_ec_params_der(&brainpool).err(),
+            Some(Error::UnsupportedCurve {
+                curve: "brainpoolP256r1 (1.3.36.3.3.2.8.1.1.7)".into()
+            })
+        );
     }
 
     #[test]

@@ -361,7 +361,7 @@ fn check_rsa(pkcs1_der: &[u8]) -> Result<(RsaSize, TargetPublicKey), Error> {
     Ok((size, public))
 }
 
-fn curve_display(oid: &ObjectIdentifier) -> String {
+pub(crate) fn curve_display(oid: &ObjectIdentifier) -> String {
     let dotted = oid.to_string();
     let name = match dotted.as_str() {
         "1.3.36.3.3.2.8.1.1.7" => "brainpoolP256r1",

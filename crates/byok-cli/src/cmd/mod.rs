@@ -1,3 +1,4 @@
+pub(crate) mod hsm;
 pub(crate) mod inspect;
 pub(crate) mod wrap;
 

@@ -1,12 +1,15 @@
-//! `byok-cli wrap`: wrap a key to a KEK and write a `.byok` file.
+//! `byok-cli wrap`: wrap a key to a KEK and write a `.byok` file — inside an HSM (`--key pkcs11:…`) or from a key
+//! file (`--key-file`, the software source).
 
 use std::path::PathBuf;
 
 use byok_blob::{ByokBlob, KeyId};
-use byok_encoding::{Error as EncodingError, KekPublicKey, Kty, TargetKey};
+use byok_encoding::{Error as EncodingError, KekPublicKey, KeyKind, Kty, TargetKey};
+use byok_pkcs11::{KeyKindInfo, Pkcs11Uri, WrapChoice, WrapOptions, WrapPath};
 use byok_wrap::KekEncryptor;
 use serde_json::json;
 
+use crate::cmd::hsm::{self, HsmArgs};
 use crate::cmd::key_error;
 use crate::exit::{Classify, CliError, Exit, Result};
 use crate::files;
@@ -14,9 +17,11 @@ use crate::stdout_error;
 use crate::ui::Ui;
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["key", "key_file"])))]
 #[command(
-    after_help = "The target key normally never leaves the HSM; --key-file is the software source, for keys \
-                        that already exist in plaintext (test keys, rehearsals, migrations from software)."
+    after_help = "The normal source is --key 'pkcs11:…': the key is wrapped inside the HSM and never exists in \
+                        plaintext outside it. --key-file is the software source, for keys that already exist in \
+                        plaintext (test keys, rehearsals, migrations from software)."
 )]
 pub(crate) struct Args {
     /// The KEK's public key: PEM or DER (SubjectPublicKeyInfo or PKCS#1), or a JWK / Key Vault key JSON.
@@ -28,9 +33,13 @@ pub(crate) struct Args {
     #[arg(long, value_name = "KID", value_parser = parse_kid)]
     kek_kid: Option<KeyId>,
 
+    /// The key in the HSM, as an RFC 7512 URI: pkcs11:token=LABEL;object=LABEL[;id=%01][;type=private]
+    #[arg(long, value_name = "URI", value_parser = hsm::parse_uri)]
+    key: Option<Pkcs11Uri>,
+
     /// The target private key as a file: PEM or DER, PKCS#8, PKCS#1 or SEC1; with --kty oct, the raw AES key bytes.
-    #[arg(long, value_name = "FILE")]
-    key_file: PathBuf,
+    #[arg(long, value_name = "FILE", requires = "allow_software_key")]
+    key_file: Option<PathBuf>,
 
     /// Accept a target key that exists in plaintext outside an HSM (the software source).
     #[arg(long)]
@@ -40,13 +49,25 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
 
-    /// The key type: RSA, EC or oct. Detected for RSA and EC; required for oct (raw AES bytes).
+    /// The key type: RSA, EC or oct. Detected for RSA and EC; required for oct key files.
     #[arg(long, value_name = "KTY", value_parser = parse_kty)]
     kty: Option<Kty>,
 
     /// Replace --out if it exists.
     #[arg(long)]
     force: bool,
+
+    /// HSM wrap path: auto (the first that passes the self-test), rsa-aes-key-wrap, two-step-kwp, two-step-pad.
+    #[arg(long, value_name = "PATH", default_value = "auto", value_parser = parse_choice)]
+    wrap_mechanism: WrapChoice,
+
+    /// Wrap even with a path the self-test found non-conformant (Key Vault may reject the blob; the blob's
+    /// generator records it).
+    #[arg(long)]
+    allow_nonconformant_wrap: bool,
+
+    #[command(flatten)]
+    hsm: HsmArgs,
 }
 
 fn parse_kid(s: &str) -> std::result::Result<KeyId, String> {
@@ -57,23 +78,133 @@ fn parse_kty(s: &str) -> std::result::Result<Kty, String> {
     s.parse::<Kty>().map_err(|e| e.to_string())
 }
 
+fn parse_choice(s: &str) -> std::result::Result<WrapChoice, String> {
+    if s == "auto" {
+        return Ok(WrapChoice::Auto);
+    }
+    s.parse::<WrapPath>().map(WrapChoice::Path)
+}
+
+/// What a source produced.
+struct Produced {
+    ciphertext: Vec<u8>,
+    kind: KeyKind,
+    public_sha256: Option<String>,
+    generator: String,
+    source: serde_json::Value,
+    source_line: String,
+}
+
 pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
-    if !args.allow_software_key {
-        return Err(CliError::msg(
-            Exit::Refused,
-            "refusing to wrap a key read from a file without --allow-software-key",
-        )
-        .hint(
-            "BYOK promises that the key never exists in plaintext outside an HSM; a key file breaks that promise. \
-             Wrap inside the HSM with --key 'pkcs11:…' (the HSM source), or pass --allow-software-key if this key \
-             already lives in software",
-        ));
+    if args.key_file.is_some() && !args.allow_software_key {
+        // clap's `requires` covers this; kept for callers of `run` that bypass clap.
+        return Err(software_refusal());
     }
     files::check_writable(&args.out, args.force)?;
-
     let kek_bytes = files::read_input(&args.kek_file, "KEK file")?;
     let kek =
         KekPublicKey::parse(&kek_bytes).map_err(|e| key_error(e, &args.kek_file, "KEK file"))?;
+    let kid = resolve_kid(ui, args, &kek)?;
+    ui.verbose(&format!(
+        "KEK {kid}: {}, SHA-256 {}",
+        kek.size(),
+        kek.fingerprint_sha256()
+    ));
+
+    let produced = match (&args.key, &args.key_file) {
+        (Some(uri), _) => from_hsm(ui, args, uri, &kek)?,
+        (None, Some(file)) => from_file(ui, args, file, &kek)?,
+        (None, None) => {
+            return Err(CliError::msg(
+                Exit::Usage,
+                "give --key 'pkcs11:…' or --key-file",
+            ));
+        }
+    };
+
+    let rsa_len = kek.ciphertext_len();
+    let kwp_len = produced.ciphertext.len() - rsa_len;
+    let document =
+        ByokBlob::new(kid.clone(), produced.ciphertext, produced.generator.clone()).to_json();
+    // What we write must be what we would accept.
+    ByokBlob::from_json(&document).or_exit(Exit::Internal, || {
+        "the blob byok made does not validate".into()
+    })?;
+    files::write_atomic(&args.out, &document, args.force)?;
+    ui.verbose(&format!(
+        "wrote {} ({} bytes)",
+        args.out.display(),
+        document.len()
+    ));
+
+    let kind = produced.kind;
+    let kty = kind.kty();
+    let mut human = format!(
+        "wrote {out} ({bytes} bytes)\n  source      {source}\n  target      {kind}, import as kty {azure_kty}{crv}\n",
+        out = args.out.display(),
+        bytes = document.len(),
+        source = produced.source_line,
+        azure_kty = kty.azure_hsm_name(),
+        crv = kind
+            .curve()
+            .map(|c| format!(" crv {c}"))
+            .unwrap_or_default(),
+    );
+    if let Some(fp) = &produced.public_sha256 {
+        human.push_str(&format!("  public key  SHA-256 {fp}\n"));
+    }
+    human.push_str(&format!(
+        "  KEK         {kid}\n              {size}, SHA-256 {kek_fp}\n  ciphertext  {rsa_len} (RSA-OAEP) + {kwp_len} (AES-KWP) bytes\n",
+        size = kek.size(),
+        kek_fp = kek.fingerprint_sha256(),
+    ));
+    let az_flag = match kid.vault_kind() {
+        byok_blob::VaultKind::KeyVault => Some("vault-name"),
+        byok_blob::VaultKind::ManagedHsm => Some("hsm-name"),
+        byok_blob::VaultKind::Other => None,
+    };
+    if let Some(flag) = az_flag {
+        let vault = kid.host().split('.').next().unwrap_or_default();
+        let curve_flag = kind
+            .curve()
+            .map(|c| format!(" --curve {c}"))
+            .unwrap_or_default();
+        human.push_str(&format!(
+            "next: az keyvault key import --{flag} {vault} --name NAME --byok-file {out} --kty {kty}{curve_flag}\n",
+            out = args.out.display(),
+        ));
+    }
+    let json = json!({
+        "format_version": 1,
+        "file": args.out,
+        "bytes": document.len(),
+        "source": produced.source,
+        "generator": produced.generator,
+        "target": {
+            "kind": kind.to_string(),
+            "kty": kty.azure_hsm_name(),
+            "crv": kind.curve().map(|c| c.azure_name()),
+            "public_key_sha256": produced.public_sha256,
+        },
+        "kek": {
+            "kid": kid.to_string(),
+            "size_bits": kek.size().bits(),
+            "fingerprint_sha256": kek.fingerprint_sha256(),
+        },
+        "ciphertext": { "rsa_part_bytes": rsa_len, "kwp_part_bytes": kwp_len },
+    });
+    ui.result(&human, &json).map_err(stdout_error)
+}
+
+fn software_refusal() -> CliError {
+    CliError::msg(Exit::Refused, "refusing to wrap a key read from a file without --allow-software-key").hint(
+        "BYOK promises that the key never exists in plaintext outside an HSM; a key file breaks that promise. \
+         Wrap inside the HSM with --key 'pkcs11:…' (the HSM source), or pass --allow-software-key if this key \
+         already lives in software",
+    )
+}
+
+fn resolve_kid(ui: Ui, args: &Args, kek: &KekPublicKey) -> Result<KeyId> {
     let kid = match (&args.kek_kid, kek.kid()) {
         (Some(kid), _) => kid.clone(),
         (None, Some(jwk_kid)) => KeyId::parse(jwk_kid).or_exit(Exit::InvalidInput, || {
@@ -99,104 +230,95 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
             "--kek-kid {given} differs from the kid in the KEK file ({jwk_kid}); using --kek-kid"
         ));
     }
-    ui.verbose(&format!(
-        "KEK {kid}: {}, SHA-256 {}",
-        kek.size(),
-        kek.fingerprint_sha256()
-    ));
+    Ok(kid)
+}
 
-    let key_bytes = zeroize::Zeroizing::new(files::read_input(&args.key_file, "target key file")?);
-    let target = read_target(&key_bytes, args)?;
+fn from_hsm(ui: Ui, args: &Args, uri: &Pkcs11Uri, kek: &KekPublicKey) -> Result<Produced> {
+    args.hsm.with_session(uri, |session| {
+        let key = session.find_key(uri).map_err(hsm::error)?;
+        if let (Some(kty), KeyKindInfo::Supported(kind)) = (args.kty, &key.kind)
+            && kind.kty() != kty
+        {
+            return Err(CliError::msg(
+                Exit::InvalidInput,
+                format!("the key {} is {kind}, but --kty says {kty}", key.describe()),
+            ));
+        }
+        ui.verbose(&format!("key {} in token `{}`", key.describe(), session.token().label));
+        let options = WrapOptions {
+            choice: args.wrap_mechanism,
+            allow_nonconformant: args.allow_nonconformant_wrap,
+        };
+        let wrapped = session.wrap(&key, kek, options).map_err(hsm::error)?;
+        let KeyKindInfo::Supported(kind) = key.kind else {
+            unreachable!("wrap refuses unsupported keys")
+        };
+        let token = session.token();
+        let mut generator = format!(
+            "byok-cli {}; source: {} via PKCS#11, {}",
+            env!("CARGO_PKG_VERSION"),
+            token.describe(),
+            wrapped.path.name()
+        );
+        if let Some(why) = &wrapped.nonconformant {
+            ui.warn(&format!(
+                "WRAPPED WITH A NON-CONFORMANT PATH ({}): {why}. Key Vault may reject this blob; the key is unchanged \
+                 in the HSM",
+                wrapped.path
+            ));
+            generator.push_str("; NONCONFORMANT (--allow-nonconformant-wrap)");
+        }
+        Ok(Produced {
+            ciphertext: wrapped.ciphertext,
+            kind,
+            public_sha256: key.public.as_ref().map(|p| p.fingerprint_sha256()),
+            source_line: format!("`{}` in token `{}` via {}", key.label, token.label, wrapped.path),
+            source: json!({
+                "type": "pkcs11",
+                "token": token.label,
+                "token_serial": token.serial,
+                "token_model": token.describe(),
+                "key_label": key.label,
+                "key_id": hsm::hex(&key.id),
+                "wrap_path": wrapped.path.name(),
+                "conformant": wrapped.nonconformant.is_none(),
+            }),
+            generator,
+        })
+    })
+}
+
+fn from_file(ui: Ui, args: &Args, file: &std::path::Path, kek: &KekPublicKey) -> Result<Produced> {
+    if !args.allow_software_key {
+        return Err(software_refusal());
+    }
+    let key_bytes = zeroize::Zeroizing::new(files::read_input(file, "target key file")?);
+    let target = read_target(&key_bytes, args.kty, file)?;
     ui.warn(&format!(
         "wrapping {} read from {}: this key exists in plaintext outside an HSM (--allow-software-key)",
         target.kind(),
-        args.key_file.display()
+        file.display()
     ));
-
     let encryptor =
-        KekEncryptor::new(&kek).or_exit(Exit::InvalidInput, || "the KEK cannot be used".into())?;
+        KekEncryptor::new(kek).or_exit(Exit::InvalidInput, || "the KEK cannot be used".into())?;
     let ciphertext = encryptor
         .wrap(target.plaintext())
         .or_exit(Exit::Internal, || "wrapping failed".into())?;
-    let rsa_len = kek.ciphertext_len();
-    let kwp_len = ciphertext.len() - rsa_len;
-    let generator = format!(
-        "byok-cli {}; source: software key file",
-        env!("CARGO_PKG_VERSION")
-    );
-    let document = ByokBlob::new(kid.clone(), ciphertext, generator).to_json();
-    // What we write must be what we would accept.
-    ByokBlob::from_json(&document).or_exit(Exit::Internal, || {
-        "the blob byok made does not validate".into()
-    })?;
-    files::write_atomic(&args.out, &document, args.force)?;
-    ui.verbose(&format!(
-        "wrote {} ({} bytes)",
-        args.out.display(),
-        document.len()
-    ));
-
-    let kind = target.kind();
-    let kty = kind.kty();
-    let public_fp = target.public_key().map(|p| p.fingerprint_sha256());
-    let curve_flag = kind
-        .curve()
-        .map(|c| format!(" --curve {c}"))
-        .unwrap_or_default();
-    let mut human = format!(
-        "wrote {out} ({bytes} bytes)\n  target      {kind}, import as kty {azure_kty}{crv}\n",
-        out = args.out.display(),
-        bytes = document.len(),
-        azure_kty = kty.azure_hsm_name(),
-        crv = kind
-            .curve()
-            .map(|c| format!(" crv {c}"))
-            .unwrap_or_default(),
-    );
-    if let Some(fp) = &public_fp {
-        human.push_str(&format!("  public key  SHA-256 {fp}\n"));
-    }
-    human.push_str(&format!(
-        "  KEK         {kid}\n              {size}, SHA-256 {kek_fp}\n  ciphertext  {rsa_len} (RSA-OAEP) + {kwp_len} (AES-KWP) bytes\n",
-        size = kek.size(),
-        kek_fp = kek.fingerprint_sha256(),
-    ));
-    let az_flag = match kid.vault_kind() {
-        byok_blob::VaultKind::KeyVault => Some("vault-name"),
-        byok_blob::VaultKind::ManagedHsm => Some("hsm-name"),
-        byok_blob::VaultKind::Other => None,
-    };
-    if let Some(flag) = az_flag {
-        let vault = kid.host().split('.').next().unwrap_or_default();
-        human.push_str(&format!(
-            "next: az keyvault key import --{flag} {vault} --name NAME --byok-file {out} --kty {kty}{curve_flag}\n",
-            out = args.out.display(),
-        ));
-    }
-    let json = json!({
-        "format_version": 1,
-        "file": args.out,
-        "bytes": document.len(),
-        "source": "software",
-        "target": {
-            "kind": kind.to_string(),
-            "kty": kty.azure_hsm_name(),
-            "crv": kind.curve().map(|c| c.azure_name()),
-            "public_key_sha256": public_fp,
-        },
-        "kek": {
-            "kid": kid.to_string(),
-            "size_bits": kek.size().bits(),
-            "fingerprint_sha256": kek.fingerprint_sha256(),
-        },
-        "ciphertext": { "rsa_part_bytes": rsa_len, "kwp_part_bytes": kwp_len },
-    });
-    ui.result(&human, &json).map_err(stdout_error)
+    Ok(Produced {
+        ciphertext,
+        kind: target.kind(),
+        public_sha256: target.public_key().map(|p| p.fingerprint_sha256()),
+        generator: format!(
+            "byok-cli {}; source: software key file",
+            env!("CARGO_PKG_VERSION")
+        ),
+        source: json!("software"),
+        source_line: format!("software key file {}", file.display()),
+    })
 }
 
-fn read_target(bytes: &[u8], args: &Args) -> Result<TargetKey> {
-    let file = &args.key_file;
-    let target = match args.kty {
+fn read_target(bytes: &[u8], kty: Option<Kty>, file: &std::path::Path) -> Result<TargetKey> {
+    let target = match kty {
         Some(Kty::Oct) => {
             TargetKey::from_aes_bytes(bytes).map_err(|e| key_error(e, file, "target key file"))?
         }
@@ -204,19 +326,16 @@ fn read_target(bytes: &[u8], args: &Args) -> Result<TargetKey> {
             let raw_aes_length = matches!(bytes.len(), 16 | 24 | 32);
             let err = key_error(e.clone(), file, "target key file");
             match e {
-                EncodingError::UnrecognizedFormat { .. }
-                    if raw_aes_length && args.kty.is_none() =>
-                {
-                    err.hint(format!(
+                EncodingError::UnrecognizedFormat { .. } if raw_aes_length && kty.is_none() => err
+                    .hint(format!(
                         "if this is a raw AES-{} key, pass --kty oct",
                         bytes.len() * 8
-                    ))
-                }
+                    )),
                 _ => err,
             }
         })?,
     };
-    if let Some(kty) = args.kty
+    if let Some(kty) = kty
         && target.kind().kty() != kty
     {
         return Err(CliError::msg(

@@ -1,0 +1,411 @@
+//! The HSM source: module and PIN options shared by `wrap --key` and `hsm …`, and the `hsm` subcommands.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use byok_encoding::{AesSize, Curve, KeyKind, Kty, RsaSize};
+use byok_pkcs11::{
+    Error as HsmError, KeyInfo, Module, ModuleConfig, Pin, Pkcs11Uri, TokenSession, Verdict,
+};
+use serde_json::json;
+
+use crate::exit::{CliError, Exit, Result};
+use crate::files;
+use crate::stdout_error;
+use crate::ui::Ui;
+
+/// How to reach the HSM. Shared by `wrap --key` and every `hsm` subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct HsmArgs {
+    /// The PKCS#11 module (shared library). Also: $BYOK_PKCS11_MODULE, or module-path= in the URI.
+    #[arg(long, value_name = "LIB")]
+    pkcs11_module: Option<PathBuf>,
+
+    /// Library parameters for C_Initialize (NSS softokn needs them). Also: $BYOK_PKCS11_INIT_ARGS.
+    #[arg(long, value_name = "STRING")]
+    pkcs11_init_args: Option<String>,
+
+    /// Read the user PIN from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "pin_file")]
+    pin_env: Option<String>,
+
+    /// Read the user PIN from this file (one trailing newline is ignored).
+    #[arg(long, value_name = "FILE")]
+    pin_file: Option<PathBuf>,
+}
+
+pub(crate) fn error(e: HsmError) -> CliError {
+    let hint = match &e {
+        HsmError::ModuleLoad { .. } => Some(
+            "name the token's PKCS#11 library with --pkcs11-module, e.g. /usr/lib/softhsm/libsofthsm2.so"
+                .to_owned(),
+        ),
+        HsmError::Pkcs11 { code, .. } if code == "CKR_PIN_INCORRECT" => {
+            Some("check the PIN; tokens lock after a few wrong attempts".to_owned())
+        }
+        HsmError::PinRequired(_) => {
+            Some("give the PIN with --pin-file FILE, --pin-env VAR or pin-source=file:… in the URI".to_owned())
+        }
+        HsmError::NotExtractable(_) => Some(
+            "BYOK moves a key out of the HSM wrapped, so it must have CKA_EXTRACTABLE=true; the attribute cannot be \
+             turned on later: generate the key extractable (byok-cli hsm generate does) and keep it sensitive"
+                .to_owned(),
+        ),
+        HsmError::AmbiguousKey { .. } => Some("add id=%.. or type= to the URI to name exactly one key".to_owned()),
+        HsmError::Nonconformant(_) | HsmError::UnsafeForKey { .. } => Some(
+            "use a token or firmware that wraps correctly; or force a path with --wrap-mechanism and accept the \
+             risk with --allow-nonconformant-wrap (the blob's generator will say so)"
+                .to_owned(),
+        ),
+        _ => None,
+    };
+    let err = CliError::new(Exit::Hsm, anyhow::Error::new(e));
+    match hint {
+        Some(h) => err.hint(h),
+        None => err,
+    }
+}
+
+pub(crate) fn parse_uri(s: &str) -> std::result::Result<Pkcs11Uri, String> {
+    s.parse::<Pkcs11Uri>().map_err(|e| e.to_string())
+}
+
+impl HsmArgs {
+    /// Loads the module named by the flag, the environment, or the URI, in that order.
+    pub(crate) fn module(&self, uri: Option<&Pkcs11Uri>) -> Result<Module> {
+        let path = self
+            .pkcs11_module
+            .clone()
+            .or_else(|| std::env::var_os("BYOK_PKCS11_MODULE").map(PathBuf::from))
+            .or_else(|| uri.and_then(|u| u.module_path.clone()))
+            .ok_or_else(|| {
+                CliError::msg(Exit::Usage, "no PKCS#11 module given").hint(
+                    "pass --pkcs11-module /path/to/lib.so, set BYOK_PKCS11_MODULE, or add ?module-path=… to the URI",
+                )
+            })?;
+        let init_args = self
+            .pkcs11_init_args
+            .clone()
+            .or_else(|| std::env::var("BYOK_PKCS11_INIT_ARGS").ok());
+        Module::load(&ModuleConfig { path, init_args }).map_err(error)
+    }
+
+    /// The PIN: --pin-env, --pin-file, the URI's pin-source, or a prompt when stdin is a terminal.
+    pub(crate) fn pin(&self, uri: Option<&Pkcs11Uri>) -> Result<Option<Pin>> {
+        if let Some(var) = &self.pin_env {
+            let value = std::env::var(var).map_err(|_| {
+                CliError::msg(
+                    Exit::Usage,
+                    format!("--pin-env {var}: the variable {var} is not set"),
+                )
+            })?;
+            return non_empty(value, &format!("the variable {var}")).map(Some);
+        }
+        let file = self.pin_file.clone().or_else(|| {
+            uri.and_then(|u| u.pin_source.as_ref()).map(|s| {
+                PathBuf::from(
+                    s.strip_prefix("file://")
+                        .or_else(|| s.strip_prefix("file:"))
+                        .unwrap_or(s),
+                )
+            })
+        });
+        if let Some(path) = file {
+            let bytes = zeroize::Zeroizing::new(files::read_input(&path, "PIN file")?);
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                CliError::msg(
+                    Exit::InvalidInput,
+                    format!("the PIN file {} is not text", path.display()),
+                )
+            })?;
+            let pin = text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(text);
+            return non_empty(pin.to_owned(), &format!("the PIN file {}", path.display()))
+                .map(Some);
+        }
+        if std::io::stdin().is_terminal() {
+            let pin = rpassword::prompt_password("PIN: ").map_err(|e| {
+                CliError::msg(
+                    Exit::Io,
+                    format!("cannot read the PIN from the terminal: {e}"),
+                )
+            })?;
+            return non_empty(pin, "the PIN entered").map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Module, PIN and an open session on the token the URI names.
+    pub(crate) fn with_session<T>(
+        &self,
+        uri: &Pkcs11Uri,
+        f: impl FnOnce(&mut TokenSession<'_>) -> Result<T>,
+    ) -> Result<T> {
+        refuse_pin_value(uri)?;
+        let module = self.module(Some(uri))?;
+        let pin = self.pin(Some(uri))?;
+        let mut session = module.open(uri, pin.as_ref()).map_err(error)?;
+        f(&mut session)
+    }
+}
+
+fn non_empty(pin: String, what: &str) -> Result<Pin> {
+    if pin.is_empty() {
+        return Err(CliError::msg(
+            Exit::InvalidInput,
+            format!("{what} is empty"),
+        ));
+    }
+    Ok(Pin::new(pin))
+}
+
+/// A PIN on the command line is visible to every user (ps) and lands in shell history.
+pub(crate) fn refuse_pin_value(uri: &Pkcs11Uri) -> Result<()> {
+    if uri.has_pin_value {
+        return Err(CliError::msg(Exit::Usage, "refusing pin-value in a pkcs11 URI on the command line").hint(
+            "a PIN in argv is visible to other users and lands in shell history; use --pin-file, --pin-env or \
+             pin-source=file:…",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// The module, its tokens, and per token the wrap paths and their self-test verdicts.
+    Info(InfoArgs),
+    /// The keys in a token: label, id, class, kind, extractable.
+    List(TokenArgs),
+    /// Generate a key in the token, extractable (BYOK needs it) and sensitive.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct InfoArgs {
+    /// Run the self-test on this token (pkcs11:token=…); without it, only list tokens.
+    #[arg(long, value_name = "URI", value_parser = parse_uri)]
+    token: Option<Pkcs11Uri>,
+    #[command(flatten)]
+    hsm: HsmArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TokenArgs {
+    /// The token: pkcs11:token=LABEL or pkcs11:serial=…
+    #[arg(long, value_name = "URI", value_parser = parse_uri)]
+    token: Pkcs11Uri,
+    #[command(flatten)]
+    hsm: HsmArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct GenerateArgs {
+    /// The token: pkcs11:token=LABEL or pkcs11:serial=…
+    #[arg(long, value_name = "URI", value_parser = parse_uri)]
+    token: Pkcs11Uri,
+    /// RSA, EC or oct.
+    #[arg(long, value_parser = |s: &str| s.parse::<Kty>().map_err(|e| e.to_string()))]
+    kty: Kty,
+    /// RSA modulus bits (2048, 3072, 4096) or AES key bits (128, 192, 256).
+    #[arg(long)]
+    size: Option<usize>,
+    /// EC curve: P-256, P-384, P-521, P-256K.
+    #[arg(long, value_parser = |s: &str| s.parse::<Curve>().map_err(|e| e.to_string()))]
+    curve: Option<Curve>,
+    /// CKA_LABEL of the new key.
+    #[arg(long)]
+    label: String,
+    /// CKA_ID in hex (default: 8 random bytes).
+    #[arg(long, value_name = "HEX")]
+    id: Option<String>,
+    #[command(flatten)]
+    hsm: HsmArgs,
+}
+
+pub(crate) fn run(ui: Ui, command: &Command) -> Result<()> {
+    match command {
+        Command::Info(a) => info(ui, a),
+        Command::List(a) => list(ui, a),
+        Command::Generate(a) => generate(ui, a),
+    }
+}
+
+fn info(ui: Ui, args: &InfoArgs) -> Result<()> {
+    if let Some(uri) = &args.token {
+        refuse_pin_value(uri)?;
+    }
+    let module = args.hsm.module(args.token.as_ref())?;
+    let lib = module.info().map_err(error)?;
+    let tokens = module.tokens().map_err(error)?;
+    let mut human = format!(
+        "module   {}\n  library  {} {} (Cryptoki {}), {}\n",
+        lib.path.display(),
+        lib.description,
+        lib.version,
+        lib.cryptoki_version,
+        lib.manufacturer
+    );
+    let mut tokens_json = Vec::new();
+    for t in &tokens {
+        human.push_str(&format!(
+            "token    `{}` serial {} — {} (slot {}{})\n",
+            t.label,
+            t.serial,
+            t.describe(),
+            t.slot_id,
+            if t.initialized {
+                ""
+            } else {
+                ", not initialized"
+            }
+        ));
+        tokens_json.push(json!({
+            "label": t.label, "serial": t.serial, "manufacturer": t.manufacturer, "model": t.model,
+            "firmware": t.firmware, "slot_id": t.slot_id, "initialized": t.initialized, "login_required": t.login_required,
+        }));
+    }
+    let mut self_test = serde_json::Value::Null;
+    if let Some(uri) = &args.token {
+        let pin = args.hsm.pin(Some(uri))?;
+        let mut session = module.open(uri, pin.as_ref()).map_err(error)?;
+        let label = session.token().label.clone();
+        let report = session.self_test().map_err(error)?.clone();
+        human.push_str(&format!(
+            "self-test of `{label}` (wrap paths in the order auto tries them):\n{}\n",
+            report.summary()
+        ));
+        match report
+            .paths
+            .iter()
+            .find(|p| matches!(p.verdict, Verdict::Conformant | Verdict::AlignedOnly(_)))
+        {
+            Some(p) if p.verdict == Verdict::Conformant => {
+                human.push_str(&format!("auto uses {}\n", p.path.name()))
+            }
+            Some(p) => human.push_str(&format!(
+                "auto uses {} for AES keys only; RSA and EC keys are refused\n",
+                p.path.name()
+            )),
+            None => human.push_str("auto refuses to wrap: no path is conformant\n"),
+        }
+        self_test = json!({
+            "token": label,
+            "paths": report.paths.iter().map(|p| json!({
+                "path": p.path.name(),
+                "verdict": match &p.verdict {
+                    Verdict::Conformant => "conformant",
+                    Verdict::AlignedOnly(_) => "aligned-only",
+                    Verdict::Failed(_) => "failed",
+                    Verdict::Unsupported(_) => "unsupported",
+                    Verdict::Untested(_) => "untested",
+                },
+                "detail": p.verdict.to_string(),
+            })).collect::<Vec<_>>(),
+            "auto": report.best().map(|p| p.name()),
+        });
+    }
+    let json = json!({
+        "format_version": 1,
+        "module": { "path": lib.path, "manufacturer": lib.manufacturer, "description": lib.description,
+                    "version": lib.version, "cryptoki_version": lib.cryptoki_version },
+        "tokens": tokens_json,
+        "self_test": self_test,
+    });
+    ui.result(&human, &json).map_err(stdout_error)
+}
+
+fn key_json(k: &KeyInfo) -> serde_json::Value {
+    json!({
+        "label": k.label,
+        "id": hex(&k.id),
+        "class": match k.class { byok_pkcs11::KeyClass::Private => "private", byok_pkcs11::KeyClass::Secret => "secret-key" },
+        "kind": k.kind.to_string(),
+        "supported": matches!(k.kind, byok_pkcs11::KeyKindInfo::Supported(_)),
+        "extractable": k.extractable,
+        "sensitive": k.sensitive,
+        "public_key_sha256": k.public.as_ref().map(|p| p.fingerprint_sha256()),
+    })
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
+fn list(ui: Ui, args: &TokenArgs) -> Result<()> {
+    args.hsm.with_session(&args.token, |s| {
+        let keys = s.list_keys().map_err(error)?;
+        let mut human = format!("{} keys in `{}`\n", keys.len(), s.token().label);
+        for k in &keys {
+            human.push_str(&format!(
+                "  {:<24} id {:<16} {:<10} {:<14} {}\n",
+                k.label,
+                hex(&k.id),
+                match k.class {
+                    byok_pkcs11::KeyClass::Private => "private",
+                    byok_pkcs11::KeyClass::Secret => "secret-key",
+                },
+                k.kind.to_string(),
+                if k.extractable { "extractable" } else { "NOT extractable" }
+            ));
+        }
+        let json = json!({ "format_version": 1, "token": s.token().label, "keys": keys.iter().map(key_json).collect::<Vec<_>>() });
+        ui.result(&human, &json).map_err(stdout_error)
+    })
+}
+
+fn generate(ui: Ui, args: &GenerateArgs) -> Result<()> {
+    let usage = |m: &str| CliError::msg(Exit::Usage, m.to_owned());
+    let kind = match (args.kty, args.size, args.curve) {
+        (Kty::Rsa, size, None) => KeyKind::Rsa(
+            RsaSize::from_bits(size.unwrap_or(2048))
+                .ok_or_else(|| usage("--size for RSA is 2048, 3072 or 4096"))?,
+        ),
+        (Kty::Ec, None, curve) => {
+            KeyKind::Ec(curve.ok_or_else(|| usage("--curve is required for EC"))?)
+        }
+        (Kty::Oct, size, None) => KeyKind::Aes(
+            AesSize::from_bytes(size.unwrap_or(256) / 8)
+                .filter(|_| size.unwrap_or(256) % 8 == 0)
+                .ok_or_else(|| usage("--size for oct is 128, 192 or 256"))?,
+        ),
+        (Kty::Ec, Some(_), _) => return Err(usage("--size does not apply to EC; use --curve")),
+        (_, _, Some(_)) => return Err(usage("--curve applies to EC only")),
+    };
+    let id = match &args.id {
+        Some(h) => hex::decode(h)
+            .ok()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| usage("--id must be hexadecimal bytes, e.g. 0a1b"))?,
+        None => {
+            let mut id = [0u8; 8];
+            getrandom(&mut id)?;
+            id.to_vec()
+        }
+    };
+    args.hsm.with_session(&args.token, |s| {
+        if matches!(kind, KeyKind::Rsa(_)) {
+            ui.note(&format!(
+                "generating {kind} in `{}`; this takes a few seconds…",
+                s.token().label
+            ));
+        }
+        let key = s.generate(kind, &args.label, &id).map_err(error)?;
+        let uri = byok_pkcs11::key_uri(&s.token().label, &key.label, &key.id);
+        let human = format!("generated {}\n  uri  {uri}\n", key.describe());
+        let mut json = key_json(&key);
+        json["uri"] = uri.into();
+        json["format_version"] = 1.into();
+        ui.result(&human, &json).map_err(stdout_error)
+    })
+}
+
+fn getrandom(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|e| {
+        CliError::msg(
+            Exit::Internal,
+            format!("the OS random generator failed: {e}"),
+        )
+    })
+}

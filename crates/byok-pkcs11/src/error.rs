@@ -1,0 +1,174 @@
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::WrapPath;
+
+/// What went wrong with the HSM. PKCS#11 failures name the function and its CKR code.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The module could not be loaded.
+    #[error("cannot load the PKCS#11 module {path}: {reason}")]
+    ModuleLoad {
+        /// The path given.
+        path: PathBuf,
+        /// The loader's reason.
+        reason: String,
+    },
+    /// A PKCS#11 function failed.
+    #[error("{function} failed: {code}")]
+    Pkcs11 {
+        /// `C_Login`, `C_WrapKey`, …
+        function: String,
+        /// `CKR_PIN_INCORRECT`, …
+        code: String,
+    },
+    /// A `pkcs11:` URI that is not valid.
+    #[error("invalid pkcs11 URI: {0}")]
+    Uri(String),
+    /// No token matches.
+    #[error("no token matches {selector} (tokens present: {available})")]
+    NoToken {
+        /// What was asked for.
+        selector: String,
+        /// The tokens there are.
+        available: String,
+    },
+    /// More than one token matches.
+    #[error("{count} tokens match {selector}; name one by token= or serial=")]
+    AmbiguousToken {
+        /// What was asked for.
+        selector: String,
+        /// How many match.
+        count: usize,
+    },
+    /// The token has not been initialized.
+    #[error("token `{0}` is not initialized")]
+    TokenNotInitialized(String),
+    /// The token needs a PIN and none was given.
+    #[error("token `{0}` needs a user PIN")]
+    PinRequired(String),
+    /// No key matches.
+    #[error("no key matches {0}")]
+    NoKey(String),
+    /// More than one key matches.
+    #[error("{count} keys match {selector}: {candidates}")]
+    AmbiguousKey {
+        /// What was asked for.
+        selector: String,
+        /// How many match.
+        count: usize,
+        /// A description of each.
+        candidates: String,
+    },
+    /// The key cannot leave the token, even wrapped.
+    #[error("key {0} is not extractable (CKA_EXTRACTABLE is false)")]
+    NotExtractable(String),
+    /// The key is of a kind Azure does not accept.
+    #[error("key {key} is {what}, which Azure does not accept")]
+    UnsupportedKey {
+        /// The key.
+        key: String,
+        /// What it is.
+        what: String,
+    },
+    /// The key's public half cannot be read.
+    #[error("the public half of key {0} cannot be read: {1}")]
+    NoPublicKey(String, String),
+    /// The forced wrap path is not offered by the token.
+    #[error("the token does not offer {0}")]
+    PathUnsupported(WrapPath),
+    /// No wrap path produced what Azure expects.
+    #[error("no wrap path of this token produces what Azure expects for this key:\n{0}")]
+    Nonconformant(String),
+    /// A path is usable only for 8-aligned plaintexts and the target's length is not known to be aligned.
+    #[error("{path} is unsafe for this key: {reason}")]
+    UnsafeForKey {
+        /// The path.
+        path: WrapPath,
+        /// Why.
+        reason: String,
+    },
+    /// The token returned a malformed result.
+    #[error("the token's {what} is malformed: {reason}")]
+    BadOutput {
+        /// What it returned.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An encoding problem with a key's attributes.
+    #[error("{0}")]
+    Encoding(String),
+}
+
+/// `Debug` of cryptoki's `RvError` is CamelCase (`PinIncorrect`); PKCS#11 says `CKR_PIN_INCORRECT`.
+pub(crate) fn ckr_name(rv: &cryptoki::error::RvError) -> String {
+    let camel = format!("{rv:?}");
+    if camel.contains('(') {
+        return camel;
+    }
+    let mut out = String::from("CKR");
+    for c in camel.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+impl Error {
+    pub(crate) fn raw(e: crate::raw::RawError) -> Self {
+        let code = match cryptoki::error::Rv::from(e.rv) {
+            cryptoki::error::Rv::Error(rv) => ckr_name(&rv),
+            cryptoki::error::Rv::Ok => "CKR_OK".into(),
+        };
+        Self::Pkcs11 {
+            function: e.function.to_owned(),
+            code,
+        }
+    }
+
+    /// The CKR code, when this is a PKCS#11 failure.
+    pub fn ckr(&self) -> Option<&str> {
+        match self {
+            Self::Pkcs11 { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+impl From<cryptoki::error::Error> for Error {
+    fn from(e: cryptoki::error::Error) -> Self {
+        match e {
+            cryptoki::error::Error::Pkcs11(rv, function) => Self::Pkcs11 {
+                function: format!("C_{function:?}"),
+                code: ckr_name(&rv),
+            },
+            other => Self::Pkcs11 {
+                function: "cryptoki".into(),
+                code: other.to_string(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cryptoki::error::RvError;
+
+    #[test]
+    fn ckr_names() {
+        assert_eq!(super::ckr_name(&RvError::PinIncorrect), "CKR_PIN_INCORRECT");
+        assert_eq!(
+            super::ckr_name(&RvError::WrappedKeyInvalid),
+            "CKR_WRAPPED_KEY_INVALID"
+        );
+        assert_eq!(
+            super::ckr_name(&RvError::KeyUnextractable),
+            "CKR_KEY_UNEXTRACTABLE"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! Loading a PKCS#11 module and finding tokens.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use cryptoki::context::Pkcs11;
+use cryptoki::error::RvError;
+use cryptoki::slot::Slot;
+
+use crate::raw::RawModule;
+use crate::session::{Pin, TokenSession};
+use crate::{Error, Pkcs11Uri};
+
+/// Where the module is and how to initialise it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleConfig {
+    /// The module's shared library.
+    pub path: PathBuf,
+    /// Library parameters passed in `C_Initialize`'s `pReserved` (NSS softokn needs them).
+    pub init_args: Option<String>,
+}
+
+/// The library's own description.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// The module's path.
+    pub path: PathBuf,
+    /// `manufacturerID`.
+    pub manufacturer: String,
+    /// `libraryDescription`.
+    pub description: String,
+    /// `libraryVersion`.
+    pub version: String,
+    /// The Cryptoki version it implements.
+    pub cryptoki_version: String,
+}
+
+/// A token in a slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// The slot id (it can change between runs: select tokens by label or serial).
+    pub slot_id: u64,
+    /// `label`.
+    pub label: String,
+    /// `manufacturerID`.
+    pub manufacturer: String,
+    /// `model`.
+    pub model: String,
+    /// `serialNumber`.
+    pub serial: String,
+    /// Firmware version.
+    pub firmware: String,
+    /// Whether the token is initialized.
+    pub initialized: bool,
+    /// Whether a user must log in.
+    pub login_required: bool,
+}
+
+impl TokenInfo {
+    /// `manufacturer model, firmware x.y`, for the blob's generator field.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} (firmware {})",
+            self.manufacturer, self.model, self.firmware
+        )
+    }
+}
+
+/// A loaded, initialised PKCS#11 module. Finalised when dropped.
+pub struct Module {
+    ctx: Option<Pkcs11>,
+    pub(crate) raw: RawModule,
+    path: PathBuf,
+    _init_args: Option<CString>,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Module {
+    fn drop(&mut self) {
+        if let Some(ctx) = self.ctx.take() {
+            // Nothing useful can be done if finalising fails while dropping.
+            let _ = ctx.finalize();
+        }
+    }
+}
+
+impl Module {
+    /// Loads and initialises the module (OS locking; `pReserved` from `init_args`).
+    pub fn load(config: &ModuleConfig) -> Result<Self, Error> {
+        let path = config.path.clone();
+        let load_err = |reason: String| Error::ModuleLoad {
+            path: path.clone(),
+            reason,
+        };
+        if !config.path.is_file() {
+            return Err(load_err(if config.path.exists() {
+                "it is not a file".into()
+            } else {
+                "no such file".into()
+            }));
+        }
+        let ctx = Pkcs11::new(&config.path).map_err(|e| {
+            load_err(match e {
+                cryptoki::error::Error::MissingSymbol(_)
+                | cryptoki::error::Error::LibraryLoading(_) => {
+                    format!("not a PKCS#11 library ({e})")
+                }
+                other => other.to_string(),
+            })
+        })?;
+        let (args, keep) = crate::raw::init_args(config.init_args.as_deref()).map_err(load_err)?;
+        match ctx.initialize(args) {
+            Ok(())
+            | Err(cryptoki::error::Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let raw = RawModule::load(&config.path).map_err(load_err)?;
+        Ok(Self {
+            ctx: Some(ctx),
+            raw,
+            path: config.path.clone(),
+            _init_args: keep,
+        })
+    }
+
+    pub(crate) fn ctx(&self) -> &Pkcs11 {
+        self.ctx.as_ref().expect("the context lives until drop")
+    }
+
+    /// The module's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The library's description.
+    pub fn info(&self) -> Result<ModuleInfo, Error> {
+        let i = self.ctx().get_library_info()?;
+        Ok(ModuleInfo {
+            path: self.path.clone(),
+            manufacturer: i.manufacturer_id().trim().to_owned(),
+            description: i.library_description().trim().to_owned(),
+            version: i.library_version().to_string(),
+            cryptoki_version: i.cryptoki_version().to_string(),
+        })
+    }
+
+    /// Every slot with a token present.
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>, Error> {
+        let slots = self.ctx().get_slots_with_token()?;
+        slots.into_iter().map(|s| self.token_info(s)).collect()
+    }
+
+    pub(crate) fn token_info(&self, slot: Slot) -> Result<TokenInfo, Error> {
+        let t = self.ctx().get_token_info(slot)?;
+        Ok(TokenInfo {
+            slot_id: slot.id(),
+            label: t.label().trim().to_owned(),
+            manufacturer: t.manufacturer_id().trim().to_owned(),
+            model: t.model().trim().to_owned(),
+            serial: t.serial_number().trim().to_owned(),
+            firmware: t.firmware_version().to_string(),
+            initialized: t.token_initialized(),
+            login_required: t.login_required(),
+        })
+    }
+
+    /// Finds the one token the URI names (by `token=`, `serial=`, `manufacturer=`, `model=`; never by slot number,
+    /// which moves) and opens a read-write session, logged in with `pin` when the token needs it.
+    pub fn open(&self, uri: &Pkcs11Uri, pin: Option<&Pin>) -> Result<TokenSession<'_>, Error> {
+        let slots = self.ctx().get_slots_with_token()?;
+        let mut matches = Vec::new();
+        let mut available = Vec::new();
+        for slot in slots {
+            let info = self.token_info(slot)?;
+            available.push(format!("`{}` (serial {})", info.label, info.serial));
+            let ok = uri.token.as_ref().is_none_or(|l| *l == info.label)
+                && uri.serial.as_ref().is_none_or(|s| *s == info.serial)
+                && uri
+                    .manufacturer
+                    .as_ref()
+                    .is_none_or(|m| *m == info.manufacturer)
+                && uri.model.as_ref().is_none_or(|m| *m == info.model);
+            if ok {
+                matches.push((slot, info));
+            }
+        }
+        let selector = token_selector(uri);
+        let (slot, info) = match matches.len() {
+            1 => matches.remove(0),
+            0 => {
+                return Err(Error::NoToken {
+                    selector,
+                    available: if available.is_empty() {
+                        "none".into()
+                    } else {
+                        available.join(", ")
+                    },
+                });
+            }
+            count => return Err(Error::AmbiguousToken { selector, count }),
+        };
+        if !info.initialized {
+            return Err(Error::TokenNotInitialized(info.label));
+        }
+        TokenSession::open(self, slot, info, pin)
+    }
+}
+
+fn token_selector(uri: &Pkcs11Uri) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = &uri.token {
+        parts.push(format!("token={t}"));
+    }
+    if let Some(s) = &uri.serial {
+        parts.push(format!("serial={s}"));
+    }
+    if let Some(m) = &uri.manufacturer {
+        parts.push(format!("manufacturer={m}"));
+    }
+    if let Some(m) = &uri.model {
+        parts.push(format!("model={m}"));
+    }
+    if parts.is_empty() {
+        "any token".into()
+    } else {
+        parts.join(";")
+    }
+}

@@ -1,0 +1,294 @@
+//! RFC 7512 `pkcs11:` URIs naming a token and a key.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::Error;
+
+/// The object class named by `type=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectType {
+    /// `type=private`.
+    Private,
+    /// `type=secret-key`.
+    SecretKey,
+    /// `type=public`.
+    Public,
+}
+
+/// A parsed `pkcs11:` URI (RFC 7512). Only the attributes byok uses are kept; a `pin-value` is recorded as present
+/// but never stored, so that callers can refuse it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pkcs11Uri {
+    /// `token=`: the token label.
+    pub token: Option<String>,
+    /// `manufacturer=`: the token manufacturer.
+    pub manufacturer: Option<String>,
+    /// `model=`: the token model.
+    pub model: Option<String>,
+    /// `serial=`: the token serial number.
+    pub serial: Option<String>,
+    /// `object=`: the key label.
+    pub object: Option<String>,
+    /// `id=`: the key's CKA_ID bytes.
+    pub id: Option<Vec<u8>>,
+    /// `type=`.
+    pub object_type: Option<ObjectType>,
+    /// `pin-source=` (a `file:` URI or a path).
+    pub pin_source: Option<String>,
+    /// Whether the URI carried a `pin-value`; its value is dropped on parsing.
+    pub has_pin_value: bool,
+    /// `module-path=`.
+    pub module_path: Option<PathBuf>,
+}
+
+const PATH_ATTRS: [&str; 13] = [
+    "token",
+    "manufacturer",
+    "serial",
+    "model",
+    "object",
+    "type",
+    "id",
+    "library-manufacturer",
+    "library-description",
+    "library-version",
+    "slot-manufacturer",
+    "slot-description",
+    "slot-id",
+];
+const QUERY_ATTRS: [&str; 4] = ["pin-source", "pin-value", "module-name", "module-path"];
+
+/// Strict percent-decoding: every `%` must start a two-digit hex escape.
+fn decode(value: &str, attr: &str) -> Result<Vec<u8>, Error> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .ok_or_else(|| {
+                    Error::Uri(format!(
+                        "`{attr}` has a bad percent escape at `{}`",
+                        &value[i..value.len().min(i + 3)]
+                    ))
+                })?;
+            let text = std::str::from_utf8(hex).map_err(|_| Error::Uri("bad escape".into()))?;
+            out.push(u8::from_str_radix(text, 16).map_err(|_| Error::Uri("bad escape".into()))?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn text(value: &str, attr: &str) -> Result<String, Error> {
+    String::from_utf8(decode(value, attr)?)
+        .map_err(|_| Error::Uri(format!("`{attr}` is not UTF-8 text")))
+}
+
+impl FromStr for Pkcs11Uri {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let rest = s
+            .strip_prefix("pkcs11:")
+            .ok_or_else(|| Error::Uri("it must start with `pkcs11:`".into()))?;
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (rest, None),
+        };
+        let mut uri = Self::default();
+        let mut seen: Vec<String> = Vec::new();
+        let parts = path
+            .split(';')
+            .filter(|p| !p.is_empty())
+            .map(|p| (p, ';'))
+            .chain(
+                query
+                    .into_iter()
+                    .flat_map(|q| q.split('&'))
+                    .filter(|p| !p.is_empty())
+                    .map(|p| (p, '&')),
+            );
+        for (part, sep) in parts {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| Error::Uri(format!("`{part}` is not name=value")))?;
+            let known = if sep == ';' {
+                &PATH_ATTRS[..]
+            } else {
+                &QUERY_ATTRS[..]
+            };
+            if !known.contains(&name) {
+                if name.starts_with("x-") {
+                    continue; // vendor-specific, ignored as RFC 7512 allows
+                }
+                let place = if sep == ';' { "path" } else { "query" };
+                return Err(Error::Uri(format!("unknown {place} attribute `{name}`")));
+            }
+            if seen.iter().any(|s| s == name) {
+                return Err(Error::Uri(format!("`{name}` appears twice")));
+            }
+            seen.push(name.to_owned());
+            match name {
+                "token" => uri.token = Some(text(value, name)?),
+                "manufacturer" => uri.manufacturer = Some(text(value, name)?),
+                "model" => uri.model = Some(text(value, name)?),
+                "serial" => uri.serial = Some(text(value, name)?),
+                "object" => uri.object = Some(text(value, name)?),
+                "id" => uri.id = Some(decode(value, name)?),
+                "type" => {
+                    uri.object_type = Some(match value {
+                        "private" => ObjectType::Private,
+                        "secret-key" => ObjectType::SecretKey,
+                        "public" => ObjectType::Public,
+                        other => {
+                            return Err(Error::Uri(format!(
+                                "type `{other}` is not a key type byok can wrap (private or secret-key)"
+                            )));
+                        }
+                    })
+                }
+                "pin-source" => uri.pin_source = Some(text(value, name)?),
+                "pin-value" => uri.has_pin_value = true,
+                "module-path" => uri.module_path = Some(PathBuf::from(text(value, name)?)),
+                _ => {} // known attributes byok does not use
+            }
+        }
+        Ok(uri)
+    }
+}
+
+impl fmt::Display for Pkcs11Uri {
+    /// A readable form for messages (not re-encoded; never shows a PIN).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(t) = &self.token {
+            parts.push(format!("token={t}"));
+        }
+        if let Some(s) = &self.serial {
+            parts.push(format!("serial={s}"));
+        }
+        if let Some(o) = &self.object {
+            parts.push(format!("object={o}"));
+        }
+        if let Some(id) = &self.id {
+            let hex: String = id.iter().map(|b| format!("%{b:02X}")).collect();
+            parts.push(format!("id={hex}"));
+        }
+        match self.object_type {
+            Some(ObjectType::Private) => parts.push("type=private".into()),
+            Some(ObjectType::SecretKey) => parts.push("type=secret-key".into()),
+            Some(ObjectType::Public) => parts.push("type=public".into()),
+            None => {}
+        }
+        write!(f, "pkcs11:{}", parts.join(";"))
+    }
+}
+
+/// Characters RFC 7512 lets stand unescaped in a path attribute value (unreserved, plus a few sub-delims).
+const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'[')
+    .remove(b']')
+    .remove(b'@')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b'=');
+
+/// The URI of a key, percent-encoded as RFC 7512 requires: `pkcs11:token=…;object=…;id=%..`.
+pub fn key_uri(token: &str, object: &str, id: &[u8]) -> String {
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, VALUE).to_string();
+    let id: String = id.iter().map(|b| format!("%{b:02X}")).collect();
+    let mut uri = format!("pkcs11:token={};object={}", enc(token), enc(object));
+    if !id.is_empty() {
+        uri.push_str(";id=");
+        uri.push_str(&id);
+    }
+    uri
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_usual_forms() {
+        let u: Pkcs11Uri = "pkcs11:token=byok-src;object=app%20key;type=private;id=%01%ff?pin-source=file:/run/pin"
+            .parse()
+            .expect("valid");
+        assert_eq!(u.token.as_deref(), Some("byok-src"));
+        assert_eq!(u.object.as_deref(), Some("app key"));
+        assert_eq!(u.id, Some(vec![0x01, 0xff]));
+        assert_eq!(u.object_type, Some(ObjectType::Private));
+        assert_eq!(u.pin_source.as_deref(), Some("file:/run/pin"));
+        assert!(!u.has_pin_value);
+        let m: Pkcs11Uri = "pkcs11:serial=42;x-vendor=1?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=1234"
+            .parse()
+            .expect("valid");
+        assert_eq!(m.serial.as_deref(), Some("42"));
+        assert!(m.has_pin_value);
+        assert_eq!(
+            m.module_path,
+            Some(PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
+        );
+        assert_eq!(
+            u.to_string(),
+            "pkcs11:token=byok-src;object=app key;id=%01%FF;type=private"
+        );
+    }
+
+    #[test]
+    fn key_uris_round_trip() {
+        let uri = key_uri("NSS Certificate DB", "app;key=1", &[0x0a, 0xff]);
+        assert_eq!(
+            uri,
+            "pkcs11:token=NSS%20Certificate%20DB;object=app%3Bkey=1;id=%0A%FF"
+        );
+        let parsed: Pkcs11Uri = uri.parse().expect("parses back");
+        assert_eq!(parsed.token.as_deref(), Some("NSS Certificate DB"));
+        assert_eq!(parsed.object.as_deref(), Some("app;key=1"));
+        assert_eq!(parsed.id, Some(vec![0x0a, 0xff]));
+    }
+
+    #[test]
+    fn refuses_with_reasons() {
+        let err = |s: &str| match s.parse::<Pkcs11Uri>() {
+            Err(Error::Uri(r)) => r,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(err("token=x"), "it must start with `pkcs11:`");
+        assert_eq!(
+            err("pkcs11:object=a%2"),
+            "`object` has a bad percent escape at `%2`"
+        );
+        assert_eq!(
+            err("pkcs11:object=a%zz"),
+            "`object` has a bad percent escape at `%zz`"
+        );
+        assert_eq!(err("pkcs11:colour=red"), "unknown path attribute `colour`");
+        assert_eq!(err("pkcs11:object=a;object=b"), "`object` appears twice");
+        assert_eq!(err("pkcs11:token"), "`token` is not name=value");
+        assert_eq!(
+            err("pkcs11:type=cert"),
+            "type `cert` is not a key type byok can wrap (private or secret-key)"
+        );
+        assert_eq!(err("pkcs11:?pin=1"), "unknown query attribute `pin`");
+    }
+}
