@@ -38,7 +38,7 @@ pub(crate) struct Args {
     key: Option<Pkcs11Uri>,
 
     /// The target private key as a file: PEM or DER, PKCS#8, PKCS#1 or SEC1; with --kty oct, the raw AES key bytes.
-    #[arg(long, value_name = "FILE", requires = "allow_software_key")]
+    #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
 
     /// Accept a target key that exists in plaintext outside an HSM (the software source).
@@ -97,7 +97,7 @@ struct Produced {
 
 pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     if args.key_file.is_some() && !args.allow_software_key {
-        // clap's `requires` covers this; kept for callers of `run` that bypass clap.
+        // Before any file is read: the refusal explains why, which a bare "missing flag" would not.
         return Err(software_refusal());
     }
     files::check_writable(&args.out, args.force)?;
