@@ -8,8 +8,23 @@ pub const KID: &str = "https://contoso.vault.azure.net/keys/kek/0123456789abcdef
 
 /// The path of a workspace binary, built next to the test executable (`target/<profile>/`).
 ///
-/// `cargo test --workspace` and `cargo xtask ci` build the binaries before running tests.
+/// `cargo test` does not rebuild another package's binaries, so the first call in each test process runs
+/// `cargo build` for it (quick when it is fresh): tests never run against a stale binary.
 pub fn binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "--bin", name, "--package", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "cannot build {name}");
+        built.push(name.to_owned());
+    }
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
