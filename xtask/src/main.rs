@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod hsm;
 mod interop;
 mod util;
 
@@ -16,6 +17,7 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
+  setup     the source HSMs the tests use: SoftHSM, NSS softokn, openCryptoki (in a cached forky root)
   ci        format check, clippy (warnings denied), cargo-deny, interop, the whole test suite
   interop   OpenSSL CLI and Python `cryptography` judge byok's blobs, and byok opens theirs
   demo      the BYOK flow that exists today: make a KEK and a key, wrap, inspect, unwrap-check
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("interop") => interop::run(),
+        Some("setup") => hsm::setup().map(|_| ()),
         Some("demo") => demo::run(),
         Some("bench") => bench::run(),
         Some("-h" | "--help" | "help") => {
@@ -70,6 +73,7 @@ fn ci() -> Result<()> {
         "sources",
     ]))?;
     exec(cargo().args(["build", "--workspace", "--bins", "--quiet"]))?;
+    hsm::setup()?;
     interop::run()?;
     exec(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
     // Last, so that the test runner's summary closes the output.

@@ -604,6 +604,32 @@ impl<'m> TokenSession<'m> {
         self.describe(handle)
     }
 
+    /// The key check value of an AES key: the first 3 bytes of AES-ECB of a zero block, computed by the token.
+    /// Lets anyone compare a key with its copy elsewhere without reading either. `None` for other keys, or when
+    /// the key may not encrypt.
+    pub fn check_value(&self, key: &KeyInfo) -> Result<Option<[u8; 3]>, Error> {
+        if !matches!(key.kind, KeyKindInfo::Supported(KeyKind::Aes(_))) {
+            return Ok(None);
+        }
+        match self
+            .session
+            .encrypt(&Mechanism::AesEcb, key.handle, &[0u8; 16])
+        {
+            Ok(block) if block.len() == 16 => Ok(Some([block[0], block[1], block[2]])),
+            Ok(_) => Err(Error::BadOutput {
+                what: "AES-ECB block",
+                reason: "not 16 bytes".into(),
+            }),
+            Err(cryptoki::error::Error::Pkcs11(RvError::KeyFunctionNotPermitted, _)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// How many session objects (CKA_TOKEN false) this application can see: 0 unless something leaked.
+    pub fn session_object_count(&self) -> Result<usize, Error> {
+        Ok(self.session.find_objects(&[Attribute::Token(false)])?.len())
+    }
+
     /// Whether the token offers a raw mechanism (probing ids cryptoki cannot name).
     pub(crate) fn offers(&self, mechanism: RawMechanism) -> Result<bool, Error> {
         Ok(self

@@ -316,8 +316,9 @@ fn info(ui: Ui, args: &InfoArgs) -> Result<()> {
     ui.result(&human, &json).map_err(stdout_error)
 }
 
-fn key_json(k: &KeyInfo) -> serde_json::Value {
+fn key_json(k: &KeyInfo, kcv: Option<[u8; 3]>) -> serde_json::Value {
     json!({
+        "kcv": kcv.map(|v| hex(&v)),
         "label": k.label,
         "id": hex(&k.id),
         "class": match k.class { byok_pkcs11::KeyClass::Private => "private", byok_pkcs11::KeyClass::Secret => "secret-key" },
@@ -336,10 +337,11 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 fn list(ui: Ui, args: &TokenArgs) -> Result<()> {
     args.hsm.with_session(&args.token, |s| {
         let keys = s.list_keys().map_err(error)?;
+        let kcvs = keys.iter().map(|k| s.check_value(k)).collect::<std::result::Result<Vec<_>, _>>().map_err(error)?;
         let mut human = format!("{} keys in `{}`\n", keys.len(), s.token().label);
-        for k in &keys {
+        for (k, kcv) in keys.iter().zip(&kcvs) {
             human.push_str(&format!(
-                "  {:<24} id {:<16} {:<10} {:<14} {}\n",
+                "  {:<24} id {:<16} {:<10} {:<14} {}{}\n",
                 k.label,
                 hex(&k.id),
                 match k.class {
@@ -347,10 +349,11 @@ fn list(ui: Ui, args: &TokenArgs) -> Result<()> {
                     byok_pkcs11::KeyClass::Secret => "secret-key",
                 },
                 k.kind.to_string(),
-                if k.extractable { "extractable" } else { "NOT extractable" }
+                if k.extractable { "extractable" } else { "NOT extractable" },
+                kcv.map(|v| format!("  kcv {}", hex(&v))).unwrap_or_default()
             ));
         }
-        let json = json!({ "format_version": 1, "token": s.token().label, "keys": keys.iter().map(key_json).collect::<Vec<_>>() });
+        let json = json!({ "format_version": 1, "token": s.token().label, "keys": keys.iter().zip(&kcvs).map(|(k, v)| key_json(k, *v)).collect::<Vec<_>>() });
         ui.result(&human, &json).map_err(stdout_error)
     })
 }
@@ -394,7 +397,7 @@ fn generate(ui: Ui, args: &GenerateArgs) -> Result<()> {
         let key = s.generate(kind, &args.label, &id).map_err(error)?;
         let uri = byok_pkcs11::key_uri(&s.token().label, &key.label, &key.id);
         let human = format!("generated {}\n  uri  {uri}\n", key.describe());
-        let mut json = key_json(&key);
+        let mut json = key_json(&key, s.check_value(&key).map_err(error)?);
         json["uri"] = uri.into();
         json["format_version"] = 1.into();
         ui.result(&human, &json).map_err(stdout_error)
