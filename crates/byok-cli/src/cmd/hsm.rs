@@ -59,7 +59,8 @@ pub(crate) fn error(e: HsmError) -> CliError {
         ),
         _ => None,
     };
-    let err = CliError::new(Exit::Hsm, anyhow::Error::new(e));
+    let exit = if matches!(e, HsmError::Uri(_)) { Exit::Usage } else { Exit::Hsm };
+    let err = CliError::new(exit, anyhow::Error::new(e));
     match hint {
         Some(h) => err.hint(h),
         None => err,
