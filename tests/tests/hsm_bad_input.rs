@@ -9,8 +9,12 @@ use serde_json::Value;
 
 fn env() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/hsm/env.json");
-    let text = std::fs::read(&path)
-        .unwrap_or_else(|_| panic!("{} is missing: run `cargo xtask setup` to make the test tokens", path.display()));
+    let text = std::fs::read(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run `cargo xtask setup` to make the test tokens",
+            path.display()
+        )
+    });
     serde_json::from_slice(&text).expect("env.json")
 }
 
@@ -43,17 +47,48 @@ fn hsm_bad_input_catalogue() {
         let label = format!("twin{n}-{id}");
         let o = run(byok_cli()
             .env("SOFTHSM2_CONF", &conf)
-            .args(["hsm", "generate", "--token", "pkcs11:token=byok-src", "--kty", "EC", "--curve", "P-256"])
-            .args(["--label", &label, "--id", &id, "--pkcs11-module", &module, "--pin-file", &pin_file]));
+            .args([
+                "hsm",
+                "generate",
+                "--token",
+                "pkcs11:token=byok-src",
+                "--kty",
+                "EC",
+                "--curve",
+                "P-256",
+            ])
+            .args([
+                "--label",
+                &label,
+                "--id",
+                &id,
+                "--pkcs11-module",
+                &module,
+                "--pin-file",
+                &pin_file,
+            ]));
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    let id_escaped: String = (0..id.len()).step_by(2).map(|i| format!("%{}", &id[i..i + 2])).collect();
+    let id_escaped: String = (0..id.len())
+        .step_by(2)
+        .map(|i| format!("%{}", &id[i..i + 2]))
+        .collect();
 
     let wrap = |key: &str, extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = ["wrap", "--kek-file", &kek, "--kek-kid", KID, "--out", &out, "--key", key]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+        let mut v: Vec<String> = [
+            "wrap",
+            "--kek-file",
+            &kek,
+            "--kek-kid",
+            KID,
+            "--out",
+            &out,
+            "--key",
+            key,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
         v.extend(extra.iter().map(|s| (*s).to_owned()));
         v
     };
@@ -67,8 +102,20 @@ fn hsm_bad_input_catalogue() {
         }
         a
     };
-    let c = |name, args, exit, line: String| Case { name, args, exit, first_line: line, prefix_only: false };
-    let p = |name, args, exit, line: String| Case { name, args, exit, first_line: line, prefix_only: true };
+    let c = |name, args, exit, line: String| Case {
+        name,
+        args,
+        exit,
+        first_line: line,
+        prefix_only: false,
+    };
+    let p = |name, args, exit, line: String| Case {
+        name,
+        args,
+        exit,
+        first_line: line,
+        prefix_only: true,
+    };
     let key = |obj: &str| format!("pkcs11:token=byok-src;object={obj}");
     let cases = vec![
         c("wrong PIN", with(wrap(&key("rsa1024"), &[]), &module, &wrong_pin.display().to_string()), 6,
@@ -127,14 +174,37 @@ fn hsm_bad_input_catalogue() {
     let before = listing(dir.path());
     let mut failures = Vec::new();
     for case in &cases {
-        let o = run(Command::new(byok_tests::binary("byok-cli")).env("SOFTHSM2_CONF", &conf).env_remove("BYOK_PKCS11_MODULE").args(&case.args));
+        let o = run(Command::new(byok_tests::binary("byok-cli"))
+            .env("SOFTHSM2_CONF", &conf)
+            .env_remove("BYOK_PKCS11_MODULE")
+            .args(&case.args));
         let err = stderr(&o);
         let first = err.lines().next().unwrap_or_default();
-        let line_ok = if case.prefix_only { first.starts_with(&case.first_line) } else { first == case.first_line };
-        if o.status.code() != Some(case.exit) || !line_ok || err.contains("panicked") || !o.stdout.is_empty() {
-            failures.push(format!("{}: exit {:?} (want {}):\n{err}want: {}\n", case.name, o.status.code(), case.exit, case.first_line));
+        let line_ok = if case.prefix_only {
+            first.starts_with(&case.first_line)
+        } else {
+            first == case.first_line
+        };
+        if o.status.code() != Some(case.exit)
+            || !line_ok
+            || err.contains("panicked")
+            || !o.stdout.is_empty()
+        {
+            failures.push(format!(
+                "{}: exit {:?} (want {}):\n{err}want: {}\n",
+                case.name,
+                o.status.code(),
+                case.exit,
+                case.first_line
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
     assert_eq!(listing(dir.path()), before, "no output file was left");
 }

@@ -6,8 +6,12 @@ use byok_pkcs11::{Error, Module, ModuleConfig, Pkcs11Uri, WrapChoice, WrapOption
 
 fn nss() -> ModuleConfig {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/hsm/env.json");
-    let text = std::fs::read(&path)
-        .unwrap_or_else(|_| panic!("{} is missing: run `cargo xtask setup` to make the test tokens", path.display()));
+    let text = std::fs::read(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run `cargo xtask setup` to make the test tokens",
+            path.display()
+        )
+    });
     let env: serde_json::Value = serde_json::from_slice(&text).expect("env.json");
     ModuleConfig {
         path: env["nss"]["module"].as_str().expect("module").into(),
@@ -23,30 +27,70 @@ fn no_session_object_survives() {
     assert_eq!(session.session_object_count().expect("count"), 0);
     let report = session.self_test().expect("self-test").clone();
     assert_eq!(report.best(), Some(WrapPath::TwoStepKwp));
-    assert_eq!(session.session_object_count().expect("count"), 0, "the self-test cleans up");
+    assert_eq!(
+        session.session_object_count().expect("count"),
+        0,
+        "the self-test cleans up"
+    );
 
-    let kek_pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/keys/kek-rsa2048.spki.pem"))
-        .expect("KEK");
+    let kek_pem = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/keys/kek-rsa2048.spki.pem"
+    ))
+    .expect("KEK");
     let kek = KekPublicKey::parse(&kek_pem).expect("KEK");
     let label = format!("leak-{}", std::process::id());
-    let rsa = session.generate(KeyKind::Rsa(RsaSize::Rsa2048), &label, b"leak-rsa").expect("generate");
-    let aes = session.generate(KeyKind::Aes(AesSize::Aes128), &format!("{label}-aes"), b"leak-aes").expect("generate");
+    let rsa = session
+        .generate(KeyKind::Rsa(RsaSize::Rsa2048), &label, b"leak-rsa")
+        .expect("generate");
+    let aes = session
+        .generate(
+            KeyKind::Aes(AesSize::Aes128),
+            &format!("{label}-aes"),
+            b"leak-aes",
+        )
+        .expect("generate");
 
-    let ok = session.wrap(&rsa, &kek, WrapOptions::default()).expect("wraps");
+    let ok = session
+        .wrap(&rsa, &kek, WrapOptions::default())
+        .expect("wraps");
     assert_eq!(ok.path, WrapPath::TwoStepKwp);
-    assert_eq!(session.session_object_count().expect("count"), 0, "after success");
+    assert_eq!(
+        session.session_object_count().expect("count"),
+        0,
+        "after success"
+    );
 
-    let forced = |path| WrapOptions { choice: WrapChoice::Path(path), allow_nonconformant: false };
+    let forced = |path| WrapOptions {
+        choice: WrapChoice::Path(path),
+        allow_nonconformant: false,
+    };
     assert_eq!(
         session.wrap(&rsa, &kek, forced(WrapPath::OneShot)).err(),
         Some(Error::PathUnsupported(WrapPath::OneShot))
     );
-    assert!(matches!(session.wrap(&aes, &kek, forced(WrapPath::TwoStepPad)), Err(Error::UnsafeForKey { .. })));
-    assert_eq!(session.session_object_count().expect("count"), 0, "after refusals");
+    assert!(matches!(
+        session.wrap(&aes, &kek, forced(WrapPath::TwoStepPad)),
+        Err(Error::UnsafeForKey { .. })
+    ));
+    assert_eq!(
+        session.session_object_count().expect("count"),
+        0,
+        "after refusals"
+    );
 
     // A wrap that runs the whole two-step path and produces a non-conformant blob on request.
-    let nonconformant = WrapOptions { choice: WrapChoice::Path(WrapPath::TwoStepPad), allow_nonconformant: true };
-    let bad = session.wrap(&aes, &kek, nonconformant).expect("wraps on request");
+    let nonconformant = WrapOptions {
+        choice: WrapChoice::Path(WrapPath::TwoStepPad),
+        allow_nonconformant: true,
+    };
+    let bad = session
+        .wrap(&aes, &kek, nonconformant)
+        .expect("wraps on request");
     assert!(bad.nonconformant.is_some());
-    assert_eq!(session.session_object_count().expect("count"), 0, "after a forced path");
+    assert_eq!(
+        session.session_object_count().expect("count"),
+        0,
+        "after a forced path"
+    );
 }

@@ -59,7 +59,11 @@ pub(crate) fn error(e: HsmError) -> CliError {
         ),
         _ => None,
     };
-    let exit = if matches!(e, HsmError::Uri(_)) { Exit::Usage } else { Exit::Hsm };
+    let exit = if matches!(e, HsmError::Uri(_)) {
+        Exit::Usage
+    } else {
+        Exit::Hsm
+    };
     let err = CliError::new(exit, anyhow::Error::new(e));
     match hint {
         Some(h) => err.hint(h),
