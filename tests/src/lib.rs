@@ -12,9 +12,7 @@ pub const KID: &str = "https://contoso.vault.azure.net/keys/kek/0123456789abcdef
 /// `cargo build` for it (quick when it is fresh): tests never run against a stale binary.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !built.iter().any(|b| b == name) {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
@@ -50,9 +48,7 @@ pub fn byok_cli() -> Command {
 
 /// A file in `testdata/`.
 pub fn testdata(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata")
-        .join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(path)
 }
 
 /// Runs a command and returns its output, never hanging on stdin.

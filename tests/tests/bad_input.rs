@@ -30,8 +30,7 @@ impl Scene {
         scene.write("jwk-no-n.json", br#"{"kty":"RSA","e":"AQAB"}"#);
         std::fs::create_dir(scene.path("a-directory")).expect("mkdir");
         let good: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(scene.path("good.byok")).expect("good"))
-                .expect("json");
+            serde_json::from_slice(&std::fs::read(scene.path("good.byok")).expect("good")).expect("json");
         let mut wrong_enc = good.clone();
         wrong_enc["header"]["enc"] = "CKM_RSA_AES_KEY_WRAP_PAD".into();
         scene.write("wrong-enc.byok", wrong_enc.to_string().as_bytes());
@@ -63,13 +62,7 @@ impl Scene {
 
 fn wrap_ok(out: PathBuf) -> bool {
     run(byok_cli()
-        .args([
-            "wrap",
-            "--allow-software-key",
-            "--kek-kid",
-            KID,
-            "--kek-file",
-        ])
+        .args(["wrap", "--allow-software-key", "--kek-kid", KID, "--kek-file"])
         .arg(testdata("keys/kek-rsa2048.spki.pem"))
         .arg("--key-file")
         .arg(testdata("keys/ec-p256.pkcs8.pem"))
@@ -487,10 +480,7 @@ fn bad_input_catalogue() {
         before,
         "a failing command left or changed files"
     );
-    assert_eq!(
-        std::fs::read(scene.path("existing.byok")).expect("kept"),
-        b"keep me"
-    );
+    assert_eq!(std::fs::read(scene.path("existing.byok")).expect("kept"), b"keep me");
 }
 
 #[test]
@@ -506,11 +496,7 @@ fn json_errors_are_one_object_on_stderr() {
     let v: serde_json::Value = serde_json::from_str(stderr(&out).trim()).expect("one JSON object");
     assert_eq!(v["error"]["exit_code"], 5);
     assert_eq!(v["error"]["kind"], "refused");
-    assert!(
-        v["error"]["hint"]
-            .as_str()
-            .is_some_and(|h| h.contains("--force"))
-    );
+    assert!(v["error"]["hint"].as_str().is_some_and(|h| h.contains("--force")));
 }
 
 fn expand_line(scene: &Scene, line: &str) -> String {
@@ -530,13 +516,6 @@ fn expand_word(scene: &Scene, word: &str) -> String {
     let Some(start) = start else {
         return word.to_owned();
     };
-    let end = word[start..]
-        .find([':', '"', '\''])
-        .map_or(word.len(), |e| start + e);
-    format!(
-        "{}{}{}",
-        &word[..start],
-        expand(scene, &word[start..end]),
-        &word[end..]
-    )
+    let end = word[start..].find([':', '"', '\'']).map_or(word.len(), |e| start + e);
+    format!("{}{}{}", &word[..start], expand(scene, &word[start..end]), &word[end..])
 }

@@ -51,8 +51,7 @@ impl Token {
         let unique = format!("{name}-{}", std::process::id());
         match self {
             Self::Ock => {
-                let host =
-                    Path::new(env()["opencryptoki"]["work"].as_str().expect("work")).join(&unique);
+                let host = Path::new(env()["opencryptoki"]["work"].as_str().expect("work")).join(&unique);
                 std::fs::create_dir_all(&host).expect("work dir");
                 (host, format!("/work/{unique}"))
             }
@@ -79,8 +78,7 @@ impl Token {
                     name
                 });
                 let mut c = Command::new("chroot");
-                c.arg(e["opencryptoki"]["root"].as_str().expect("root"))
-                    .arg(inside);
+                c.arg(e["opencryptoki"]["root"].as_str().expect("root")).arg(inside);
                 c
             }
             _ => byok_cli(),
@@ -88,35 +86,20 @@ impl Token {
         cmd.args(args);
         match self {
             Self::SoftHsm => {
-                cmd.env(
-                    "SOFTHSM2_CONF",
-                    e["softhsm"]["conf"].as_str().expect("conf"),
-                )
-                .args([
-                    "--pkcs11-module",
-                    e["softhsm"]["module"].as_str().expect("module"),
-                ])
-                .args(["--pin-file", e["pin_file"].as_str().expect("pin")]);
+                cmd.env("SOFTHSM2_CONF", e["softhsm"]["conf"].as_str().expect("conf"))
+                    .args(["--pkcs11-module", e["softhsm"]["module"].as_str().expect("module")])
+                    .args(["--pin-file", e["pin_file"].as_str().expect("pin")]);
             }
             Self::Nss => {
-                cmd.args([
-                    "--pkcs11-module",
-                    e["nss"]["module"].as_str().expect("module"),
-                ])
-                .args([
-                    "--pkcs11-init-args",
-                    e["nss"]["init_args"].as_str().expect("init"),
-                ]);
+                cmd.args(["--pkcs11-module", e["nss"]["module"].as_str().expect("module")])
+                    .args(["--pkcs11-init-args", e["nss"]["init_args"].as_str().expect("init")]);
             }
             Self::Ock => {
-                cmd.args([
-                    "--pkcs11-module",
-                    e["opencryptoki"]["module"].as_str().expect("module"),
-                ])
-                .args([
-                    "--pin-file",
-                    e["opencryptoki"]["pin_file_in_root"].as_str().expect("pin"),
-                ]);
+                cmd.args(["--pkcs11-module", e["opencryptoki"]["module"].as_str().expect("module")])
+                    .args([
+                        "--pin-file",
+                        e["opencryptoki"]["pin_file_in_root"].as_str().expect("pin"),
+                    ]);
             }
         }
         run(&mut cmd)
@@ -151,15 +134,9 @@ fn aes_kcv(key: &[u8]) -> String {
     use aes::cipher::{BlockCipherEncrypt, KeyInit};
     let mut block = aes::cipher::Array::from([0u8; 16]);
     match key.len() {
-        16 => aes::Aes128::new_from_slice(key)
-            .expect("key")
-            .encrypt_block(&mut block),
-        24 => aes::Aes192::new_from_slice(key)
-            .expect("key")
-            .encrypt_block(&mut block),
-        32 => aes::Aes256::new_from_slice(key)
-            .expect("key")
-            .encrypt_block(&mut block),
+        16 => aes::Aes128::new_from_slice(key).expect("key").encrypt_block(&mut block),
+        24 => aes::Aes192::new_from_slice(key).expect("key").encrypt_block(&mut block),
+        32 => aes::Aes256::new_from_slice(key).expect("key").encrypt_block(&mut block),
         n => panic!("AES key of {n} bytes"),
     }
     block[..3].iter().map(|b| format!("{b:02x}")).collect()
@@ -169,11 +146,7 @@ fn aes_kcv(key: &[u8]) -> String {
 fn wrap_and_check(token: Token, key: &Value, bits: u32, expect_path: &str) {
     let (host_dir, dir) = token.workdir("blobs");
     let kek_name = format!("kek-rsa{bits}.spki.pem");
-    std::fs::copy(
-        testdata(&format!("keys/{kek_name}")),
-        host_dir.join(&kek_name),
-    )
-    .expect("KEK copy");
+    std::fs::copy(testdata(&format!("keys/{kek_name}")), host_dir.join(&kek_name)).expect("KEK copy");
     let label = key["label"].as_str().expect("label");
     let out = format!("{dir}/{label}.byok");
     let kek = format!("{dir}/{kek_name}");
@@ -189,10 +162,7 @@ fn wrap_and_check(token: Token, key: &Value, bits: u32, expect_path: &str) {
         "--out",
         &out,
     ]);
-    assert_eq!(
-        report["source"]["wrap_path"], expect_path,
-        "{token:?} {label}"
-    );
+    assert_eq!(report["source"]["wrap_path"], expect_path, "{token:?} {label}");
     assert_eq!(report["source"]["conformant"], true);
 
     let blob_path = host_dir.join(format!("{label}.byok"));
@@ -209,8 +179,7 @@ fn wrap_and_check(token: Token, key: &Value, bits: u32, expect_path: &str) {
     } else {
         Kty::Oct
     };
-    let parsed = TargetKey::from_plaintext(kty, &plaintext)
-        .unwrap_or_else(|e| panic!("{token:?} {label}: {e}"));
+    let parsed = TargetKey::from_plaintext(kty, &plaintext).unwrap_or_else(|e| panic!("{token:?} {label}: {e}"));
     assert_eq!(parsed.kind().to_string(), kind);
     match kty {
         Kty::Oct => assert_eq!(
@@ -219,10 +188,7 @@ fn wrap_and_check(token: Token, key: &Value, bits: u32, expect_path: &str) {
             "{label}: KCV"
         ),
         _ => assert_eq!(
-            parsed
-                .public_key()
-                .map(|p| p.fingerprint_sha256())
-                .as_deref(),
+            parsed.public_key().map(|p| p.fingerprint_sha256()).as_deref(),
             key["public_key_sha256"].as_str(),
             "{label}: the unwrapped key's public half is the token's"
         ),
@@ -270,16 +236,7 @@ fn judges(blob: &Path, bits: u32, plaintext: &[u8], kty: Kty, kind: &str) {
         .map(|b| format!("{b:02x}"))
         .collect();
     ok(Command::new("openssl")
-        .args([
-            "enc",
-            "-d",
-            "-id-aes256-wrap-pad",
-            "-iv",
-            "A65959A6",
-            "-K",
-            &aes,
-            "-in",
-        ])
+        .args(["enc", "-d", "-id-aes256-wrap-pad", "-iv", "A65959A6", "-K", &aes, "-in"])
         .arg(&kwp_f)
         .arg("-out")
         .arg(&out_f));
@@ -306,8 +263,7 @@ fn judges(blob: &Path, bits: u32, plaintext: &[u8], kty: Kty, kind: &str) {
         .arg(workspace().join("xtask/interop/judge.py"))
         .arg("check")
         .arg(&manifest));
-    let report: Value =
-        serde_json::from_str(&stdout(&out)).unwrap_or_else(|_| panic!("judge: {}", stderr(&out)));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap_or_else(|_| panic!("judge: {}", stderr(&out)));
     assert_eq!(report["passed"], 1, "Python: {report}");
 }
 
@@ -372,15 +328,10 @@ fn softhsm_wraps_aes_but_refuses_pkcs8_unless_overridden() {
     assert_eq!(refused.status.code(), Some(6), "{}", stderr(&refused));
     let err = stderr(&refused);
     assert!(
-        err.starts_with(
-            "error: no wrap path of this token produces what Azure expects for this key:"
-        ),
+        err.starts_with("error: no wrap path of this token produces what Azure expects for this key:"),
         "{err}"
     );
-    assert!(
-        err.contains("pads the key with zero bytes to a multiple of 8"),
-        "{err}"
-    );
+    assert!(err.contains("pads the key with zero bytes to a multiple of 8"), "{err}");
     assert!(!host.join("ec.byok").exists());
 
     let forced = t.cli(&[
@@ -399,22 +350,13 @@ fn softhsm_wraps_aes_but_refuses_pkcs8_unless_overridden() {
     ]);
     assert!(forced.status.success(), "{}", stderr(&forced));
     assert!(stderr(&forced).contains("warning: WRAPPED WITH A NON-CONFORMANT PATH"));
-    let blob =
-        ByokBlob::from_json(&std::fs::read(host.join("ec.byok")).expect("blob")).expect("valid");
-    assert!(
-        blob.generator()
-            .is_some_and(|g| g.contains("NONCONFORMANT"))
-    );
+    let blob = ByokBlob::from_json(&std::fs::read(host.join("ec.byok")).expect("blob")).expect("valid");
+    assert!(blob.generator().is_some_and(|g| g.contains("NONCONFORMANT")));
     // The bug itself: strict PKCS#8 followed by zero padding to a multiple of 8.
     let pt = kek_private(2048).unwrap(blob.ciphertext()).expect("opens");
-    assert!(
-        TargetKey::from_pkcs8_der(&pt).is_err(),
-        "a strict reader refuses it"
-    );
+    assert!(TargetKey::from_pkcs8_der(&pt).is_err(), "a strict reader refuses it");
     let der_len = 2 + usize::from(pt[1]); // a P-256 PKCS#8 is under 128 bytes
-    assert!(
-        pt.len().is_multiple_of(8) && pt.len() > der_len && pt[der_len..].iter().all(|&b| b == 0)
-    );
+    assert!(pt.len().is_multiple_of(8) && pt.len() > der_len && pt[der_len..].iter().all(|&b| b == 0));
     let key = TargetKey::from_pkcs8_der(&pt[..der_len]).expect("the key before the padding");
     assert_eq!(
         key.public_key().map(|p| p.fingerprint_sha256()).as_deref(),
@@ -477,4 +419,131 @@ fn opencryptoki_one_shot() {
         let key = t.generate(spec, &format!("ock-{i}"));
         wrap_and_check(t, &key, *bits, "rsa-aes-key-wrap");
     }
+}
+
+/// `byok-cli hsm verify` on SoftHSM with the RSA-2048 KEK's private half (imported by setup): the blob opens inside
+/// an HSM, and the token reports the key it found.
+fn softhsm_verify(blob: &Path, kty: &[&str]) -> Value {
+    let mut args = vec![
+        "hsm",
+        "verify",
+        "--kek",
+        "pkcs11:token=byok-src;object=kek-verifier",
+        "--byok-file",
+    ];
+    let blob = blob.display().to_string();
+    args.push(&blob);
+    args.push("--kty");
+    args.extend(kty);
+    Token::SoftHsm.json(&args)
+}
+
+#[test]
+fn softhsm_opens_blobs_from_software_and_the_other_tokens() {
+    let (dir, _) = Token::SoftHsm.workdir("verify");
+    let kek = testdata("keys/kek-rsa2048.spki.pem").display().to_string();
+    // Software source.
+    for (file, kty) in [
+        ("rsa2048.pkcs8.pem", &["RSA", "--size", "2048"][..]),
+        ("ec-p256.pkcs8.pem", &["EC", "--curve", "P-256"][..]),
+        ("aes256.raw", &["oct", "--size", "256"][..]),
+    ] {
+        let out = dir.join(format!("{file}.byok"));
+        let mut cmd = byok_cli();
+        cmd.args([
+            "-q",
+            "wrap",
+            "--allow-software-key",
+            "--kek-kid",
+            KID,
+            "--kek-file",
+            &kek,
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--key-file")
+        .arg(testdata(&format!("keys/{file}")));
+        if kty[0] == "oct" {
+            cmd.args(["--kty", "oct"]);
+        }
+        assert!(run(&mut cmd).status.success());
+        let found = softhsm_verify(&out, kty);
+        let source = std::fs::read(testdata(&format!("keys/{file}"))).expect("source");
+        match kty[0] {
+            "oct" => assert_eq!(found["kcv"].as_str(), Some(aes_kcv(&source).as_str()), "{file}"),
+            "RSA" => {
+                let key = TargetKey::from_private_key_file(&source).expect("key");
+                assert_eq!(
+                    found["public_key_sha256"].as_str(),
+                    key.public_key().map(|p| p.fingerprint_sha256()).as_deref()
+                );
+            }
+            _ => assert_eq!(found["kind"], "EC P-256"),
+        }
+    }
+    // NSS and openCryptoki sources.
+    for (token, spec, name) in [
+        (Token::Nss, &["--kty", "RSA", "--size", "2048"][..], "v-nss-rsa"),
+        (Token::Nss, &["--kty", "oct", "--size", "128"][..], "v-nss-aes"),
+        (Token::Ock, &["--kty", "RSA", "--size", "2048"][..], "v-ock-rsa"),
+        (Token::Ock, &["--kty", "oct", "--size", "256"][..], "v-ock-aes"),
+    ] {
+        let key = token.generate(spec, name);
+        let (host, inside) = token.workdir("for-softhsm");
+        std::fs::copy(testdata("keys/kek-rsa2048.spki.pem"), host.join("kek.pem")).expect("KEK copy");
+        let (kek_in, out_in) = (format!("{inside}/kek.pem"), format!("{inside}/{name}.byok"));
+        let uri = key["uri"].as_str().expect("uri");
+        token.json(&[
+            "wrap",
+            "--kek-file",
+            &kek_in,
+            "--kek-kid",
+            KID,
+            "--key",
+            uri,
+            "--out",
+            &out_in,
+        ]);
+        let kty: &[&str] = if spec[1] == "oct" {
+            &["oct", "--size", spec[3]]
+        } else {
+            &["RSA", "--size", spec[3]]
+        };
+        let found = softhsm_verify(&host.join(format!("{name}.byok")), kty);
+        if spec[1] == "oct" {
+            assert_eq!(found["kcv"], key["kcv"], "{name}: SoftHSM finds the {token:?} key");
+        } else {
+            assert_eq!(
+                found["public_key_sha256"], key["public_key_sha256"],
+                "{name}: SoftHSM finds the {token:?} key"
+            );
+        }
+    }
+    // A damaged blob does not open.
+    let good = dir.join("rsa2048.pkcs8.pem.byok");
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&good).expect("blob")).expect("json");
+    let ct = doc["ciphertext"].as_str().expect("ct").to_owned();
+    let flipped = format!("{}{}", &ct[..ct.len() - 1], if ct.ends_with('A') { 'B' } else { 'A' });
+    doc["ciphertext"] = flipped.into();
+    let bad = dir.join("damaged.byok");
+    std::fs::write(&bad, doc.to_string()).expect("write");
+    let bad_s = bad.display().to_string();
+    let out = Token::SoftHsm.cli(&[
+        "hsm",
+        "verify",
+        "--kek",
+        "pkcs11:token=byok-src;object=kek-verifier",
+        "--byok-file",
+        &bad_s,
+        "--kty",
+        "RSA",
+        "--size",
+        "2048",
+    ]);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(
+        stderr(&out).starts_with("error: C_UnwrapKey failed: CKR_"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -185,11 +185,7 @@ fn hsm_bad_input_catalogue() {
         } else {
             first == case.first_line
         };
-        if o.status.code() != Some(case.exit)
-            || !line_ok
-            || err.contains("panicked")
-            || !o.stdout.is_empty()
-        {
+        if o.status.code() != Some(case.exit) || !line_ok || err.contains("panicked") || !o.stdout.is_empty() {
             failures.push(format!(
                 "{}: exit {:?} (want {}):\n{err}want: {}\n",
                 case.name,

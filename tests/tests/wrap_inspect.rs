@@ -59,18 +59,9 @@ fn every_target_kind_round_trips_under_every_kek_size() {
                 None => TargetKey::from_private_key_file(&source).expect("key"),
             };
             // The vault's strict reading of the plaintext gives back the same key.
-            let opened =
-                TargetKey::from_plaintext(expected.kind().kty(), &plaintext).expect("strict parse");
-            assert_eq!(
-                opened.plaintext(),
-                expected.plaintext(),
-                "{key} under RSA-{bits}"
-            );
-            assert_eq!(
-                opened.public_key(),
-                expected.public_key(),
-                "{key} under RSA-{bits}"
-            );
+            let opened = TargetKey::from_plaintext(expected.kind().kty(), &plaintext).expect("strict parse");
+            assert_eq!(opened.plaintext(), expected.plaintext(), "{key} under RSA-{bits}");
+            assert_eq!(opened.public_key(), expected.public_key(), "{key} under RSA-{bits}");
         }
     }
 }
@@ -133,11 +124,7 @@ fn written_document_has_the_exact_shape() {
         "{text}"
     );
     assert!(!text.contains('='), "unpadded base64url");
-    assert_eq!(
-        listing(dir.path()),
-        ["aes256.raw-3072.byok"],
-        "no temporary file left"
-    );
+    assert_eq!(listing(dir.path()), ["aes256.raw-3072.byok"], "no temporary file left");
 }
 
 #[test]
@@ -232,10 +219,7 @@ fn inspect_reports_and_checks_against_the_kek() {
         "    KWP part      1232 bytes: a plaintext of 1217 to 1224 bytes, likely an RSA-2048 PKCS#8 key",
         "  consistent      yes: the sizes fit this KEK",
     ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing `{line}` in\n{text}"
-        );
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
     }
 
     let json = run(byok_cli().args(["inspect", "--output", "json"]).arg(&file));

@@ -38,10 +38,7 @@ fn criterion_median_us(name: &str) -> Result<f64> {
     let path = root().join(format!("target/criterion/{name}/new/estimates.json"));
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).with_context(|| path.display().to_string())?)?;
-    Ok(v["median"]["point_estimate"]
-        .as_f64()
-        .context("no median")?
-        / 1e3)
+    Ok(v["median"]["point_estimate"].as_f64().context("no median")? / 1e3)
 }
 
 pub(crate) fn run() -> Result<()> {
@@ -54,14 +51,7 @@ pub(crate) fn run() -> Result<()> {
     let target = keys.join("rsa2048.pkcs8.der");
 
     // 1. In process: byok (criterion) and Python `cryptography`.
-    exec(cargo().args([
-        "bench",
-        "--quiet",
-        "--package",
-        "byok-wrap",
-        "--bench",
-        "wrap",
-    ]))?;
+    exec(cargo().args(["bench", "--quiet", "--package", "byok-wrap", "--bench", "wrap"]))?;
     let byok_us = criterion_median_us("wrap/kek4096-rsa2048")?;
     let byok_ec_us = criterion_median_us("wrap/kek4096-ec-p256")?;
     let script = root().join("xtask/interop/judge.py");
@@ -119,21 +109,11 @@ pub(crate) fn run() -> Result<()> {
         crate::hsm::setup()?;
     }
     let env: serde_json::Value = serde_json::from_slice(&std::fs::read(&env_file)?)?;
-    let conf = env["softhsm"]["conf"]
-        .as_str()
-        .context("softhsm conf")?
-        .to_owned();
+    let conf = env["softhsm"]["conf"].as_str().context("softhsm conf")?.to_owned();
     for bench in ["hsm", "hsm_raw"] {
         exec(
             cargo()
-                .args([
-                    "bench",
-                    "--quiet",
-                    "--package",
-                    "byok-pkcs11",
-                    "--bench",
-                    bench,
-                ])
+                .args(["bench", "--quiet", "--package", "byok-pkcs11", "--bench", bench])
                 .env("SOFTHSM2_CONF", &conf),
         )?;
     }

@@ -71,13 +71,7 @@ pub(crate) fn run() -> Result<()> {
     );
     util::exec(
         Command::new(&cli)
-            .args([
-                "wrap",
-                "--allow-software-key",
-                "--kek-kid",
-                kid,
-                "--kek-file",
-            ])
+            .args(["wrap", "--allow-software-key", "--kek-kid", kid, "--kek-file"])
             .arg(p("kek.pem"))
             .arg("--key-file")
             .arg(p("app-key.pem"))
@@ -98,19 +92,12 @@ pub(crate) fn run() -> Result<()> {
         6,
         "What Key Vault does on import, done here with OpenSSL: unwrap with the KEK's private key and compare.",
     );
-    unwrap_check(
-        &dir,
-        &p("kek-private.pem"),
-        &p("app-key.byok"),
-        &p("app-key.pem"),
-    )?;
+    unwrap_check(&dir, &p("kek-private.pem"), &p("app-key.byok"), &p("app-key.pem"))?;
     println!(
         "\nThe unwrapped key is byte-for-byte the PKCS#8 of app-key.pem. Files are in {}.",
         dir.display()
     );
-    println!(
-        "Next in byok: wrapping inside a PKCS#11 HSM, a local Key Vault, and `byok-cli full-transfer`."
-    );
+    println!("Next in byok: wrapping inside a PKCS#11 HSM, a local Key Vault, and `byok-cli full-transfer`.");
     Ok(())
 }
 
@@ -145,16 +132,7 @@ fn unwrap_check(dir: &Path, kek_private: &Path, blob: &Path, source: &Path) -> R
         .collect();
     util::exec(
         Command::new("openssl")
-            .args([
-                "enc",
-                "-d",
-                "-id-aes256-wrap-pad",
-                "-iv",
-                "A65959A6",
-                "-K",
-                &aes,
-                "-in",
-            ])
+            .args(["enc", "-d", "-id-aes256-wrap-pad", "-iv", "A65959A6", "-K", &aes, "-in"])
             .arg(dir.join("kwp-part.bin"))
             .arg("-out")
             .arg(dir.join("unwrapped.der")),

@@ -13,9 +13,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use crate::util::{
-    apt_install, capture, ensure_openssl, ensure_python, exec, fresh_dir, root, works,
-};
+use crate::util::{apt_install, capture, ensure_openssl, ensure_python, exec, fresh_dir, root, works};
 
 pub(crate) const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 pub(crate) const NSS_MODULE: &str = "/usr/lib/x86_64-linux-gnu/libsoftokn3.so";
@@ -32,8 +30,7 @@ pub(crate) fn setup() -> Result<PathBuf> {
     ensure_openssl()?;
     ensure_python()?;
     let mut missing = Vec::new();
-    if !Path::new(SOFTHSM_MODULE).exists() || !works(Command::new("softhsm2-util").arg("--version"))
-    {
+    if !Path::new(SOFTHSM_MODULE).exists() || !works(Command::new("softhsm2-util").arg("--version")) {
         missing.push("softhsm2");
     }
     if !Path::new(NSS_MODULE).exists() {
@@ -137,17 +134,11 @@ fn softhsm(dir: &Path) -> Result<serde_json::Value> {
     )?;
     let imports = [
         (keys.join("rsa1024.pkcs8.pem"), "rsa1024", "0a01"),
-        (
-            keys.join("ec-brainpoolp256r1.pkcs8.pem"),
-            "brainpool",
-            "0a02",
-        ),
+        (keys.join("ec-brainpoolp256r1.pkcs8.pem"), "brainpool", "0a02"),
         (tmp.join("dsa.pem"), "dsa", "0a03"),
-        (
-            keys.join("rsa2048.pkcs8.pem"),
-            "rsa2048-not-extractable",
-            "0a04",
-        ),
+        (keys.join("rsa2048.pkcs8.pem"), "rsa2048-not-extractable", "0a04"),
+        // The private half of testdata's RSA-2048 KEK: SoftHSM opens blobs with it (`byok-cli hsm verify`).
+        (keys.join("kek-rsa2048.pkcs8.pem"), "kek-verifier", "0b01"),
     ];
     for (file, label, id) in imports {
         capture(util().arg("--import").arg(&file).args([
@@ -167,10 +158,8 @@ fn softhsm(dir: &Path) -> Result<serde_json::Value> {
 
 /// The cached forky root with openCryptoki; made by debootstrap when missing (about a minute, ~340 MB).
 fn ock_root() -> Result<PathBuf> {
-    let root_dir = std::env::var_os("BYOK_OCK_ROOT").map_or_else(
-        || PathBuf::from("/var/cache/byok/opencryptoki-forky"),
-        PathBuf::from,
-    );
+    let root_dir = std::env::var_os("BYOK_OCK_ROOT")
+        .map_or_else(|| PathBuf::from("/var/cache/byok/opencryptoki-forky"), PathBuf::from);
     if root_dir.join("usr/sbin/pkcsslotd").exists() {
         return Ok(root_dir);
     }
@@ -186,10 +175,7 @@ fn ock_root() -> Result<PathBuf> {
         Command::new("debootstrap")
             .args(["--variant=minbase", "--include=opencryptoki", "forky"])
             .arg(&partial)
-            .args([
-                "http://deb.debian.org/debian",
-                "/usr/share/debootstrap/scripts/sid",
-            ]),
+            .args(["http://deb.debian.org/debian", "/usr/share/debootstrap/scripts/sid"]),
     )?;
     std::fs::rename(&partial, &root_dir)?;
     Ok(root_dir)
@@ -197,34 +183,20 @@ fn ock_root() -> Result<PathBuf> {
 
 fn mounted(path: &Path) -> bool {
     std::fs::read_to_string("/proc/mounts")
-        .map(|m| {
-            m.lines()
-                .any(|l| l.split(' ').nth(1) == Some(&*path.to_string_lossy()))
-        })
+        .map(|m| m.lines().any(|l| l.split(' ').nth(1) == Some(&*path.to_string_lossy())))
         .unwrap_or(false)
 }
 
 fn chroot(root_dir: &Path, script: &str) -> Result<Vec<u8>> {
-    capture(
-        Command::new("chroot")
-            .arg(root_dir)
-            .args(["sh", "-c", script]),
-    )
+    capture(Command::new("chroot").arg(root_dir).args(["sh", "-c", script]))
 }
 
 fn opencryptoki(dir: &Path) -> Result<serde_json::Value> {
     let r = ock_root()?;
-    for (what, target, fstype) in [
-        ("proc", r.join("proc"), "proc"),
-        ("tmpfs", r.join("dev/shm"), "tmpfs"),
-    ] {
+    for (what, target, fstype) in [("proc", r.join("proc"), "proc"), ("tmpfs", r.join("dev/shm"), "tmpfs")] {
         if !mounted(&target) {
             std::fs::create_dir_all(&target)?;
-            exec(
-                Command::new("mount")
-                    .args(["-t", fstype, what])
-                    .arg(&target),
-            )?;
+            exec(Command::new("mount").args(["-t", fstype, what]).arg(&target))?;
         }
     }
     std::fs::write(
@@ -256,7 +228,5 @@ fn opencryptoki(dir: &Path) -> Result<serde_json::Value> {
     std::fs::create_dir_all(&work)?;
     std::fs::write(work.join("pin"), OCK_PIN)?;
     let _ = dir;
-    Ok(
-        json!({ "root": r, "module": OCK_MODULE, "token": "byok-ock", "pin_file_in_root": "/work/pin", "work": work }),
-    )
+    Ok(json!({ "root": r, "module": OCK_MODULE, "token": "byok-ock", "pin_file_in_root": "/work/pin", "work": work }))
 }

@@ -80,12 +80,7 @@ const TARGETS: [Target; 10] = [
         name: "ec-p256k",
         kty: Kty::Ec,
         curve: Some("P-256K"),
-        genpkey: Some(&[
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:secp256k1",
-        ]),
+        genpkey: Some(&["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:secp256k1"]),
         traditional: false,
         aes_len: 0,
     },
@@ -195,13 +190,7 @@ fn make_keys(dir: &Path) -> Result<Vec<Made>> {
 }
 
 /// OpenSSL opens a blob: `pkeyutl` OAEP/SHA-1 for the RSA part, `enc -id-aes256-wrap-pad` for the rest.
-fn openssl_opens(
-    dir: &Path,
-    kek_private: &Path,
-    blob: &Path,
-    expected: &Path,
-    rsa_len: usize,
-) -> Result<()> {
+fn openssl_opens(dir: &Path, kek_private: &Path, blob: &Path, expected: &Path, rsa_len: usize) -> Result<()> {
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(blob)?)?;
     let ct = doc["ciphertext"].as_str().context("no ciphertext")?;
     let ct = base64url_decode(ct)?;
@@ -231,28 +220,13 @@ fn openssl_opens(
             .arg("-out")
             .arg(&aes_file),
     )?;
-    let aes: String = std::fs::read(&aes_file)?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let aes: String = std::fs::read(&aes_file)?.iter().map(|b| format!("{b:02x}")).collect();
     if aes.len() != 64 {
-        bail!(
-            "the RSA part holds {} bytes, not an AES-256 key",
-            aes.len() / 2
-        );
+        bail!("the RSA part holds {} bytes, not an AES-256 key", aes.len() / 2);
     }
     capture(
         openssl()
-            .args([
-                "enc",
-                "-d",
-                "-id-aes256-wrap-pad",
-                "-iv",
-                "A65959A6",
-                "-K",
-                &aes,
-                "-in",
-            ])
+            .args(["enc", "-d", "-id-aes256-wrap-pad", "-iv", "A65959A6", "-K", &aes, "-in"])
             .arg(&kwp_file)
             .arg("-out")
             .arg(&out),
@@ -280,10 +254,7 @@ pub(crate) fn run() -> Result<()> {
     let cli = build_cli(false)?;
     let dir = root().join("target/interop");
     fresh_dir(&dir)?;
-    eprintln!(
-        "interop: making fresh keys with OpenSSL in {}",
-        dir.display()
-    );
+    eprintln!("interop: making fresh keys with OpenSSL in {}", dir.display());
     let made = make_keys(&dir)?;
 
     let mut passed = 0usize;
@@ -300,19 +271,12 @@ pub(crate) fn run() -> Result<()> {
             let name = format!("KEK RSA-{bits} / {}", t.name);
             let blob = dir.join(format!("byok-{bits}-{}.byok", t.name));
             let mut wrap = Command::new(&cli);
-            wrap.args([
-                "-q",
-                "wrap",
-                "--allow-software-key",
-                "--kek-kid",
-                &kid,
-                "--kek-file",
-            ])
-            .arg(&kek_pub)
-            .arg("--key-file")
-            .arg(&m.input)
-            .arg("--out")
-            .arg(&blob);
+            wrap.args(["-q", "wrap", "--allow-software-key", "--kek-kid", &kid, "--kek-file"])
+                .arg(&kek_pub)
+                .arg("--key-file")
+                .arg(&m.input)
+                .arg("--out")
+                .arg(&blob);
             if t.kty == Kty::Oct {
                 wrap.args(["--kty", "oct"]);
             }
@@ -342,16 +306,11 @@ pub(crate) fn run() -> Result<()> {
     let (made_ok, f) = python(&py, "make", &dir.join("make.json"), &python_makes)?;
     failed.extend(f.into_iter().map(|e| format!("Python making a blob: {e}")));
     if made_ok != python_makes.len() {
-        failed.push(format!(
-            "Python made {made_ok} of {} blobs",
-            python_makes.len()
-        ));
+        failed.push(format!("Python made {made_ok} of {} blobs", python_makes.len()));
     }
     for bits in KEK_BITS {
-        let kek = KekPrivateKey::from_private_key_file(&std::fs::read(
-            dir.join(format!("kek{bits}.pem")),
-        )?)
-        .context("reading the KEK private key")?;
+        let kek = KekPrivateKey::from_private_key_file(&std::fs::read(dir.join(format!("kek{bits}.pem")))?)
+            .context("reading the KEK private key")?;
         for (t, m) in TARGETS.iter().zip(&made) {
             let name = format!("byok opens Python's KEK RSA-{bits} / {}", t.name);
             let blob = dir.join(format!("python-{bits}-{}.byok", t.name));
@@ -379,14 +338,7 @@ pub(crate) fn run() -> Result<()> {
     Ok(())
 }
 
-fn byok_opens(
-    cli: &Path,
-    kek: &KekPrivateKey,
-    blob: &Path,
-    kek_pub: &Path,
-    kty: Kty,
-    expected: &Path,
-) -> Result<()> {
+fn byok_opens(cli: &Path, kek: &KekPrivateKey, blob: &Path, kek_pub: &Path, kty: Kty, expected: &Path) -> Result<()> {
     let doc = ByokBlob::from_json(&std::fs::read(blob)?)?;
     let plaintext = kek.unwrap(doc.ciphertext())?;
     let key = TargetKey::from_plaintext(kty, &plaintext)?;
@@ -404,28 +356,17 @@ fn byok_opens(
     Ok(())
 }
 
-fn python(
-    python: &Path,
-    mode: &str,
-    manifest: &Path,
-    cases: &[serde_json::Value],
-) -> Result<(usize, Vec<String>)> {
+fn python(python: &Path, mode: &str, manifest: &Path, cases: &[serde_json::Value]) -> Result<(usize, Vec<String>)> {
     std::fs::write(manifest, serde_json::to_vec_pretty(cases)?)?;
     let script = root().join("xtask/interop/judge.py");
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(mode)
-        .arg(manifest)
-        .output()?;
+    let out = Command::new(python).arg(&script).arg(mode).arg(manifest).output()?;
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
             "the Python judge printed no report:\n{}",
             String::from_utf8_lossy(&out.stderr)
         )
     })?;
-    let passed = report["passed"]
-        .as_u64()
-        .context("report without `passed`")? as usize;
+    let passed = report["passed"].as_u64().context("report without `passed`")? as usize;
     let failed = report["failed"]
         .as_array()
         .context("report without `failed`")?

@@ -63,15 +63,7 @@ fn ci() -> Result<()> {
     ]))?;
     util::ensure_cargo_tool("cargo-deny", "cargo-deny", "0.20.2")?;
     // The advisories check needs the advisory database from the network: see docs/security.md.
-    exec(cargo().args([
-        "deny",
-        "--log-level",
-        "error",
-        "check",
-        "licenses",
-        "bans",
-        "sources",
-    ]))?;
+    exec(cargo().args(["deny", "--log-level", "error", "check", "licenses", "bans", "sources"]))?;
     exec(cargo().args(["build", "--workspace", "--bins", "--quiet"]))?;
     hsm::setup()?;
     interop::run()?;

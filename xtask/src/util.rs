@@ -141,8 +141,7 @@ pub(crate) fn ensure_cargo_tool(bin: &str, krate: &str, version: &str) -> Result
 /// A fresh, empty directory.
 pub(crate) fn fresh_dir(path: &Path) -> Result<()> {
     if path.exists() {
-        std::fs::remove_dir_all(path)
-            .with_context(|| format!("cannot remove {}", path.display()))?;
+        std::fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))?;
     }
     std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))
 }
@@ -150,21 +149,11 @@ pub(crate) fn fresh_dir(path: &Path) -> Result<()> {
 /// Builds `byok-cli` in the given profile and returns its path.
 pub(crate) fn build_cli(release: bool) -> Result<PathBuf> {
     let mut c = cargo();
-    c.args([
-        "build",
-        "--quiet",
-        "--package",
-        "byok-cli",
-        "--bin",
-        "byok-cli",
-    ]);
+    c.args(["build", "--quiet", "--package", "byok-cli", "--bin", "byok-cli"]);
     if release {
         c.arg("--release");
     }
     exec(&mut c)?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
-    Ok(target
-        .join(if release { "release" } else { "debug" })
-        .join("byok-cli"))
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    Ok(target.join(if release { "release" } else { "debug" }).join("byok-cli"))
 }

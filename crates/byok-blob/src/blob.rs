@@ -113,8 +113,7 @@ impl ByokBlob {
                 max: MAX_DOCUMENT_LEN,
             });
         }
-        let value: Value =
-            serde_json::from_slice(document).map_err(|e| Error::Json(e.to_string()))?;
+        let value: Value = serde_json::from_slice(document).map_err(|e| Error::Json(e.to_string()))?;
         let Value::Object(top) = &value else {
             return Err(Error::Json("the top level is not a JSON object".into()));
         };
@@ -142,8 +141,7 @@ impl ByokBlob {
             return Err(Error::Enc(enc.to_owned()));
         }
         let kid = KeyId::parse(kid)?;
-        let (ciphertext, encoding) =
-            decode_ciphertext(string_field(top, "ciphertext", "ciphertext")?)?;
+        let (ciphertext, encoding) = decode_ciphertext(string_field(top, "ciphertext", "ciphertext")?)?;
         check_ciphertext_length(ciphertext.len())?;
         let generator = match top.get("generator") {
             None | Some(Value::Null) => None,

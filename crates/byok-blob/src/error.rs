@@ -55,9 +55,7 @@ pub enum Error {
         len: usize,
     },
     /// The key identifier is not a versioned Key Vault key URL.
-    #[error(
-        "`{kid}` is not a versioned key identifier (https://{{host}}/keys/{{name}}/{{version}}): {reason}"
-    )]
+    #[error("`{kid}` is not a versioned key identifier (https://{{host}}/keys/{{name}}/{{version}}): {reason}")]
     Kid {
         /// The identifier given.
         kid: String,

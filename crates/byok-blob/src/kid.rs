@@ -85,26 +85,15 @@ impl KeyId {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(err("it must not have a query or fragment"));
         }
-        let host = url
-            .host_str()
-            .ok_or_else(|| err("it has no host"))?
-            .to_owned();
-        let segments: Vec<&str> = url
-            .path_segments()
-            .map(Iterator::collect)
-            .unwrap_or_default();
+        let host = url.host_str().ok_or_else(|| err("it has no host"))?.to_owned();
+        let segments: Vec<&str> = url.path_segments().map(Iterator::collect).unwrap_or_default();
         let (name, version) = match segments.as_slice() {
             ["keys", _] | ["keys", _, ""] => return Err(err("it has no version")),
             ["keys", name, version] => (*name, *version),
             _ => return Err(err("the path must be /keys/{name}/{version}")),
         };
-        if name.is_empty()
-            || name.len() > 127
-            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(err(
-                "the key name must be 1 to 127 letters, digits or dashes",
-            ));
+        if name.is_empty() || name.len() > 127 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(err("the key name must be 1 to 127 letters, digits or dashes"));
         }
         if version.len() != 32 || !version.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(err("the version must be 32 hexadecimal digits"));
@@ -169,8 +158,7 @@ mod tests {
 
     #[test]
     fn accepts_vault_hsm_and_local() {
-        let kid = KeyId::parse(&format!("https://contoso.vault.azure.net/keys/my-kek/{V}"))
-            .expect("valid");
+        let kid = KeyId::parse(&format!("https://contoso.vault.azure.net/keys/my-kek/{V}")).expect("valid");
         assert_eq!(kid.vault_url(), "https://contoso.vault.azure.net");
         assert_eq!(kid.name(), "my-kek");
         assert_eq!(kid.version(), V);
@@ -180,8 +168,7 @@ mod tests {
             format!("https://contoso.vault.azure.net/keys/my-kek/{V}")
         );
 
-        let hsm =
-            KeyId::parse(&format!("https://h.managedhsm.azure.net/keys/k/{V}")).expect("valid");
+        let hsm = KeyId::parse(&format!("https://h.managedhsm.azure.net/keys/k/{V}")).expect("valid");
         assert_eq!(hsm.vault_kind(), VaultKind::ManagedHsm);
         let local = KeyId::parse(&format!("https://127.0.0.1:8443/keys/k/{V}")).expect("valid");
         assert_eq!(local.vault_url(), "https://127.0.0.1:8443");
@@ -199,14 +186,8 @@ mod tests {
             reason(&format!("http://v.vault.azure.net/keys/k/{V}")),
             "the scheme must be https"
         );
-        assert_eq!(
-            reason("https://v.vault.azure.net/keys/k"),
-            "it has no version"
-        );
-        assert_eq!(
-            reason("https://v.vault.azure.net/keys/k/"),
-            "it has no version"
-        );
+        assert_eq!(reason("https://v.vault.azure.net/keys/k"), "it has no version");
+        assert_eq!(reason("https://v.vault.azure.net/keys/k/"), "it has no version");
         assert_eq!(
             reason("https://v.vault.azure.net/keys/k/123"),
             "the version must be 32 hexadecimal digits"

@@ -7,8 +7,8 @@ mod error;
 mod kid;
 
 pub use blob::{
-    ALG, ByokBlob, CiphertextEncoding, ENC, MAX_DOCUMENT_LEN, RSA_PART_LENGTHS, SCHEMA_VERSION,
-    key_hsm, possible_rsa_part_lengths,
+    ALG, ByokBlob, CiphertextEncoding, ENC, MAX_DOCUMENT_LEN, RSA_PART_LENGTHS, SCHEMA_VERSION, key_hsm,
+    possible_rsa_part_lengths,
 };
 pub use error::Error;
 pub use kid::{KeyId, VaultKind};

@@ -138,18 +138,12 @@ fn strict_validation_names_the_problem() {
     ));
     assert!(matches!(ByokBlob::from_json(b"[]"), Err(Error::Json(_))));
     let huge = vec![b' '; byok_blob::MAX_DOCUMENT_LEN + 1];
-    assert!(matches!(
-        ByokBlob::from_json(&huge),
-        Err(Error::TooLarge { .. })
-    ));
+    assert!(matches!(ByokBlob::from_json(&huge), Err(Error::TooLarge { .. })));
 }
 
 #[test]
 fn rsa_part_candidates() {
-    assert_eq!(
-        blob(512 + 1232).possible_rsa_part_lengths(),
-        [256, 384, 512]
-    );
+    assert_eq!(blob(512 + 1232).possible_rsa_part_lengths(), [256, 384, 512]);
     assert_eq!(blob(256 + 40).possible_rsa_part_lengths(), [256]);
     assert_eq!(blob(384 + 16).possible_rsa_part_lengths(), [256, 384]);
 }

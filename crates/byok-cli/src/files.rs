@@ -17,10 +17,7 @@ pub(crate) fn read_input(path: &Path, what: &str) -> Result<Vec<u8>> {
             io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
             _ => e.to_string(),
         };
-        CliError::msg(
-            Exit::Io,
-            format!("cannot read the {what} {shown}: {reason}"),
-        )
+        CliError::msg(Exit::Io, format!("cannot read the {what} {shown}: {reason}"))
     };
     let meta = std::fs::metadata(path).map_err(io_err)?;
     if meta.is_dir() {
@@ -31,9 +28,7 @@ pub(crate) fn read_input(path: &Path, what: &str) -> Result<Vec<u8>> {
     }
     let file = std::fs::File::open(path).map_err(io_err)?;
     let mut data = Vec::new();
-    file.take(MAX_INPUT_LEN + 1)
-        .read_to_end(&mut data)
-        .map_err(io_err)?;
+    file.take(MAX_INPUT_LEN + 1).read_to_end(&mut data).map_err(io_err)?;
     if data.len() as u64 > MAX_INPUT_LEN {
         return Err(CliError::msg(
             Exit::InvalidInput,

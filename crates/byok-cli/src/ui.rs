@@ -45,6 +45,24 @@ impl Ui {
         }
     }
 
+    /// A spinner with the elapsed time on stderr while `work` runs, when stderr is a terminal and not --quiet;
+    /// otherwise the message once, as a note.
+    pub(crate) fn spin<T>(self, message: &str, work: impl FnOnce() -> T) -> T {
+        use std::io::IsTerminal;
+        if self.verbosity < 0 || !io::stderr().is_terminal() {
+            self.note(message);
+            return work();
+        }
+        let spinner = indicatif::ProgressBar::new_spinner().with_message(message.to_owned());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+            spinner.set_style(style);
+        }
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        let result = work();
+        spinner.finish_and_clear();
+        result
+    }
+
     /// Progress detail on stderr with -v.
     pub(crate) fn verbose(self, message: &str) {
         if self.verbosity >= 1 {

@@ -63,17 +63,13 @@ pub enum Error {
         bits: usize,
     },
     /// The target is on a curve Azure does not accept.
-    #[error(
-        "the target key is on curve {curve}, but Azure accepts P-256, P-384, P-521 and P-256K (secp256k1)"
-    )]
+    #[error("the target key is on curve {curve}, but Azure accepts P-256, P-384, P-521 and P-256K (secp256k1)")]
     UnsupportedCurve {
         /// The curve's name where known, else its OID.
         curve: String,
     },
     /// The target's algorithm is neither RSA nor EC.
-    #[error(
-        "the target key's algorithm {oid} is not RSA (1.2.840.113549.1.1.1) or EC (1.2.840.10045.2.1)"
-    )]
+    #[error("the target key's algorithm {oid} is not RSA (1.2.840.113549.1.1.1) or EC (1.2.840.10045.2.1)")]
     UnsupportedAlgorithm {
         /// The algorithm OID, dotted.
         oid: String,

@@ -63,9 +63,7 @@ impl KekPublicKey {
         if pkcs1::RsaPublicKeyRef::from_der(input).is_ok() {
             return Self::from_pkcs1_der(input);
         }
-        if pkcs8::PrivateKeyInfoRef::from_der(input).is_ok()
-            || pkcs1::RsaPrivateKeyRef::from_der(input).is_ok()
-        {
+        if pkcs8::PrivateKeyInfoRef::from_der(input).is_ok() || pkcs1::RsaPrivateKeyRef::from_der(input).is_ok() {
             return Err(Error::PrivateKeyAsKek);
         }
         Err(Error::UnrecognizedFormat {
@@ -76,8 +74,8 @@ impl KekPublicKey {
 
     /// Reads a DER `SubjectPublicKeyInfo`.
     pub fn from_spki_der(der: &[u8]) -> Result<Self, Error> {
-        let spki = SubjectPublicKeyInfoRef::from_der(der)
-            .map_err(|e| Error::malformed("KEK SubjectPublicKeyInfo", e))?;
+        let spki =
+            SubjectPublicKeyInfoRef::from_der(der).map_err(|e| Error::malformed("KEK SubjectPublicKeyInfo", e))?;
         if spki.algorithm.oid != RSA_ENCRYPTION {
             let algorithm = match spki.algorithm.oid.to_string().as_str() {
                 "1.2.840.10045.2.1" => "EC (1.2.840.10045.2.1)".to_owned(),
@@ -86,27 +84,24 @@ impl KekPublicKey {
             };
             return Err(Error::KekNotRsa { algorithm });
         }
-        let key = spki.subject_public_key.as_bytes().ok_or_else(|| {
-            Error::malformed(
-                "KEK SubjectPublicKeyInfo",
-                "the key bit string is not byte-aligned",
-            )
-        })?;
+        let key = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| Error::malformed("KEK SubjectPublicKeyInfo", "the key bit string is not byte-aligned"))?;
         Self::from_pkcs1_der(key)
     }
 
     /// Reads a DER PKCS#1 `RSAPublicKey`.
     pub fn from_pkcs1_der(der: &[u8]) -> Result<Self, Error> {
-        let key = pkcs1::RsaPublicKeyRef::from_der(der)
-            .map_err(|e| Error::malformed("KEK RSAPublicKey", e))?;
+        let key = pkcs1::RsaPublicKeyRef::from_der(der).map_err(|e| Error::malformed("KEK RSAPublicKey", e))?;
         Self::from_components(key.modulus.as_bytes(), key.public_exponent.as_bytes())
     }
 
     /// Reads a JWK (`{"kty":"RSA-HSM","n":…,"e":…}`) or a Key Vault key bundle (`{"key":{…},"attributes":…}`).
     /// The `kid`, when present, is kept.
     pub fn from_jwk_json(json: &[u8]) -> Result<Self, Error> {
-        let value: serde_json::Value = serde_json::from_slice(json)
-            .map_err(|e| Error::InvalidJwk(format!("not valid JSON: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| Error::InvalidJwk(format!("not valid JSON: {e}")))?;
         let jwk = value.get("key").filter(|k| k.is_object()).unwrap_or(&value);
         let field = |name: &str| -> Result<Option<&str>, Error> {
             match jwk.get(name) {
@@ -125,10 +120,8 @@ impl KekPublicKey {
             return Err(Error::PrivateKeyAsKek);
         }
         let decode = |name: &str| -> Result<Vec<u8>, Error> {
-            let text =
-                field(name)?.ok_or_else(|| Error::InvalidJwk(format!("it has no `{name}`")))?;
-            decode_base64url(text)
-                .ok_or_else(|| Error::InvalidJwk(format!("`{name}` is not base64url")))
+            let text = field(name)?.ok_or_else(|| Error::InvalidJwk(format!("it has no `{name}`")))?;
+            decode_base64url(text).ok_or_else(|| Error::InvalidJwk(format!("`{name}` is not base64url")))
         };
         let n = decode("n")?;
         let e = decode("e")?;
@@ -226,8 +219,7 @@ mod tests {
     #[test]
     fn sizes_from_bit_length() {
         for size in RsaSize::ALL {
-            let kek = KekPublicKey::from_components(&modulus(size.bits()), &[1, 0, 1])
-                .expect("valid size");
+            let kek = KekPublicKey::from_components(&modulus(size.bits()), &[1, 0, 1]).expect("valid size");
             assert_eq!(kek.size(), size);
             assert_eq!(kek.ciphertext_len(), size.bits() / 8);
         }
@@ -244,8 +236,7 @@ mod tests {
     fn leading_zero_in_modulus_is_tolerated() {
         let mut n = vec![0];
         n.extend(modulus(2048));
-        let kek =
-            KekPublicKey::from_components(&n, &[0, 1, 0, 1]).expect("leading zeros are stripped");
+        let kek = KekPublicKey::from_components(&n, &[0, 1, 0, 1]).expect("leading zeros are stripped");
         assert_eq!(kek.modulus().len(), 256);
         assert_eq!(kek.exponent(), [1, 0, 1]);
     }
@@ -265,19 +256,13 @@ mod tests {
         let kek = KekPublicKey::from_components(&modulus(3072), &[1, 0, 1]).expect("valid");
         let spki = kek.to_spki_der();
         assert_eq!(KekPublicKey::parse(&spki).ok(), Some(kek.clone()));
-        assert_eq!(
-            KekPublicKey::parse(kek.to_pem().as_bytes()).ok(),
-            Some(kek.clone())
-        );
+        assert_eq!(KekPublicKey::parse(kek.to_pem().as_bytes()).ok(), Some(kek.clone()));
         let jwk = format!(
             r#"{{"key":{{"kid":"https://v.vault.azure.net/keys/k/0123","kty":"RSA-HSM","n":"{}","e":"AQAB"}}}}"#,
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(kek.modulus())
         );
         let from_jwk = KekPublicKey::parse(jwk.as_bytes()).expect("bundle parses");
-        assert_eq!(
-            from_jwk.kid(),
-            Some("https://v.vault.azure.net/keys/k/0123")
-        );
+        assert_eq!(from_jwk.kid(), Some("https://v.vault.azure.net/keys/k/0123"));
         assert_eq!(from_jwk.fingerprint_sha256(), kek.fingerprint_sha256());
     }
 
@@ -289,14 +274,8 @@ mod tests {
             Some(Error::InvalidJwk("it has no `n`".into()))
         );
         let ec = br#"{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}"#;
-        assert!(matches!(
-            KekPublicKey::parse(ec),
-            Err(Error::KekNotRsa { .. })
-        ));
+        assert!(matches!(KekPublicKey::parse(ec), Err(Error::KekNotRsa { .. })));
         let private = br#"{"kty":"RSA","n":"AQAB","e":"AQAB","d":"AQAB"}"#;
-        assert_eq!(
-            KekPublicKey::parse(private).err(),
-            Some(Error::PrivateKeyAsKek)
-        );
+        assert_eq!(KekPublicKey::parse(private).err(), Some(Error::PrivateKeyAsKek));
     }
 }

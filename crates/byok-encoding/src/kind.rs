@@ -299,9 +299,7 @@ mod tests {
             assert_eq!(Curve::from_ec_params_der(&c.ec_params_der()).ok(), Some(c));
         }
         // brainpoolP256r1
-        let brainpool = [
-            0x06, 0x09, 0x2b, 0x24, 0x03, 0x03, 0x02, 0x08, 0x01, 0x01, 0x07,
-        ];
+        let brainpool = [0x06, 0x09, 0x2b, 0x24, 0x03, 0x03, 0x02, 0x08, 0x01, 0x01, 0x07];
         assert_eq!(
             Curve::from_ec_params_der(&brainpool).err(),
             Some(Error::UnsupportedCurve {

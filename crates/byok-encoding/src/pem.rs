@@ -21,8 +21,7 @@ pub(crate) fn looks_like_pem(input: &[u8]) -> bool {
 
 /// Decodes every PEM block in the input, in order. Text between blocks is ignored, as OpenSSL does.
 pub(crate) fn blocks(input: &[u8], what: &'static str) -> Result<Vec<Block>, Error> {
-    let text =
-        std::str::from_utf8(input).map_err(|_| Error::malformed(what, "PEM text is not UTF-8"))?;
+    let text = std::str::from_utf8(input).map_err(|_| Error::malformed(what, "PEM text is not UTF-8"))?;
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(begin) = rest.find("-----BEGIN ") {
@@ -32,9 +31,9 @@ pub(crate) fn blocks(input: &[u8], what: &'static str) -> Result<Vec<Block>, Err
             .ok_or_else(|| Error::malformed(what, "PEM BEGIN line is not terminated"))?;
         let label = &after[..label_end];
         let end_marker = format!("-----END {label}-----");
-        let end = rest[begin..].find(&end_marker).ok_or_else(|| {
-            Error::malformed(what, format!("PEM block `{label}` has no END line"))
-        })?;
+        let end = rest[begin..]
+            .find(&end_marker)
+            .ok_or_else(|| Error::malformed(what, format!("PEM block `{label}` has no END line")))?;
         let block_text = &rest[begin..begin + end + end_marker.len()];
         let (found_label, der) = der::pem::decode_vec(block_text.as_bytes())
             .map_err(|e| Error::malformed(what, format!("PEM block `{label}`: {e}")))?;

@@ -16,8 +16,7 @@ use zeroize::Zeroizing;
 use crate::pem;
 use crate::{AesSize, Curve, Error, KeyKind, Kty, RsaSize};
 
-pub(crate) const RSA_ENCRYPTION: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+pub(crate) const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 
 /// A private key ready to be wrapped: its kind, its BYOK plaintext encoding, and its public half.
@@ -44,8 +43,7 @@ impl TargetKey {
     /// Trailing bytes, unsupported sizes and curves, and inconsistent keys are refused. EC keys are accepted
     /// with or without the optional parameters and public key inside `ECPrivateKey`; the bytes are kept as given.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, Error> {
-        let info = PrivateKeyInfoRef::from_der(der)
-            .map_err(|e| Error::malformed("PKCS#8 PrivateKeyInfo", e))?;
+        let info = PrivateKeyInfoRef::from_der(der).map_err(|e| Error::malformed("PKCS#8 PrivateKeyInfo", e))?;
         let (kind, public) = check_private_key_info(&info)?;
         Ok(Self {
             kind,
@@ -56,8 +54,7 @@ impl TargetKey {
 
     /// Takes raw AES key bytes (16, 24 or 32).
     pub fn from_aes_bytes(raw: &[u8]) -> Result<Self, Error> {
-        let size =
-            AesSize::from_bytes(raw.len()).ok_or(Error::UnsupportedAesLength { len: raw.len() })?;
+        let size = AesSize::from_bytes(raw.len()).ok_or(Error::UnsupportedAesLength { len: raw.len() })?;
         Ok(Self {
             kind: KeyKind::Aes(size),
             plaintext: Zeroizing::new(raw.to_vec()),
@@ -94,12 +91,7 @@ impl TargetKey {
             let block = blocks
                 .iter()
                 .find(|b| b.label != "EC PARAMETERS")
-                .ok_or_else(|| {
-                    Error::malformed(
-                        WHAT,
-                        "the PEM file holds only EC PARAMETERS, no private key",
-                    )
-                })?;
+                .ok_or_else(|| Error::malformed(WHAT, "the PEM file holds only EC PARAMETERS, no private key"))?;
             return match block.label.as_str() {
                 "PRIVATE KEY" => Self::from_pkcs8_der(&block.der),
                 "RSA PRIVATE KEY" => Self::from_pkcs1_der(&block.der),
@@ -152,20 +144,14 @@ impl TargetKey {
         let TargetPublicKey::Ec { point, .. } = &public else {
             unreachable!("check_ec returns an EC public key")
         };
-        let ec = sec1::EcPrivateKey::from_der(der)
-            .map_err(|e| Error::malformed("SEC1 ECPrivateKey", e))?;
+        let ec = sec1::EcPrivateKey::from_der(der).map_err(|e| Error::malformed("SEC1 ECPrivateKey", e))?;
         let inner = sec1::EcPrivateKey {
             private_key: ec.private_key,
             parameters: None,
             public_key: Some(point),
         };
-        let inner_der = Zeroizing::new(
-            inner
-                .to_der()
-                .map_err(|e| Error::malformed("SEC1 ECPrivateKey", e))?,
-        );
-        let curve_oid =
-            ObjectIdentifier::new(curve.oid()).map_err(|e| Error::malformed("curve OID", e))?;
+        let inner_der = Zeroizing::new(inner.to_der().map_err(|e| Error::malformed("SEC1 ECPrivateKey", e))?);
+        let curve_oid = ObjectIdentifier::new(curve.oid()).map_err(|e| Error::malformed("curve OID", e))?;
         let algorithm = AlgorithmIdentifierRef {
             oid: EC_PUBLIC_KEY,
             parameters: Some(AnyRef::from(&curve_oid)),
@@ -239,10 +225,7 @@ impl TargetPublicKey {
 }
 
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Builds an RSA `SubjectPublicKeyInfo` from a modulus and exponent without leading zeros.
@@ -270,21 +253,15 @@ fn spki_der(algorithm: AlgorithmIdentifierRef<'_>, key: &[u8]) -> Vec<u8> {
     spki.to_der().expect("SubjectPublicKeyInfo encodes")
 }
 
-fn encode_pkcs8(
-    algorithm: AlgorithmIdentifierRef<'_>,
-    key: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let octets =
-        OctetStringRef::new(key).map_err(|e| Error::malformed("PKCS#8 PrivateKeyInfo", e))?;
+fn encode_pkcs8(algorithm: AlgorithmIdentifierRef<'_>, key: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let octets = OctetStringRef::new(key).map_err(|e| Error::malformed("PKCS#8 PrivateKeyInfo", e))?;
     let info = PrivateKeyInfoRef::new(algorithm, octets);
     info.to_der()
         .map(Zeroizing::new)
         .map_err(|e| Error::malformed("PKCS#8 PrivateKeyInfo", e))
 }
 
-fn check_private_key_info(
-    info: &PrivateKeyInfoRef<'_>,
-) -> Result<(KeyKind, TargetPublicKey), Error> {
+fn check_private_key_info(info: &PrivateKeyInfoRef<'_>) -> Result<(KeyKind, TargetPublicKey), Error> {
     let oid = info.algorithm.oid;
     if oid == RSA_ENCRYPTION {
         // RFC 8017 A.1: parameters NULL; some encoders omit them.
@@ -313,9 +290,7 @@ fn check_private_key_info(
         let (curve, public) = check_ec(info.private_key.as_bytes(), Some(curve_oid))?;
         Ok((KeyKind::Ec(curve), public))
     } else {
-        Err(Error::UnsupportedAlgorithm {
-            oid: oid.to_string(),
-        })
+        Err(Error::UnsupportedAlgorithm { oid: oid.to_string() })
     }
 }
 
@@ -341,12 +316,9 @@ fn bit_len(be: &[u8]) -> usize {
 }
 
 fn check_rsa(pkcs1_der: &[u8]) -> Result<(RsaSize, TargetPublicKey), Error> {
-    let key = pkcs1::RsaPrivateKeyRef::from_der(pkcs1_der)
-        .map_err(|e| Error::malformed("PKCS#1 RSAPrivateKey", e))?;
+    let key = pkcs1::RsaPrivateKeyRef::from_der(pkcs1_der).map_err(|e| Error::malformed("PKCS#1 RSAPrivateKey", e))?;
     if key.version() != pkcs1::Version::TwoPrime {
-        return Err(Error::InconsistentKey(
-            "multi-prime RSA keys are not supported".into(),
-        ));
+        return Err(Error::InconsistentKey("multi-prime RSA keys are not supported".into()));
     }
     let n = key.modulus.as_bytes();
     let bits = bit_len(n);
@@ -378,14 +350,12 @@ pub(crate) fn curve_display(oid: &ObjectIdentifier) -> String {
 macro_rules! ec_public_point {
     ($curve:ident, $scalar:expr, $stored:expr) => {{
         use $curve::elliptic_curve::sec1::ToSec1Point;
-        let secret = $curve::SecretKey::from_slice($scalar).map_err(|_| {
-            Error::InconsistentKey("the private scalar is zero or not below the group order".into())
-        })?;
+        let secret = $curve::SecretKey::from_slice($scalar)
+            .map_err(|_| Error::InconsistentKey("the private scalar is zero or not below the group order".into()))?;
         let public = secret.public_key();
         if let Some(stored) = $stored {
-            let stored = $curve::PublicKey::from_sec1_bytes(stored).map_err(|_| {
-                Error::InconsistentKey("the embedded public key is not a point on the curve".into())
-            })?;
+            let stored = $curve::PublicKey::from_sec1_bytes(stored)
+                .map_err(|_| Error::InconsistentKey("the embedded public key is not a point on the curve".into()))?;
             if stored != public {
                 return Err(Error::InconsistentKey(
                     "the embedded public key does not belong to the private scalar".into(),
@@ -396,12 +366,8 @@ macro_rules! ec_public_point {
     }};
 }
 
-fn check_ec(
-    ec_der: &[u8],
-    outer: Option<ObjectIdentifier>,
-) -> Result<(Curve, TargetPublicKey), Error> {
-    let key = sec1::EcPrivateKey::from_der(ec_der)
-        .map_err(|e| Error::malformed("SEC1 ECPrivateKey", e))?;
+fn check_ec(ec_der: &[u8], outer: Option<ObjectIdentifier>) -> Result<(Curve, TargetPublicKey), Error> {
+    let key = sec1::EcPrivateKey::from_der(ec_der).map_err(|e| Error::malformed("SEC1 ECPrivateKey", e))?;
     let inner = key.parameters.map(|p| match p {
         sec1::EcParameters::NamedCurve(oid) => oid,
     });

@@ -32,8 +32,7 @@ fn every_supported_target_form_is_read() {
         let key = target(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(key.kind(), kind, "{name}");
         // The plaintext is always strict PKCS#8 of the same key.
-        let again =
-            TargetKey::from_pkcs8_der(key.plaintext()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let again = TargetKey::from_pkcs8_der(key.plaintext()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(again.public_key(), key.public_key(), "{name}");
     }
 }
@@ -69,10 +68,7 @@ fn public_fingerprint_matches_openssl_spki() {
         panic!("EC key has an EC public half")
     };
     let spki_pem = String::from_utf8(key_file("ec-p256.spki.pem")).expect("utf-8");
-    let body: String = spki_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let body: String = spki_pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let der = base64_decode(&body);
     assert_eq!(public.to_spki_der(), der);
 }
@@ -83,10 +79,7 @@ fn refused_targets_say_why() {
         target("rsa1024.pkcs8.pem").err(),
         Some(Error::UnsupportedRsaSize { bits: 1024 })
     );
-    assert_eq!(
-        target("rsa2048.encrypted.pem").err(),
-        Some(Error::EncryptedPrivateKey)
-    );
+    assert_eq!(target("rsa2048.encrypted.pem").err(), Some(Error::EncryptedPrivateKey));
     assert!(matches!(
         target("ec-brainpoolp256r1.pkcs8.pem"),
         Err(Error::UnsupportedCurve { curve }) if curve.starts_with("brainpoolP256r1")
@@ -99,20 +92,14 @@ fn refused_targets_say_why() {
         target("kek-rsa2048.spki.pem"),
         Err(Error::UnexpectedPemLabel { .. })
     ));
-    assert!(matches!(
-        target("aes256.raw"),
-        Err(Error::UnrecognizedFormat { .. })
-    ));
+    assert!(matches!(target("aes256.raw"), Err(Error::UnrecognizedFormat { .. })));
 }
 
 #[test]
 fn strict_pkcs8_refuses_trailing_bytes_and_tampering() {
     let mut der = key_file("rsa2048.pkcs8.der");
     der.push(0);
-    assert!(matches!(
-        TargetKey::from_pkcs8_der(&der),
-        Err(Error::Malformed { .. })
-    ));
+    assert!(matches!(TargetKey::from_pkcs8_der(&der), Err(Error::Malformed { .. })));
 
     // SoftHSM 2.6.1 zero-pads to a multiple of 8 before wrapping; a strict reader must notice.
     let mut padded = key_file("ec-p256.pkcs8-minimal.der");
@@ -158,14 +145,8 @@ fn refused_keks_say_why() {
     );
     assert_eq!(parse("kek-rsa2048.pkcs8.pem"), Some(Error::PrivateKeyAsKek));
     assert_eq!(parse("rsa2048.pkcs8.der"), Some(Error::PrivateKeyAsKek));
-    assert!(matches!(
-        parse("ec-p256.spki.pem"),
-        Some(Error::KekNotRsa { .. })
-    ));
-    assert!(matches!(
-        parse("aes256.raw"),
-        Some(Error::UnrecognizedFormat { .. })
-    ));
+    assert!(matches!(parse("ec-p256.spki.pem"), Some(Error::KekNotRsa { .. })));
+    assert!(matches!(parse("aes256.raw"), Some(Error::UnrecognizedFormat { .. })));
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {

@@ -25,11 +25,7 @@ fn bench(c: &mut Criterion) {
     let key = match session.find_key(&key_uri) {
         Ok(k) => k,
         Err(_) => session
-            .generate(
-                KeyKind::Rsa(RsaSize::Rsa2048),
-                common::TARGET_LABEL,
-                b"bench",
-            )
+            .generate(KeyKind::Rsa(RsaSize::Rsa2048), common::TARGET_LABEL, b"bench")
             .expect("generate"),
     };
     let kek = KekPublicKey::parse(&common::kek_spki_pem()).expect("KEK");

@@ -23,10 +23,7 @@ fn bench(c: &mut Criterion) {
         .get_slots_with_token()
         .expect("slots")
         .into_iter()
-        .find(|s| {
-            ctx.get_token_info(*s)
-                .is_ok_and(|t| t.label().trim() == "byok-src")
-        })
+        .find(|s| ctx.get_token_info(*s).is_ok_and(|t| t.label().trim() == "byok-src"))
         .expect("token byok-src");
     let session = ctx.open_rw_session(slot).expect("session");
     session

@@ -162,13 +162,7 @@ mod tests {
     #[test]
     fn ckr_names() {
         assert_eq!(super::ckr_name(&RvError::PinIncorrect), "CKR_PIN_INCORRECT");
-        assert_eq!(
-            super::ckr_name(&RvError::WrappedKeyInvalid),
-            "CKR_WRAPPED_KEY_INVALID"
-        );
-        assert_eq!(
-            super::ckr_name(&RvError::KeyUnextractable),
-            "CKR_KEY_UNEXTRACTABLE"
-        );
+        assert_eq!(super::ckr_name(&RvError::WrappedKeyInvalid), "CKR_WRAPPED_KEY_INVALID");
+        assert_eq!(super::ckr_name(&RvError::KeyUnextractable), "CKR_KEY_UNEXTRACTABLE");
     }
 }

@@ -14,9 +14,7 @@ use std::fmt;
 pub use error::Error;
 pub use module::{Module, ModuleConfig, ModuleInfo, TokenInfo};
 pub use selftest::{PathReport, SelfTestReport, Verdict};
-pub use session::{
-    KeyClass, KeyInfo, KeyKindInfo, Pin, TokenSession, WrapChoice, WrapOptions, Wrapped,
-};
+pub use session::{KeyClass, KeyInfo, KeyKindInfo, Pin, TokenSession, WrapChoice, WrapOptions, Wrapped};
 pub use uri::{ObjectType, Pkcs11Uri, key_uri};
 
 /// The ways a token can perform CKM_RSA_AES_KEY_WRAP, in the order `auto` tries them.
@@ -64,9 +62,8 @@ impl std::str::FromStr for WrapPath {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown wrap mechanism `{s}` (expected auto, rsa-aes-key-wrap, two-step-kwp or two-step-pad)"))
+        Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
+            format!("unknown wrap mechanism `{s}` (expected auto, rsa-aes-key-wrap, two-step-kwp or two-step-pad)")
+        })
     }
 }

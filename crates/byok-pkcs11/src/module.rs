@@ -59,10 +59,7 @@ pub struct TokenInfo {
 impl TokenInfo {
     /// `manufacturer model, firmware x.y`, for the blob's generator field.
     pub fn describe(&self) -> String {
-        format!(
-            "{} {} (firmware {})",
-            self.manufacturer, self.model, self.firmware
-        )
+        format!("{} {} (firmware {})", self.manufacturer, self.model, self.firmware)
     }
 }
 
@@ -108,8 +105,7 @@ impl Module {
         }
         let ctx = Pkcs11::new(&config.path).map_err(|e| {
             load_err(match e {
-                cryptoki::error::Error::MissingSymbol(_)
-                | cryptoki::error::Error::LibraryLoading(_) => {
+                cryptoki::error::Error::MissingSymbol(_) | cryptoki::error::Error::LibraryLoading(_) => {
                     format!("not a PKCS#11 library ({e})")
                 }
                 other => other.to_string(),
@@ -117,8 +113,7 @@ impl Module {
         })?;
         let (args, keep) = crate::raw::init_args(config.init_args.as_deref()).map_err(load_err)?;
         match ctx.initialize(args) {
-            Ok(())
-            | Err(cryptoki::error::Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => return Err(e.into()),
         }
         let raw = RawModule::load(&config.path).map_err(load_err)?;
@@ -182,10 +177,7 @@ impl Module {
             available.push(format!("`{}` (serial {})", info.label, info.serial));
             let ok = uri.token.as_ref().is_none_or(|l| *l == info.label)
                 && uri.serial.as_ref().is_none_or(|s| *s == info.serial)
-                && uri
-                    .manufacturer
-                    .as_ref()
-                    .is_none_or(|m| *m == info.manufacturer)
+                && uri.manufacturer.as_ref().is_none_or(|m| *m == info.manufacturer)
                 && uri.model.as_ref().is_none_or(|m| *m == info.model);
             if ok {
                 matches.push((slot, info));

@@ -190,17 +190,13 @@ impl RawModule {
 
 /// `C_Initialize` arguments: OS locking, plus NSS's library parameters in `pReserved` when given.
 /// The returned `CString` must outlive the `C_Initialize` call.
-pub(crate) fn init_args(
-    reserved: Option<&str>,
-) -> Result<(CInitializeArgs, Option<CString>), String> {
+pub(crate) fn init_args(reserved: Option<&str>) -> Result<(CInitializeArgs, Option<CString>), String> {
     let flags = CInitializeFlags::OS_LOCKING_OK;
     match reserved {
         None => Ok((CInitializeArgs::new(flags), None)),
         Some(params) => {
-            let c = CString::new(params)
-                .map_err(|_| "the PKCS#11 init arguments contain a NUL byte".to_owned())?;
-            let ptr = NonNull::new(c.as_ptr().cast_mut().cast::<c_void>())
-                .ok_or("null init arguments")?;
+            let c = CString::new(params).map_err(|_| "the PKCS#11 init arguments contain a NUL byte".to_owned())?;
+            let ptr = NonNull::new(c.as_ptr().cast_mut().cast::<c_void>()).ok_or("null init arguments")?;
             // SAFETY: `ptr` points to a NUL-terminated string owned by `c`, which the caller keeps alive across
             // C_Initialize; modules that read pReserved (NSS) read it as such a string, others ignore it.
             let args = unsafe { CInitializeArgs::new_with_reserved(flags, ptr) };

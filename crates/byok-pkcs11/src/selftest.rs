@@ -35,10 +35,7 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Conformant => f.write_str("conformant"),
-            Self::AlignedOnly(r) => write!(
-                f,
-                "conformant only for keys whose length is a multiple of 8: {r}"
-            ),
+            Self::AlignedOnly(r) => write!(f, "conformant only for keys whose length is a multiple of 8: {r}"),
             Self::Failed(r) => write!(f, "non-conformant: {r}"),
             Self::Unsupported(r) => write!(f, "not offered: {r}"),
             Self::Untested(r) => write!(f, "not tested: {r}"),
@@ -106,8 +103,7 @@ fn secret(len: usize) -> Vec<u8> {
 }
 
 pub(crate) fn run(ts: &TokenSession<'_>) -> Result<SelfTestReport, Error> {
-    let kek =
-        KekPrivateKey::from_pkcs8_der(SELF_TEST_KEK).map_err(|e| Error::Encoding(e.to_string()))?;
+    let kek = KekPrivateKey::from_pkcs8_der(SELF_TEST_KEK).map_err(|e| Error::Encoding(e.to_string()))?;
     let objects = match (make_secret(ts, &secret(67)), make_secret(ts, &secret(64))) {
         (Ok(a), Ok(b)) => Some((a, b)),
         (Err(e), _) | (_, Err(e)) => {
@@ -135,13 +131,9 @@ pub(crate) fn run(ts: &TokenSession<'_>) -> Result<SelfTestReport, Error> {
                     (Err(e), _) | (_, Err(e)) if e.ckr() == Some("CKR_MECHANISM_INVALID") => {
                         Verdict::Unsupported(format!("the token refuses it ({e})"))
                     }
-                    (Err(e), _) | (_, Err(e)) => {
-                        Verdict::Failed(format!("wrapping a test secret failed: {e}"))
-                    }
+                    (Err(e), _) | (_, Err(e)) => Verdict::Failed(format!("wrapping a test secret failed: {e}")),
                     (Ok(Outcome::Exact), Ok(Outcome::Exact)) => Verdict::Conformant,
-                    (Ok(Outcome::PadsToEight), Ok(Outcome::Exact)) => {
-                        Verdict::AlignedOnly(PADS_TO_EIGHT.into())
-                    }
+                    (Ok(Outcome::PadsToEight), Ok(Outcome::Exact)) => Verdict::AlignedOnly(PADS_TO_EIGHT.into()),
                     (Ok(Outcome::Wrong(r)), _) | (_, Ok(Outcome::Wrong(r))) => Verdict::Failed(r),
                     (Ok(_), Ok(_)) => Verdict::Failed(PADS_TO_EIGHT.into()),
                 }
@@ -189,18 +181,12 @@ fn classify(kek: &KekPrivateKey, ct: &[u8], secret: &[u8]) -> Outcome {
         Err(e) => return Outcome::Wrong(format!("its output cannot be split: {e}")),
     };
     let Ok(aes) = kek.decrypt_aes_key(parts.rsa) else {
-        return Outcome::Wrong(
-            "the RSA part is not RSA-OAEP (SHA-1, MGF1-SHA-1, empty label) of an AES key".into(),
-        );
+        return Outcome::Wrong("the RSA part is not RSA-OAEP (SHA-1, MGF1-SHA-1, empty label) of an AES key".into());
     };
     match byok_wrap::kwp_unwrap(&aes, parts.kwp) {
         Err(_) => Outcome::Wrong(NOT_RFC5649.into()),
         Ok(pt) if *pt == *secret => Outcome::Exact,
-        Ok(pt)
-            if pt.len() > secret.len()
-                && pt.starts_with(secret)
-                && pt[secret.len()..].iter().all(|&b| b == 0) =>
-        {
+        Ok(pt) if pt.len() > secret.len() && pt.starts_with(secret) && pt[secret.len()..].iter().all(|&b| b == 0) => {
             Outcome::PadsToEight
         }
         Ok(_) => Outcome::Wrong("it unwraps to other bytes than were wrapped".into()),
@@ -209,10 +195,7 @@ fn classify(kek: &KekPrivateKey, ct: &[u8], secret: &[u8]) -> Outcome {
 
 /// A test secret as a session object, with its value: created with a known value, or (for tokens that refuse
 /// that) generated non-sensitive and read back. Test secrets only; targets and ephemeral keys are never read.
-fn make_secret<'s>(
-    ts: &'s TokenSession<'_>,
-    value: &[u8],
-) -> Result<(Temporary<'s>, Vec<u8>), Error> {
+fn make_secret<'s>(ts: &'s TokenSession<'_>, value: &[u8]) -> Result<(Temporary<'s>, Vec<u8>), Error> {
     let session = ts.session();
     let created = session.create_object(&[
         Attribute::Class(ObjectClass::SECRET_KEY),
@@ -247,8 +230,6 @@ fn make_secret<'s>(
             _ => None,
         })
         .filter(|v| v.len() == value.len())
-        .ok_or_else(|| {
-            Error::Encoding("the generated test secret's value cannot be read".into())
-        })?;
+        .ok_or_else(|| Error::Encoding("the generated test secret's value cannot be read".into()))?;
     Ok((generated, read))
 }

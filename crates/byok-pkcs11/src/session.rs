@@ -96,6 +96,17 @@ impl KeyInfo {
     }
 }
 
+/// What a token found inside a ciphertext it opened (see [`TokenSession::verify_ciphertext`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedKey {
+    /// The key's kind as the token reads it.
+    pub kind: KeyKindInfo,
+    /// RSA: the public half.
+    pub public: Option<TargetPublicKey>,
+    /// AES: the key check value.
+    pub kcv: Option<[u8; 3]>,
+}
+
 /// Which wrap path to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum WrapChoice {
@@ -163,12 +174,7 @@ impl fmt::Debug for TokenSession<'_> {
 }
 
 impl<'m> TokenSession<'m> {
-    pub(crate) fn open(
-        module: &'m Module,
-        slot: Slot,
-        token: TokenInfo,
-        pin: Option<&Pin>,
-    ) -> Result<Self, Error> {
+    pub(crate) fn open(module: &'m Module, slot: Slot, token: TokenInfo, pin: Option<&Pin>) -> Result<Self, Error> {
         let session = module.ctx().open_rw_session(slot)?;
         if token.login_required {
             let pin = pin.ok_or_else(|| Error::PinRequired(token.label.clone()))?;
@@ -213,9 +219,7 @@ impl<'m> TokenSession<'m> {
     /// The one key the URI names by `object=`, `id=` and `type=`; an error lists the candidates when several match.
     pub fn find_key(&self, uri: &Pkcs11Uri) -> Result<KeyInfo, Error> {
         if uri.object.is_none() && uri.id.is_none() {
-            return Err(Error::Uri(
-                "name the key with object= (its label) or id=".into(),
-            ));
+            return Err(Error::Uri("name the key with object= (its label) or id=".into()));
         }
         let classes: &[ObjectClass] = match uri.object_type {
             Some(ObjectType::Private) => &[ObjectClass::PRIVATE_KEY],
@@ -243,14 +247,16 @@ impl<'m> TokenSession<'m> {
             0 => Err(Error::NoKey(selector)),
             1 => self.describe(found[0]),
             count => {
-                let candidates: Result<Vec<String>, Error> = found
+                let mut keys = found
                     .iter()
-                    .map(|h| self.describe(*h).map(|k| k.describe()))
-                    .collect();
+                    .map(|h| self.describe(*h))
+                    .collect::<Result<Vec<_>, Error>>()?;
+                keys.sort_by(|a, b| (&a.label, &a.id).cmp(&(&b.label, &b.id)));
+                let candidates: Vec<String> = keys.iter().map(KeyInfo::describe).collect();
                 Err(Error::AmbiguousKey {
                     selector,
                     count,
-                    candidates: candidates?.join(", "),
+                    candidates: candidates.join(", "),
                 })
             }
         }
@@ -306,10 +312,9 @@ impl<'m> TokenSession<'m> {
         id: &[u8],
     ) -> Result<(KeyKindInfo, Option<TargetPublicKey>), Error> {
         if key_type == KeyType::RSA {
-            let attrs = self.session.get_attributes(
-                handle,
-                &[AttributeType::Modulus, AttributeType::PublicExponent],
-            )?;
+            let attrs = self
+                .session
+                .get_attributes(handle, &[AttributeType::Modulus, AttributeType::PublicExponent])?;
             let (mut n, mut e) = (Vec::new(), Vec::new());
             for a in attrs {
                 match a {
@@ -319,9 +324,7 @@ impl<'m> TokenSession<'m> {
                 }
             }
             let n = strip(&n).to_vec();
-            let bits = n
-                .first()
-                .map_or(0, |t| n.len() * 8 - t.leading_zeros() as usize);
+            let bits = n.first().map_or(0, |t| n.len() * 8 - t.leading_zeros() as usize);
             return Ok(match RsaSize::from_bits(bits) {
                 Some(size) => (
                     KeyKindInfo::Supported(KeyKind::Rsa(size)),
@@ -334,24 +337,16 @@ impl<'m> TokenSession<'m> {
             });
         }
         if key_type == KeyType::EC {
-            let attrs = self
-                .session
-                .get_attributes(handle, &[AttributeType::EcParams])?;
+            let attrs = self.session.get_attributes(handle, &[AttributeType::EcParams])?;
             let params = attrs.into_iter().find_map(|a| match a {
                 Attribute::EcParams(p) => Some(p),
                 _ => None,
             });
             let Some(params) = params else {
-                return Ok((
-                    KeyKindInfo::Unsupported("EC without CKA_EC_PARAMS".into()),
-                    None,
-                ));
+                return Ok((KeyKindInfo::Unsupported("EC without CKA_EC_PARAMS".into()), None));
             };
             return Ok(match Curve::from_ec_params_der(&params) {
-                Ok(curve) => (
-                    KeyKindInfo::Supported(KeyKind::Ec(curve)),
-                    self.ec_point(curve, id)?,
-                ),
+                Ok(curve) => (KeyKindInfo::Supported(KeyKind::Ec(curve)), self.ec_point(curve, id)?),
                 Err(byok_encoding::Error::UnsupportedCurve { curve }) => {
                     (KeyKindInfo::Unsupported(format!("EC {curve}")), None)
                 }
@@ -362,11 +357,9 @@ impl<'m> TokenSession<'m> {
             });
         }
         if key_type == KeyType::AES {
-            let attrs = self
-                .session
-                .get_attributes(handle, &[AttributeType::ValueLen])?;
+            let attrs = self.session.get_attributes(handle, &[AttributeType::ValueLen])?;
             let len = attrs.into_iter().find_map(|a| match a {
-                Attribute::ValueLen(l) => Some(u64::from(l) as usize),
+                Attribute::ValueLen(l) => Some(u64::from(l) as usize).filter(|&n| n > 0),
                 _ => None,
             });
             return Ok(match len.and_then(AesSize::from_bytes) {
@@ -390,9 +383,7 @@ impl<'m> TokenSession<'m> {
         let Some(public) = found.first() else {
             return Ok(None);
         };
-        let attrs = self
-            .session
-            .get_attributes(*public, &[AttributeType::EcPoint])?;
+        let attrs = self.session.get_attributes(*public, &[AttributeType::EcPoint])?;
         let Some(raw) = attrs.into_iter().find_map(|a| match a {
             Attribute::EcPoint(p) => Some(p),
             _ => None,
@@ -407,11 +398,7 @@ impl<'m> TokenSession<'m> {
             use der::Decode as _;
             der::asn1::OctetString::from_der(&raw)
                 .map(|o| o.into_bytes().into_vec())
-                .map_err(|e| {
-                    Error::Encoding(format!(
-                        "CKA_EC_POINT is neither a point nor a DER OCTET STRING ({e})"
-                    ))
-                })?
+                .map_err(|e| Error::Encoding(format!("CKA_EC_POINT is neither a point nor a DER OCTET STRING ({e})")))?
         };
         if point.len() != point_len || point[0] != 0x04 {
             return Err(Error::Encoding(format!(
@@ -431,12 +418,7 @@ impl<'m> TokenSession<'m> {
 
     /// Wraps `key` to `kek` inside the token. Checks first that the key is of a kind Azure accepts, extractable,
     /// and has a readable public half; runs the self-test (once per session) and picks the path by `options`.
-    pub fn wrap(
-        &mut self,
-        key: &KeyInfo,
-        kek: &KekPublicKey,
-        options: WrapOptions,
-    ) -> Result<Wrapped, Error> {
+    pub fn wrap(&mut self, key: &KeyInfo, kek: &KekPublicKey, options: WrapOptions) -> Result<Wrapped, Error> {
         let kind = match &key.kind {
             KeyKindInfo::Supported(k) => *k,
             KeyKindInfo::Unsupported(what) => {
@@ -452,8 +434,7 @@ impl<'m> TokenSession<'m> {
         if !matches!(kind, KeyKind::Aes(_)) && key.public.is_none() {
             return Err(Error::NoPublicKey(
                 key.describe(),
-                "no public key object with the same CKA_ID, so the import cannot be verified"
-                    .into(),
+                "no public key object with the same CKA_ID, so the import cannot be verified".into(),
             ));
         }
         // AES keys are 16, 24 or 32 bytes: 8-aligned. PKCS#8 lengths are unknown without reading the key.
@@ -471,12 +452,7 @@ impl<'m> TokenSession<'m> {
 
     /// Performs one path: the KEK as a session object, then one call or the two steps; every session object made
     /// here is destroyed on every path out.
-    pub(crate) fn wrap_with(
-        &self,
-        path: WrapPath,
-        target: ObjectHandle,
-        kek: &KekPublicKey,
-    ) -> Result<Vec<u8>, Error> {
+    pub(crate) fn wrap_with(&self, path: WrapPath, target: ObjectHandle, kek: &KekPublicKey) -> Result<Vec<u8>, Error> {
         let kek_object = Temporary::new(
             &self.session,
             self.session.create_object(&[
@@ -581,10 +557,7 @@ impl<'m> TokenSession<'m> {
             }
             KeyKind::Ec(curve) => {
                 let mut public = common(false);
-                public.extend([
-                    Attribute::EcParams(curve.ec_params_der()),
-                    Attribute::Verify(true),
-                ]);
+                public.extend([Attribute::EcParams(curve.ec_params_der()), Attribute::Verify(true)]);
                 let mut private = secret_attrs(common(true));
                 private.push(Attribute::Sign(true));
                 self.session
@@ -604,6 +577,87 @@ impl<'m> TokenSession<'m> {
         self.describe(handle)
     }
 
+    /// Opens a BYOK ciphertext **inside** the token with a KEK private key held there — an HSM as an independent
+    /// verifier: `C_UnwrapKey` with RSA-OAEP (SHA-1) gives a session AES key, `C_UnwrapKey` with
+    /// CKM_AES_KEY_WRAP_PAD (RFC 5649 on SoftHSM) gives the target as a sensitive session object. Returns what the
+    /// token says of it (for RSA the public half, for AES the check value, for EC the curve). Both objects are
+    /// destroyed before returning.
+    pub fn verify_ciphertext(&self, kek: &KeyInfo, ciphertext: &[u8], kind: KeyKind) -> Result<VerifiedKey, Error> {
+        let KeyKindInfo::Supported(KeyKind::Rsa(size)) = kek.kind else {
+            return Err(Error::UnsupportedKey {
+                key: kek.describe(),
+                what: format!("{} (a KEK is RSA)", kek.kind),
+            });
+        };
+        let parts = byok_wrap::split(ciphertext, size).map_err(|e| Error::BadOutput {
+            what: "ciphertext",
+            reason: e.to_string(),
+        })?;
+        let oaep = Mechanism::RsaPkcsOaep(cryptoki::mechanism::rsa::PkcsOaepParams::new(
+            cryptoki::mechanism::MechanismType::SHA1,
+            cryptoki::mechanism::rsa::PkcsMgfType::MGF1_SHA1,
+            cryptoki::mechanism::rsa::PkcsOaepSource::empty(),
+        ));
+        let aes = Temporary::new(
+            &self.session,
+            self.session.unwrap_key(
+                &oaep,
+                kek.handle,
+                parts.rsa,
+                &[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::AES),
+                    Attribute::Token(false),
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(false),
+                    Attribute::Unwrap(true),
+                ],
+            )?,
+        );
+        let mut template = vec![
+            Attribute::Token(false),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+        ];
+        match kind {
+            KeyKind::Rsa(_) => template.extend([
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::KeyType(KeyType::RSA),
+                Attribute::Sign(true),
+            ]),
+            KeyKind::Ec(_) => template.extend([
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::KeyType(KeyType::EC),
+                Attribute::Sign(true),
+            ]),
+            KeyKind::Aes(_) => template.extend([
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Encrypt(true),
+            ]),
+        }
+        let target = Temporary::new(
+            &self.session,
+            self.session
+                .unwrap_key(&Mechanism::AesKeyWrapPad, aes.handle, parts.kwp, &template)?,
+        );
+        let described = self.describe(target.handle)?;
+        let kcv = match kind {
+            KeyKind::Aes(_) => self.kcv_of(target.handle)?,
+            _ => None,
+        };
+        Ok(VerifiedKey {
+            kind: described.kind,
+            // An unwrapped EC private key carries no point, and no public object belongs to it.
+            public: if matches!(kind, KeyKind::Ec(_)) {
+                None
+            } else {
+                described.public
+            },
+            kcv,
+        })
+    }
+
     /// The key check value of an AES key: the first 3 bytes of AES-ECB of a zero block, computed by the token.
     /// Lets anyone compare a key with its copy elsewhere without reading either. `None` for other keys, or when
     /// the key may not encrypt.
@@ -611,10 +665,11 @@ impl<'m> TokenSession<'m> {
         if !matches!(key.kind, KeyKindInfo::Supported(KeyKind::Aes(_))) {
             return Ok(None);
         }
-        match self
-            .session
-            .encrypt(&Mechanism::AesEcb, key.handle, &[0u8; 16])
-        {
+        self.kcv_of(key.handle)
+    }
+
+    fn kcv_of(&self, handle: ObjectHandle) -> Result<Option<[u8; 3]>, Error> {
+        match self.session.encrypt(&Mechanism::AesEcb, handle, &[0u8; 16]) {
             Ok(block) if block.len() == 16 => Ok(Some([block[0], block[1], block[2]])),
             Ok(_) => Err(Error::BadOutput {
                 what: "AES-ECB block",
@@ -680,9 +735,7 @@ fn choose_path(
                     path,
                     reason: match verdict {
                         Verdict::AlignedOnly(r) => {
-                            format!(
-                                "{r}; this key's plaintext length is not known to be a multiple of 8"
-                            )
+                            format!("{r}; this key's plaintext length is not known to be a multiple of 8")
                         }
                         other => other.to_string(),
                     },

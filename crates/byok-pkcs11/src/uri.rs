@@ -88,8 +88,7 @@ fn decode(value: &str, attr: &str) -> Result<Vec<u8>, Error> {
 }
 
 fn text(value: &str, attr: &str) -> Result<String, Error> {
-    String::from_utf8(decode(value, attr)?)
-        .map_err(|_| Error::Uri(format!("`{attr}` is not UTF-8 text")))
+    String::from_utf8(decode(value, attr)?).map_err(|_| Error::Uri(format!("`{attr}` is not UTF-8 text")))
 }
 
 impl FromStr for Pkcs11Uri {
@@ -105,26 +104,18 @@ impl FromStr for Pkcs11Uri {
         };
         let mut uri = Self::default();
         let mut seen: Vec<String> = Vec::new();
-        let parts = path
-            .split(';')
-            .filter(|p| !p.is_empty())
-            .map(|p| (p, ';'))
-            .chain(
-                query
-                    .into_iter()
-                    .flat_map(|q| q.split('&'))
-                    .filter(|p| !p.is_empty())
-                    .map(|p| (p, '&')),
-            );
+        let parts = path.split(';').filter(|p| !p.is_empty()).map(|p| (p, ';')).chain(
+            query
+                .into_iter()
+                .flat_map(|q| q.split('&'))
+                .filter(|p| !p.is_empty())
+                .map(|p| (p, '&')),
+        );
         for (part, sep) in parts {
             let (name, value) = part
                 .split_once('=')
                 .ok_or_else(|| Error::Uri(format!("`{part}` is not name=value")))?;
-            let known = if sep == ';' {
-                &PATH_ATTRS[..]
-            } else {
-                &QUERY_ATTRS[..]
-            };
+            let known = if sep == ';' { &PATH_ATTRS[..] } else { &QUERY_ATTRS[..] };
             if !known.contains(&name) {
                 if name.starts_with("x-") {
                     continue; // vendor-specific, ignored as RFC 7512 allows
@@ -244,10 +235,7 @@ mod tests {
             .expect("valid");
         assert_eq!(m.serial.as_deref(), Some("42"));
         assert!(m.has_pin_value);
-        assert_eq!(
-            m.module_path,
-            Some(PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
-        );
+        assert_eq!(m.module_path, Some(PathBuf::from("/usr/lib/softhsm/libsofthsm2.so")));
         assert_eq!(
             u.to_string(),
             "pkcs11:token=byok-src;object=app key;id=%01%FF;type=private"
@@ -257,10 +245,7 @@ mod tests {
     #[test]
     fn key_uris_round_trip() {
         let uri = key_uri("NSS Certificate DB", "app;key=1", &[0x0a, 0xff]);
-        assert_eq!(
-            uri,
-            "pkcs11:token=NSS%20Certificate%20DB;object=app%3Bkey=1;id=%0A%FF"
-        );
+        assert_eq!(uri, "pkcs11:token=NSS%20Certificate%20DB;object=app%3Bkey=1;id=%0A%FF");
         let parsed: Pkcs11Uri = uri.parse().expect("parses back");
         assert_eq!(parsed.token.as_deref(), Some("NSS Certificate DB"));
         assert_eq!(parsed.object.as_deref(), Some("app;key=1"));
@@ -274,14 +259,8 @@ mod tests {
             other => panic!("{s}: {other:?}"),
         };
         assert_eq!(err("token=x"), "it must start with `pkcs11:`");
-        assert_eq!(
-            err("pkcs11:object=a%2"),
-            "`object` has a bad percent escape at `%2`"
-        );
-        assert_eq!(
-            err("pkcs11:object=a%zz"),
-            "`object` has a bad percent escape at `%zz`"
-        );
+        assert_eq!(err("pkcs11:object=a%2"), "`object` has a bad percent escape at `%2`");
+        assert_eq!(err("pkcs11:object=a%zz"), "`object` has a bad percent escape at `%zz`");
         assert_eq!(err("pkcs11:colour=red"), "unknown path attribute `colour`");
         assert_eq!(err("pkcs11:object=a;object=b"), "`object` appears twice");
         assert_eq!(err("pkcs11:token"), "`token` is not name=value");

@@ -44,22 +44,12 @@ fn no_session_object_survives() {
         .generate(KeyKind::Rsa(RsaSize::Rsa2048), &label, b"leak-rsa")
         .expect("generate");
     let aes = session
-        .generate(
-            KeyKind::Aes(AesSize::Aes128),
-            &format!("{label}-aes"),
-            b"leak-aes",
-        )
+        .generate(KeyKind::Aes(AesSize::Aes128), &format!("{label}-aes"), b"leak-aes")
         .expect("generate");
 
-    let ok = session
-        .wrap(&rsa, &kek, WrapOptions::default())
-        .expect("wraps");
+    let ok = session.wrap(&rsa, &kek, WrapOptions::default()).expect("wraps");
     assert_eq!(ok.path, WrapPath::TwoStepKwp);
-    assert_eq!(
-        session.session_object_count().expect("count"),
-        0,
-        "after success"
-    );
+    assert_eq!(session.session_object_count().expect("count"), 0, "after success");
 
     let forced = |path| WrapOptions {
         choice: WrapChoice::Path(path),
@@ -73,24 +63,14 @@ fn no_session_object_survives() {
         session.wrap(&aes, &kek, forced(WrapPath::TwoStepPad)),
         Err(Error::UnsafeForKey { .. })
     ));
-    assert_eq!(
-        session.session_object_count().expect("count"),
-        0,
-        "after refusals"
-    );
+    assert_eq!(session.session_object_count().expect("count"), 0, "after refusals");
 
     // A wrap that runs the whole two-step path and produces a non-conformant blob on request.
     let nonconformant = WrapOptions {
         choice: WrapChoice::Path(WrapPath::TwoStepPad),
         allow_nonconformant: true,
     };
-    let bad = session
-        .wrap(&aes, &kek, nonconformant)
-        .expect("wraps on request");
+    let bad = session.wrap(&aes, &kek, nonconformant).expect("wraps on request");
     assert!(bad.nonconformant.is_some());
-    assert_eq!(
-        session.session_object_count().expect("count"),
-        0,
-        "after a forced path"
-    );
+    assert_eq!(session.session_object_count().expect("count"), 0, "after a forced path");
 }

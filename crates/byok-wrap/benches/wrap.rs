@@ -20,16 +20,11 @@ fn wrap(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("wrap");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("kek4096-rsa2048", |b| {
-        b.iter(|| encryptor.wrap(black_box(&rsa2048)))
-    });
-    group.bench_function("kek4096-ec-p256", |b| {
-        b.iter(|| encryptor.wrap(black_box(&p256)))
-    });
+    group.bench_function("kek4096-rsa2048", |b| b.iter(|| encryptor.wrap(black_box(&rsa2048))));
+    group.bench_function("kek4096-ec-p256", |b| b.iter(|| encryptor.wrap(black_box(&p256))));
     group.finish();
 
-    let private = KekPrivateKey::from_private_key_file(&testdata("kek-rsa4096.pkcs8.pem"))
-        .expect("KEK private");
+    let private = KekPrivateKey::from_private_key_file(&testdata("kek-rsa4096.pkcs8.pem")).expect("KEK private");
     let blob = encryptor.wrap(&rsa2048).expect("wraps");
     c.bench_function("unwrap/kek4096-rsa2048", |b| {
         b.iter(|| private.unwrap(black_box(&blob)))

@@ -14,9 +14,7 @@ pub enum Error {
     #[error("RSA-OAEP encryption of the ephemeral AES key failed")]
     OaepEncrypt,
     /// RSA-OAEP decryption failed: the blob was made for another KEK, or its RSA part was altered.
-    #[error(
-        "RSA-OAEP decryption failed: the blob was made for another KEK, or its RSA part was altered"
-    )]
+    #[error("RSA-OAEP decryption failed: the blob was made for another KEK, or its RSA part was altered")]
     OaepDecrypt,
     /// The RSA part decrypted to something that is not an AES key.
     #[error("the RSA part holds {len} bytes, not an AES-128/192/256 key")]

@@ -77,12 +77,10 @@ impl_kwp!(KwpAes128, KwpAes192, KwpAes256);
 
 fn kwp<K: Kwp>(key: &[u8], plaintext: &[u8], out: &mut [u8]) -> Result<usize, Error> {
     let kw = K::new_from_slice(key).map_err(|_| Error::KwpKeyLength { len: key.len() })?;
-    let wrapped = kw
-        .wrap(plaintext, out)
-        .map_err(|_| Error::PlaintextLength {
-            len: plaintext.len(),
-            max: MAX_PLAINTEXT_LEN,
-        })?;
+    let wrapped = kw.wrap(plaintext, out).map_err(|_| Error::PlaintextLength {
+        len: plaintext.len(),
+        max: MAX_PLAINTEXT_LEN,
+    })?;
     Ok(wrapped.len())
 }
 
@@ -120,23 +118,14 @@ mod tests {
     #[test]
     fn short_or_ragged_input_is_refused_before_unwrapping() {
         let key = [0u8; 32];
-        assert_eq!(
-            kwp_unwrap(&key, &[0; 8]).err(),
-            Some(Error::KwpLength { len: 8 })
-        );
-        assert_eq!(
-            kwp_unwrap(&key, &[0; 17]).err(),
-            Some(Error::KwpLength { len: 17 })
-        );
+        assert_eq!(kwp_unwrap(&key, &[0; 8]).err(), Some(Error::KwpLength { len: 8 }));
+        assert_eq!(kwp_unwrap(&key, &[0; 17]).err(), Some(Error::KwpLength { len: 17 }));
         assert_eq!(
             kwp_wrap(&key, &[])
                 .err()
                 .map(|e| matches!(e, Error::PlaintextLength { .. })),
             Some(true)
         );
-        assert_eq!(
-            kwp_wrap(&[0; 20], b"x").err(),
-            Some(Error::KwpKeyLength { len: 20 })
-        );
+        assert_eq!(kwp_wrap(&[0; 20], b"x").err(), Some(Error::KwpKeyLength { len: 20 }));
     }
 }

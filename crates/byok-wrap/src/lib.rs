@@ -9,8 +9,8 @@ use std::fmt;
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rsa::{
-    KeySize, OAEP_SHA1_MGF1SHA1, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
-    PrivateDecryptingKey, PublicEncryptingKey,
+    KeySize, OAEP_SHA1_MGF1SHA1, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
+    PublicEncryptingKey,
 };
 use byok_encoding::{KekPublicKey, KeyKind, RsaSize, TargetKey};
 use zeroize::Zeroizing;
@@ -47,16 +47,12 @@ impl fmt::Debug for KekEncryptor {
 impl KekEncryptor {
     /// Prepares a KEK for wrapping.
     pub fn new(kek: &KekPublicKey) -> Result<Self, Error> {
-        let public =
-            PublicEncryptingKey::from_der(&kek.to_spki_der()).map_err(|_| Error::UnusableKek)?;
+        let public = PublicEncryptingKey::from_der(&kek.to_spki_der()).map_err(|_| Error::UnusableKek)?;
         let key = OaepPublicEncryptingKey::new(public).map_err(|_| Error::UnusableKek)?;
         if key.ciphertext_size() != kek.ciphertext_len() {
             return Err(Error::UnusableKek);
         }
-        Ok(Self {
-            key,
-            size: kek.size(),
-        })
+        Ok(Self { key, size: kek.size() })
     }
 
     /// CKM_RSA_AES_KEY_WRAP: draws a fresh AES-256 key from the operating system, encrypts it to the KEK with
@@ -150,8 +146,8 @@ impl KekPrivateKey {
             RsaSize::Rsa3072 => KeySize::Rsa3072,
             RsaSize::Rsa4096 => KeySize::Rsa4096,
         };
-        let key = PrivateDecryptingKey::generate(key_size)
-            .map_err(|_| Error::KekPrivateKey("generation failed".into()))?;
+        let key =
+            PrivateDecryptingKey::generate(key_size).map_err(|_| Error::KekPrivateKey("generation failed".into()))?;
         Self::from_aws(key)
     }
 
@@ -164,13 +160,9 @@ impl KekPrivateKey {
 
     /// Reads an RSA private key file in any form [`TargetKey::from_private_key_file`] accepts.
     pub fn from_private_key_file(input: &[u8]) -> Result<Self, Error> {
-        let key = TargetKey::from_private_key_file(input)
-            .map_err(|e| Error::KekPrivateKey(e.to_string()))?;
+        let key = TargetKey::from_private_key_file(input).map_err(|e| Error::KekPrivateKey(e.to_string()))?;
         if !matches!(key.kind(), KeyKind::Rsa(_)) {
-            return Err(Error::KekPrivateKey(format!(
-                "it is {}, not RSA",
-                key.kind()
-            )));
+            return Err(Error::KekPrivateKey(format!("it is {}, not RSA", key.kind())));
         }
         Self::from_pkcs8_der(key.plaintext())
     }
@@ -178,8 +170,7 @@ impl KekPrivateKey {
     fn from_aws(key: PrivateDecryptingKey) -> Result<Self, Error> {
         let spki = AsDer::<aws_lc_rs::encoding::PublicKeyX509Der<'_>>::as_der(&key.public_key())
             .map_err(|_| Error::KekPrivateKey("public key cannot be encoded".into()))?;
-        let public = KekPublicKey::from_spki_der(spki.as_ref())
-            .map_err(|e| Error::KekPrivateKey(e.to_string()))?;
+        let public = KekPublicKey::from_spki_der(spki.as_ref()).map_err(|e| Error::KekPrivateKey(e.to_string()))?;
         Ok(Self { key, public })
     }
 
@@ -190,15 +181,14 @@ impl KekPrivateKey {
 
     /// PKCS#8 DER of the private key.
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let der = AsDer::<Pkcs8V1Der<'_>>::as_der(&self.key)
-            .map_err(|_| Error::KekPrivateKey("cannot be encoded".into()))?;
+        let der =
+            AsDer::<Pkcs8V1Der<'_>>::as_der(&self.key).map_err(|_| Error::KekPrivateKey("cannot be encoded".into()))?;
         Ok(Zeroizing::new(der.as_ref().to_vec()))
     }
 
     /// RSA-OAEP decryption with SHA-1, MGF1-SHA-1 and an empty label, of any message.
     pub fn oaep_decrypt(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let oaep =
-            OaepPrivateDecryptingKey::new(self.key.clone()).map_err(|_| Error::OaepDecrypt)?;
+        let oaep = OaepPrivateDecryptingKey::new(self.key.clone()).map_err(|_| Error::OaepDecrypt)?;
         let mut out = Zeroizing::new(vec![0u8; oaep.min_output_size()]);
         let len = oaep
             .decrypt(&OAEP_SHA1_MGF1SHA1, ciphertext, &mut out, None)
@@ -262,10 +252,7 @@ mod tests {
         assert_eq!(kek.unwrap(&kwp_flip).err(), Some(Error::KwpIntegrity));
         assert_eq!(
             kek.unwrap(&ct[..256 + 8]).err(),
-            Some(Error::CiphertextTooShort {
-                len: 264,
-                rsa_len: 256
-            })
+            Some(Error::CiphertextTooShort { len: 264, rsa_len: 256 })
         );
         assert_eq!(
             kek.unwrap(&ct[..ct.len() - 3]).err(),
@@ -290,10 +277,7 @@ mod tests {
         let der = kek.to_pkcs8_der().expect("encodes");
         let shown = format!("{kek:?}");
         assert!(shown.contains("Rsa2048"));
-        let hex: String = der[der.len() - 16..]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex: String = der[der.len() - 16..].iter().map(|b| format!("{b:02x}")).collect();
         assert!(!shown.contains(&hex));
         assert!(shown.len() < 400, "{shown}");
     }

@@ -29,21 +29,9 @@ struct KwpCase {
 fn check_kwp_file(name: &str) -> usize {
     let file: KwpFile = serde_json::from_slice(&testdata(name)).expect("vector JSON");
     for (i, case) in file.cases.iter().enumerate() {
-        let (kek, pt, ct) = (
-            unhex(&case.kek),
-            unhex(&case.plaintext),
-            unhex(&case.wrapped),
-        );
-        assert_eq!(
-            kwp_wrap(&kek, &pt).expect("wraps"),
-            ct,
-            "{name} case {i}: wrap"
-        );
-        assert_eq!(
-            *kwp_unwrap(&kek, &ct).expect("unwraps"),
-            pt,
-            "{name} case {i}: unwrap"
-        );
+        let (kek, pt, ct) = (unhex(&case.kek), unhex(&case.plaintext), unhex(&case.wrapped));
+        assert_eq!(kwp_wrap(&kek, &pt).expect("wraps"), ct, "{name} case {i}: wrap");
+        assert_eq!(*kwp_unwrap(&kek, &ct).expect("unwraps"), pt, "{name} case {i}: unwrap");
     }
     file.cases.len()
 }
@@ -132,8 +120,7 @@ struct Composite {
 
 #[test]
 fn composite_made_by_openssl() {
-    let v: Composite =
-        serde_json::from_slice(&testdata("vectors/rsa-aes-key-wrap-composite.json")).expect("JSON");
+    let v: Composite = serde_json::from_slice(&testdata("vectors/rsa-aes-key-wrap-composite.json")).expect("JSON");
     let kek = KekPrivateKey::from_private_key_file(&testdata(&v.kek_private_key)).expect("KEK");
     let plaintext = testdata(&v.plaintext_file);
     let ciphertext = unhex(&v.ciphertext);
@@ -152,15 +139,8 @@ fn composite_made_by_openssl() {
         .dangerous_wrap_with_aes_key(&aes_key, &plaintext)
         .expect("wraps");
     assert_eq!(ours.len(), ciphertext.len());
-    assert_eq!(
-        ours[256..],
-        ciphertext[256..],
-        "KWP part, padding and byte order"
-    );
-    assert_eq!(
-        *kek.decrypt_aes_key(&ours[..256]).expect("our RSA part"),
-        aes_key
-    );
+    assert_eq!(ours[256..], ciphertext[256..], "KWP part, padding and byte order");
+    assert_eq!(*kek.decrypt_aes_key(&ours[..256]).expect("our RSA part"), aes_key);
 }
 
 #[test]
@@ -182,8 +162,7 @@ fn rsa_part_length_follows_the_kek_modulus() {
 
 #[test]
 fn blob_for_another_kek_size_is_refused() {
-    let kek =
-        KekPrivateKey::from_private_key_file(&testdata("keys/kek-rsa3072.pkcs8.pem")).expect("KEK");
+    let kek = KekPrivateKey::from_private_key_file(&testdata("keys/kek-rsa3072.pkcs8.pem")).expect("KEK");
     let small = KekPublicKey::parse(&testdata("keys/kek-rsa2048.spki.pem")).expect("KEK");
     let ct = KekEncryptor::new(&small)
         .expect("prepares")
@@ -192,10 +171,7 @@ fn blob_for_another_kek_size_is_refused() {
     // 256 + 40 bytes cannot hold a 384-byte RSA part and a KWP part.
     assert_eq!(
         kek.unwrap(&ct).err(),
-        Some(Error::CiphertextTooShort {
-            len: 296,
-            rsa_len: 384
-        })
+        Some(Error::CiphertextTooShort { len: 296, rsa_len: 384 })
     );
     let big = KekEncryptor::new(&small)
         .expect("prepares")

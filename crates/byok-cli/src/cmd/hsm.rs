@@ -4,9 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use byok_encoding::{AesSize, Curve, KeyKind, Kty, RsaSize};
-use byok_pkcs11::{
-    Error as HsmError, KeyInfo, Module, ModuleConfig, Pin, Pkcs11Uri, TokenSession, Verdict,
-};
+use byok_pkcs11::{Error as HsmError, KeyInfo, Module, ModuleConfig, Pin, Pkcs11Uri, TokenSession, Verdict};
 use serde_json::json;
 
 use crate::exit::{CliError, Exit, Result};
@@ -37,8 +35,7 @@ pub(crate) struct HsmArgs {
 pub(crate) fn error(e: HsmError) -> CliError {
     let hint = match &e {
         HsmError::ModuleLoad { .. } => Some(
-            "name the token's PKCS#11 library with --pkcs11-module, e.g. /usr/lib/softhsm/libsofthsm2.so"
-                .to_owned(),
+            "name the token's PKCS#11 library with --pkcs11-module, e.g. /usr/lib/softhsm/libsofthsm2.so".to_owned(),
         ),
         HsmError::Pkcs11 { code, .. } if code == "CKR_PIN_INCORRECT" => {
             Some("check the PIN; tokens lock after a few wrong attempts".to_owned())
@@ -98,12 +95,8 @@ impl HsmArgs {
     /// The PIN: --pin-env, --pin-file, the URI's pin-source, or a prompt when stdin is a terminal.
     pub(crate) fn pin(&self, uri: Option<&Pkcs11Uri>) -> Result<Option<Pin>> {
         if let Some(var) = &self.pin_env {
-            let value = std::env::var(var).map_err(|_| {
-                CliError::msg(
-                    Exit::Usage,
-                    format!("--pin-env {var}: the variable {var} is not set"),
-                )
-            })?;
+            let value = std::env::var(var)
+                .map_err(|_| CliError::msg(Exit::Usage, format!("--pin-env {var}: the variable {var} is not set")))?;
             return non_empty(value, &format!("the variable {var}")).map(Some);
         }
         let file = self.pin_file.clone().or_else(|| {
@@ -127,16 +120,11 @@ impl HsmArgs {
                 .strip_suffix('\n')
                 .map(|t| t.strip_suffix('\r').unwrap_or(t))
                 .unwrap_or(text);
-            return non_empty(pin.to_owned(), &format!("the PIN file {}", path.display()))
-                .map(Some);
+            return non_empty(pin.to_owned(), &format!("the PIN file {}", path.display())).map(Some);
         }
         if std::io::stdin().is_terminal() {
-            let pin = rpassword::prompt_password("PIN: ").map_err(|e| {
-                CliError::msg(
-                    Exit::Io,
-                    format!("cannot read the PIN from the terminal: {e}"),
-                )
-            })?;
+            let pin = rpassword::prompt_password("PIN: ")
+                .map_err(|e| CliError::msg(Exit::Io, format!("cannot read the PIN from the terminal: {e}")))?;
             return non_empty(pin, "the PIN entered").map(Some);
         }
         Ok(None)
@@ -158,10 +146,7 @@ impl HsmArgs {
 
 fn non_empty(pin: String, what: &str) -> Result<Pin> {
     if pin.is_empty() {
-        return Err(CliError::msg(
-            Exit::InvalidInput,
-            format!("{what} is empty"),
-        ));
+        return Err(CliError::msg(Exit::InvalidInput, format!("{what} is empty")));
     }
     Ok(Pin::new(pin))
 }
@@ -169,10 +154,12 @@ fn non_empty(pin: String, what: &str) -> Result<Pin> {
 /// A PIN on the command line is visible to every user (ps) and lands in shell history.
 pub(crate) fn refuse_pin_value(uri: &Pkcs11Uri) -> Result<()> {
     if uri.has_pin_value {
-        return Err(CliError::msg(Exit::Usage, "refusing pin-value in a pkcs11 URI on the command line").hint(
-            "a PIN in argv is visible to other users and lands in shell history; use --pin-file, --pin-env or \
+        return Err(
+            CliError::msg(Exit::Usage, "refusing pin-value in a pkcs11 URI on the command line").hint(
+                "a PIN in argv is visible to other users and lands in shell history; use --pin-file, --pin-env or \
              pin-source=file:…",
-        ));
+            ),
+        );
     }
     Ok(())
 }
@@ -185,6 +172,30 @@ pub(crate) enum Command {
     List(TokenArgs),
     /// Generate a key in the token, extractable (BYOK needs it) and sensitive.
     Generate(GenerateArgs),
+    /// Open a .byok inside the HSM with a KEK private key held there, and show what it holds: a rehearsal of the
+    /// vault's import, by an independent implementation.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// The .byok file.
+    #[arg(long, value_name = "FILE")]
+    byok_file: PathBuf,
+    /// The KEK private key in the HSM: pkcs11:token=…;object=…
+    #[arg(long, value_name = "URI", value_parser = parse_uri)]
+    kek: Pkcs11Uri,
+    /// What the blob holds: RSA, EC or oct (with --size or --curve).
+    #[arg(long, value_parser = |s: &str| s.parse::<Kty>().map_err(|e| e.to_string()))]
+    kty: Kty,
+    /// RSA modulus bits or AES key bits.
+    #[arg(long)]
+    size: Option<usize>,
+    /// EC curve.
+    #[arg(long, value_parser = |s: &str| s.parse::<Curve>().map_err(|e| e.to_string()))]
+    curve: Option<Curve>,
+    #[command(flatten)]
+    hsm: HsmArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -234,6 +245,7 @@ pub(crate) fn run(ui: Ui, command: &Command) -> Result<()> {
         Command::Info(a) => info(ui, a),
         Command::List(a) => list(ui, a),
         Command::Generate(a) => generate(ui, a),
+        Command::Verify(a) => verify(ui, a),
     }
 }
 
@@ -260,11 +272,7 @@ fn info(ui: Ui, args: &InfoArgs) -> Result<()> {
             t.serial,
             t.describe(),
             t.slot_id,
-            if t.initialized {
-                ""
-            } else {
-                ", not initialized"
-            }
+            if t.initialized { "" } else { ", not initialized" }
         ));
         tokens_json.push(json!({
             "label": t.label, "serial": t.serial, "manufacturer": t.manufacturer, "model": t.model,
@@ -286,9 +294,7 @@ fn info(ui: Ui, args: &InfoArgs) -> Result<()> {
             .iter()
             .find(|p| matches!(p.verdict, Verdict::Conformant | Verdict::AlignedOnly(_)))
         {
-            Some(p) if p.verdict == Verdict::Conformant => {
-                human.push_str(&format!("auto uses {}\n", p.path.name()))
-            }
+            Some(p) if p.verdict == Verdict::Conformant => human.push_str(&format!("auto uses {}\n", p.path.name())),
             Some(p) => human.push_str(&format!(
                 "auto uses {} for AES keys only; RSA and EC keys are refused\n",
                 p.path.name()
@@ -363,16 +369,48 @@ fn list(ui: Ui, args: &TokenArgs) -> Result<()> {
     })
 }
 
-fn generate(ui: Ui, args: &GenerateArgs) -> Result<()> {
-    let usage = |m: &str| CliError::msg(Exit::Usage, m.to_owned());
-    let kind = match (args.kty, args.size, args.curve) {
-        (Kty::Rsa, size, None) => KeyKind::Rsa(
-            RsaSize::from_bits(size.unwrap_or(2048))
-                .ok_or_else(|| usage("--size for RSA is 2048, 3072 or 4096"))?,
-        ),
-        (Kty::Ec, None, curve) => {
-            KeyKind::Ec(curve.ok_or_else(|| usage("--curve is required for EC"))?)
+fn verify(ui: Ui, args: &VerifyArgs) -> Result<()> {
+    let kind = key_kind(args.kty, args.size, args.curve)?;
+    let bytes = files::read_input(&args.byok_file, ".byok file")?;
+    let blob = byok_blob::ByokBlob::from_json(&bytes).map_err(|e| {
+        CliError::new(
+            Exit::InvalidInput,
+            anyhow::Error::new(e).context(format!("{} is not a valid .byok file", args.byok_file.display())),
+        )
+    })?;
+    args.hsm.with_session(&args.kek, |s| {
+        let kek = s.find_key(&args.kek).map_err(error)?;
+        let found = s.verify_ciphertext(&kek, blob.ciphertext(), kind).map_err(error)?;
+        let public = found.public.as_ref().map(|p| p.fingerprint_sha256());
+        let kcv = found.kcv.map(|v| hex(&v));
+        let mut human = format!(
+            "{} opens in `{}` with {}: {}\n",
+            args.byok_file.display(),
+            s.token().label,
+            kek.describe(),
+            found.kind
+        );
+        if let Some(p) = &public {
+            human.push_str(&format!("  public key  SHA-256 {p}\n"));
         }
+        if let Some(k) = &kcv {
+            human.push_str(&format!("  kcv         {k}\n"));
+        }
+        let json = json!({
+            "format_version": 1, "file": args.byok_file, "token": s.token().label, "kek": kek.label,
+            "kind": found.kind.to_string(), "public_key_sha256": public, "kcv": kcv,
+        });
+        ui.result(&human, &json).map_err(stdout_error)
+    })
+}
+
+fn key_kind(kty: Kty, size: Option<usize>, curve: Option<Curve>) -> Result<KeyKind> {
+    let usage = |m: &str| CliError::msg(Exit::Usage, m.to_owned());
+    Ok(match (kty, size, curve) {
+        (Kty::Rsa, size, None) => KeyKind::Rsa(
+            RsaSize::from_bits(size.unwrap_or(2048)).ok_or_else(|| usage("--size for RSA is 2048, 3072 or 4096"))?,
+        ),
+        (Kty::Ec, None, curve) => KeyKind::Ec(curve.ok_or_else(|| usage("--curve is required for EC"))?),
         (Kty::Oct, size, None) => KeyKind::Aes(
             AesSize::from_bytes(size.unwrap_or(256) / 8)
                 .filter(|_| size.unwrap_or(256) % 8 == 0)
@@ -380,7 +418,12 @@ fn generate(ui: Ui, args: &GenerateArgs) -> Result<()> {
         ),
         (Kty::Ec, Some(_), _) => return Err(usage("--size does not apply to EC; use --curve")),
         (_, _, Some(_)) => return Err(usage("--curve applies to EC only")),
-    };
+    })
+}
+
+fn generate(ui: Ui, args: &GenerateArgs) -> Result<()> {
+    let usage = |m: &str| CliError::msg(Exit::Usage, m.to_owned());
+    let kind = key_kind(args.kty, args.size, args.curve)?;
     let id = match &args.id {
         Some(h) => hex::decode(h)
             .ok()
@@ -393,13 +436,13 @@ fn generate(ui: Ui, args: &GenerateArgs) -> Result<()> {
         }
     };
     args.hsm.with_session(&args.token, |s| {
-        if matches!(kind, KeyKind::Rsa(_)) {
-            ui.note(&format!(
-                "generating {kind} in `{}`; this takes a few seconds…",
-                s.token().label
-            ));
+        let key = if matches!(kind, KeyKind::Rsa(_)) {
+            let message = format!("generating {kind} in `{}`; this takes a few seconds", s.token().label);
+            ui.spin(&message, || s.generate(kind, &args.label, &id))
+        } else {
+            s.generate(kind, &args.label, &id)
         }
-        let key = s.generate(kind, &args.label, &id).map_err(error)?;
+        .map_err(error)?;
         let uri = byok_pkcs11::key_uri(&s.token().label, &key.label, &key.id);
         let human = format!("generated {}\n  uri  {uri}\n", key.describe());
         let mut json = key_json(&key, s.check_value(&key).map_err(error)?);
@@ -410,10 +453,5 @@ fn generate(ui: Ui, args: &GenerateArgs) -> Result<()> {
 }
 
 fn getrandom(buf: &mut [u8]) -> Result<()> {
-    getrandom::fill(buf).map_err(|e| {
-        CliError::msg(
-            Exit::Internal,
-            format!("the OS random generator failed: {e}"),
-        )
-    })
+    getrandom::fill(buf).map_err(|e| CliError::msg(Exit::Internal, format!("the OS random generator failed: {e}")))
 }

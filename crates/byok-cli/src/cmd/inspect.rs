@@ -38,9 +38,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
             Exit::InvalidInput,
             format!("{} is a PEM file, not a .byok file", args.file.display()),
         )
-        .hint(
-            "inspect reads .byok transfer blobs; `byok-cli wrap --key-file` turns a key into one",
-        ));
+        .hint("inspect reads .byok transfer blobs; `byok-cli wrap --key-file` turns a key into one"));
     }
     let blob = ByokBlob::from_json(&bytes).or_exit(Exit::InvalidInput, || {
         format!("{} is not a valid .byok file", args.file.display())
@@ -48,8 +46,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     let check = match &args.kek_file {
         Some(path) => {
             let kek_bytes = files::read_input(path, "KEK file")?;
-            let kek =
-                KekPublicKey::parse(&kek_bytes).map_err(|e| key_error(e, path, "KEK file"))?;
+            let kek = KekPublicKey::parse(&kek_bytes).map_err(|e| key_error(e, path, "KEK file"))?;
             Some(check_against(&blob, kek))
         }
         None => None,
@@ -87,10 +84,7 @@ fn check_against(blob: &ByokBlob, kek: KekPublicKey) -> KekCheck {
     if let Some(kid) = kek.kid()
         && kid != blob.kid().to_string()
     {
-        problems.push(format!(
-            "the KEK file's kid {kid} is not the blob's kid {}",
-            blob.kid()
-        ));
+        problems.push(format!("the KEK file's kid {kid} is not the blob's kid {}", blob.kid()));
     }
     KekCheck {
         kek,
@@ -177,10 +171,7 @@ fn render(args: &Args, blob: &ByokBlob, check: Option<&KekCheck>) -> (String, se
             if c.problems.is_empty() {
                 h.push_str("  consistent      yes: the sizes fit this KEK\n");
             } else {
-                h.push_str(&format!(
-                    "  consistent      NO: {}\n",
-                    c.problems.join("; ")
-                ));
+                h.push_str(&format!("  consistent      NO: {}\n", c.problems.join("; ")));
             }
             json!({
                 "size_bits": c.kek.size().bits(),

@@ -18,15 +18,13 @@ pub(crate) fn key_error(e: EncodingError, file: &std::path::Path, what: &str) ->
         EncodingError::UnsupportedKekSize { .. } | EncodingError::KekNotRsa { .. } => Some(
             "create the KEK as RSA-HSM 2048, 3072 or 4096 bits with key_ops [\"import\"]: `az keyvault key create --kty RSA-HSM --size 4096 --ops import`",
         ),
-        EncodingError::UnsupportedRsaSize { .. } => {
-            Some("Azure imports RSA keys of exactly 2048, 3072 or 4096 bits")
-        }
+        EncodingError::UnsupportedRsaSize { .. } => Some("Azure imports RSA keys of exactly 2048, 3072 or 4096 bits"),
         EncodingError::UnsupportedCurve { .. } => {
             Some("Azure imports EC keys on P-256, P-384, P-521 and P-256K (secp256k1) only")
         }
-        EncodingError::UnsupportedAesLength { .. } => Some(
-            "an oct key file holds exactly the 16, 24 or 32 raw key bytes (not hex, not base64)",
-        ),
+        EncodingError::UnsupportedAesLength { .. } => {
+            Some("an oct key file holds exactly the 16, 24 or 32 raw key bytes (not hex, not base64)")
+        }
         _ => None,
     };
     let err = CliError::new(

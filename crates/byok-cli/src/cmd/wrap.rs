@@ -102,8 +102,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     }
     files::check_writable(&args.out, args.force)?;
     let kek_bytes = files::read_input(&args.kek_file, "KEK file")?;
-    let kek =
-        KekPublicKey::parse(&kek_bytes).map_err(|e| key_error(e, &args.kek_file, "KEK file"))?;
+    let kek = KekPublicKey::parse(&kek_bytes).map_err(|e| key_error(e, &args.kek_file, "KEK file"))?;
     let kid = resolve_kid(ui, args, &kek)?;
     ui.verbose(&format!(
         "KEK {kid}: {}, SHA-256 {}",
@@ -115,27 +114,17 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         (Some(uri), _) => from_hsm(ui, args, uri, &kek)?,
         (None, Some(file)) => from_file(ui, args, file, &kek)?,
         (None, None) => {
-            return Err(CliError::msg(
-                Exit::Usage,
-                "give --key 'pkcs11:…' or --key-file",
-            ));
+            return Err(CliError::msg(Exit::Usage, "give --key 'pkcs11:…' or --key-file"));
         }
     };
 
     let rsa_len = kek.ciphertext_len();
     let kwp_len = produced.ciphertext.len() - rsa_len;
-    let document =
-        ByokBlob::new(kid.clone(), produced.ciphertext, produced.generator.clone()).to_json();
+    let document = ByokBlob::new(kid.clone(), produced.ciphertext, produced.generator.clone()).to_json();
     // What we write must be what we would accept.
-    ByokBlob::from_json(&document).or_exit(Exit::Internal, || {
-        "the blob byok made does not validate".into()
-    })?;
+    ByokBlob::from_json(&document).or_exit(Exit::Internal, || "the blob byok made does not validate".into())?;
     files::write_atomic(&args.out, &document, args.force)?;
-    ui.verbose(&format!(
-        "wrote {} ({} bytes)",
-        args.out.display(),
-        document.len()
-    ));
+    ui.verbose(&format!("wrote {} ({} bytes)", args.out.display(), document.len()));
 
     let kind = produced.kind;
     let kty = kind.kty();
@@ -145,10 +134,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         bytes = document.len(),
         source = produced.source_line,
         azure_kty = kty.azure_hsm_name(),
-        crv = kind
-            .curve()
-            .map(|c| format!(" crv {c}"))
-            .unwrap_or_default(),
+        crv = kind.curve().map(|c| format!(" crv {c}")).unwrap_or_default(),
     );
     if let Some(fp) = &produced.public_sha256 {
         human.push_str(&format!("  public key  SHA-256 {fp}\n"));
@@ -165,10 +151,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     };
     if let Some(flag) = az_flag {
         let vault = kid.host().split('.').next().unwrap_or_default();
-        let curve_flag = kind
-            .curve()
-            .map(|c| format!(" --curve {c}"))
-            .unwrap_or_default();
+        let curve_flag = kind.curve().map(|c| format!(" --curve {c}")).unwrap_or_default();
         human.push_str(&format!(
             "next: az keyvault key import --{flag} {vault} --name NAME --byok-file {out} --kty {kty}{curve_flag}\n",
             out = args.out.display(),
@@ -197,7 +180,11 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
 }
 
 fn software_refusal() -> CliError {
-    CliError::msg(Exit::Refused, "refusing to wrap a key read from a file without --allow-software-key").hint(
+    CliError::msg(
+        Exit::Refused,
+        "refusing to wrap a key read from a file without --allow-software-key",
+    )
+    .hint(
         "BYOK promises that the key never exists in plaintext outside an HSM; a key file breaks that promise. \
          Wrap inside the HSM with --key 'pkcs11:…' (the HSM source), or pass --allow-software-key if this key \
          already lives in software",
@@ -208,19 +195,14 @@ fn resolve_kid(ui: Ui, args: &Args, kek: &KekPublicKey) -> Result<KeyId> {
     let kid = match (&args.kek_kid, kek.kid()) {
         (Some(kid), _) => kid.clone(),
         (None, Some(jwk_kid)) => KeyId::parse(jwk_kid).or_exit(Exit::InvalidInput, || {
-            format!(
-                "the `kid` in the KEK file {} is unusable",
-                args.kek_file.display()
-            )
+            format!("the `kid` in the KEK file {} is unusable", args.kek_file.display())
         })?,
         (None, None) => {
             return Err(CliError::msg(
                 Exit::Usage,
                 "--kek-kid is required: the KEK file does not name its key identifier",
             )
-            .hint(
-                "pass the KEK's versioned id, as `az keyvault key show --query key.kid` prints it",
-            ));
+            .hint("pass the KEK's versioned id, as `az keyvault key show --query key.kid` prints it"));
         }
     };
     if let (Some(given), Some(jwk_kid)) = (&args.kek_kid, kek.kid())
@@ -299,8 +281,7 @@ fn from_file(ui: Ui, args: &Args, file: &std::path::Path, kek: &KekPublicKey) ->
         target.kind(),
         file.display()
     ));
-    let encryptor =
-        KekEncryptor::new(kek).or_exit(Exit::InvalidInput, || "the KEK cannot be used".into())?;
+    let encryptor = KekEncryptor::new(kek).or_exit(Exit::InvalidInput, || "the KEK cannot be used".into())?;
     let ciphertext = encryptor
         .wrap(target.plaintext())
         .or_exit(Exit::Internal, || "wrapping failed".into())?;
@@ -308,10 +289,7 @@ fn from_file(ui: Ui, args: &Args, file: &std::path::Path, kek: &KekPublicKey) ->
         ciphertext,
         kind: target.kind(),
         public_sha256: target.public_key().map(|p| p.fingerprint_sha256()),
-        generator: format!(
-            "byok-cli {}; source: software key file",
-            env!("CARGO_PKG_VERSION")
-        ),
+        generator: format!("byok-cli {}; source: software key file", env!("CARGO_PKG_VERSION")),
         source: json!("software"),
         source_line: format!("software key file {}", file.display()),
     })
@@ -319,18 +297,14 @@ fn from_file(ui: Ui, args: &Args, file: &std::path::Path, kek: &KekPublicKey) ->
 
 fn read_target(bytes: &[u8], kty: Option<Kty>, file: &std::path::Path) -> Result<TargetKey> {
     let target = match kty {
-        Some(Kty::Oct) => {
-            TargetKey::from_aes_bytes(bytes).map_err(|e| key_error(e, file, "target key file"))?
-        }
+        Some(Kty::Oct) => TargetKey::from_aes_bytes(bytes).map_err(|e| key_error(e, file, "target key file"))?,
         _ => TargetKey::from_private_key_file(bytes).map_err(|e| {
             let raw_aes_length = matches!(bytes.len(), 16 | 24 | 32);
             let err = key_error(e.clone(), file, "target key file");
             match e {
-                EncodingError::UnrecognizedFormat { .. } if raw_aes_length && kty.is_none() => err
-                    .hint(format!(
-                        "if this is a raw AES-{} key, pass --kty oct",
-                        bytes.len() * 8
-                    )),
+                EncodingError::UnrecognizedFormat { .. } if raw_aes_length && kty.is_none() => {
+                    err.hint(format!("if this is a raw AES-{} key, pass --kty oct", bytes.len() * 8))
+                }
                 _ => err,
             }
         })?,

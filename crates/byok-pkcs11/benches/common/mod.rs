@@ -6,12 +6,8 @@ pub(crate) const TARGET_LABEL: &str = "bench-rsa2048";
 
 pub(crate) fn env() -> serde_json::Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/hsm/env.json");
-    let text = std::fs::read(&path).unwrap_or_else(|_| {
-        panic!(
-            "{} is missing: run `cargo xtask setup` first",
-            path.display()
-        )
-    });
+    let text =
+        std::fs::read(&path).unwrap_or_else(|_| panic!("{} is missing: run `cargo xtask setup` first", path.display()));
     serde_json::from_slice(&text).expect("env.json")
 }
 
