@@ -35,7 +35,13 @@ fn time_process(runs: usize, mut make: impl FnMut() -> Command) -> Result<f64> {
 }
 
 fn criterion_median_us(name: &str) -> Result<f64> {
-    let path = root().join(format!("target/criterion/{name}/new/estimates.json"));
+    // Criterion keeps a group's benches under `group/name`, and flattens `/` to `_` in ungrouped names.
+    let grouped = root().join(format!("target/criterion/{name}/new/estimates.json"));
+    let flat = root().join(format!(
+        "target/criterion/{}/new/estimates.json",
+        name.replace('/', "_")
+    ));
+    let path = if grouped.exists() { grouped } else { flat };
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).with_context(|| path.display().to_string())?)?;
     Ok(v["median"]["point_estimate"].as_f64().context("no median")? / 1e3)
