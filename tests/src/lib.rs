@@ -77,3 +77,76 @@ pub fn listing(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The OpenSSL CLI opens a `.byok` file on its own: `pkeyutl -decrypt` with RSA-OAEP (SHA-1, MGF1-SHA-1) on the
+/// first `rsa_len` bytes of the ciphertext, then `enc -d -id-aes256-wrap-pad` (RFC 5649) on the rest. Returns the
+/// plaintext. Shared by the tests, `cargo xtask interop` and the demo: an independent judge of what byok writes.
+pub fn openssl_unwrap(blob: &Path, kek_private: &Path, rsa_len: usize) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(blob).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("{}: {e}", blob.display()))?;
+    let ct = doc["ciphertext"].as_str().ok_or("no ciphertext")?;
+    let ct = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(ct)
+        .map_err(|e| e.to_string())?;
+    if ct.len() <= rsa_len {
+        return Err(format!(
+            "the ciphertext is {} bytes, not more than the {rsa_len}-byte RSA part",
+            ct.len()
+        ));
+    }
+    let (rsa, kwp) = ct.split_at(rsa_len);
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let file = |name: &str| dir.path().join(name);
+    std::fs::write(file("rsa"), rsa).map_err(|e| e.to_string())?;
+    std::fs::write(file("kwp"), kwp).map_err(|e| e.to_string())?;
+    let openssl = |args: &[&std::ffi::OsStr]| -> Result<(), String> {
+        let out = Command::new("openssl")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!("openssl {:?}: {}", args, String::from_utf8_lossy(&o.stderr))),
+            Err(e) => Err(format!("cannot run openssl: {e}")),
+        }
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let (rsa_f, kwp_f, aes_f, out_f) = (file("rsa"), file("kwp"), file("aes"), file("out"));
+    openssl(&[
+        os("pkeyutl"),
+        os("-decrypt"),
+        os("-inkey"),
+        kek_private.as_os_str(),
+        os("-pkeyopt"),
+        os("rsa_padding_mode:oaep"),
+        os("-pkeyopt"),
+        os("rsa_oaep_md:sha1"),
+        os("-pkeyopt"),
+        os("rsa_mgf1_md:sha1"),
+        os("-in"),
+        rsa_f.as_os_str(),
+        os("-out"),
+        aes_f.as_os_str(),
+    ])?;
+    let aes = std::fs::read(&aes_f).map_err(|e| e.to_string())?;
+    if aes.len() != 32 {
+        return Err(format!("the RSA part holds {} bytes, not an AES-256 key", aes.len()));
+    }
+    let hex: String = aes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = std::ffi::OsString::from(hex);
+    openssl(&[
+        os("enc"),
+        os("-d"),
+        os("-id-aes256-wrap-pad"),
+        os("-iv"),
+        os("A65959A6"),
+        os("-K"),
+        &hex,
+        os("-in"),
+        kwp_f.as_os_str(),
+        os("-out"),
+        out_f.as_os_str(),
+    ])?;
+    std::fs::read(&out_f).map_err(|e| e.to_string())
+}

@@ -198,53 +198,12 @@ fn wrap_and_check(token: Token, key: &Value, bits: u32, expect_path: &str) {
 
 /// OpenSSL and Python `cryptography` open the blob and find the same plaintext.
 fn judges(blob: &Path, bits: u32, plaintext: &[u8], kty: Kty, kind: &str) {
-    let dir = blob.parent().expect("dir");
     let expected = blob.with_extension("expected");
     std::fs::write(&expected, plaintext).expect("expected");
     let kek_private = testdata(&format!("keys/kek-rsa{bits}.pkcs8.pem"));
     // OpenSSL.
-    let doc: Value = serde_json::from_slice(&std::fs::read(blob).expect("blob")).expect("json");
-    let ct = decode_b64url(doc["ciphertext"].as_str().expect("ct"));
-    let (rsa, kwp) = ct.split_at(bits as usize / 8);
-    let (rsa_f, kwp_f, aes_f, out_f) = (
-        dir.join("rsa.bin"),
-        dir.join("kwp.bin"),
-        dir.join("aes.bin"),
-        dir.join("out.bin"),
-    );
-    std::fs::write(&rsa_f, rsa).expect("rsa");
-    std::fs::write(&kwp_f, kwp).expect("kwp");
-    let ok = |c: &mut Command| assert!(run(c).status.success(), "{c:?}");
-    ok(Command::new("openssl")
-        .args(["pkeyutl", "-decrypt", "-inkey"])
-        .arg(&kek_private)
-        .args([
-            "-pkeyopt",
-            "rsa_padding_mode:oaep",
-            "-pkeyopt",
-            "rsa_oaep_md:sha1",
-            "-pkeyopt",
-            "rsa_mgf1_md:sha1",
-            "-in",
-        ])
-        .arg(&rsa_f)
-        .arg("-out")
-        .arg(&aes_f));
-    let aes: String = std::fs::read(&aes_f)
-        .expect("aes")
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    ok(Command::new("openssl")
-        .args(["enc", "-d", "-id-aes256-wrap-pad", "-iv", "A65959A6", "-K", &aes, "-in"])
-        .arg(&kwp_f)
-        .arg("-out")
-        .arg(&out_f));
-    assert_eq!(
-        std::fs::read(&out_f).expect("out"),
-        plaintext,
-        "OpenSSL finds the same plaintext"
-    );
+    let opened = byok_tests::openssl_unwrap(blob, &kek_private, bits as usize / 8).expect("OpenSSL opens it");
+    assert_eq!(opened, plaintext, "OpenSSL finds the same plaintext");
     // Python.
     let python = workspace().join("target/interop-venv/bin/python");
     assert!(
@@ -265,13 +224,6 @@ fn judges(blob: &Path, bits: u32, plaintext: &[u8], kty: Kty, kind: &str) {
         .arg(&manifest));
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap_or_else(|_| panic!("judge: {}", stderr(&out)));
     assert_eq!(report["passed"], 1, "Python: {report}");
-}
-
-fn decode_b64url(s: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .expect("unpadded base64url")
 }
 
 fn verdicts(token: Token) -> Vec<String> {

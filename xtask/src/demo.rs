@@ -1,12 +1,12 @@
-//! `cargo xtask demo`: the part of the BYOK flow that exists today, narrated.
-//! OpenSSL stands in for the vault's KEK; the target key is a software key (the HSM source comes next).
+//! `cargo xtask demo`: the BYOK flow that exists today, narrated, on throwaway keys. OpenSSL stands in for the
+//! vault (its KEK, and the unwrap that Key Vault does on import); an NSS softokn database stands in for the HSM.
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{self, build_cli, capture, ensure_openssl, fresh_dir, root};
+use crate::util::{self, apt_install, build_cli, capture, ensure_openssl, fresh_dir, root};
 
 fn step(n: u32, text: &str) {
     println!("\n== {n}. {text}");
@@ -14,11 +14,35 @@ fn step(n: u32, text: &str) {
 
 pub(crate) fn run() -> Result<()> {
     ensure_openssl()?;
+    if !Path::new(crate::hsm::NSS_MODULE).exists() || !util::works(Command::new("certutil").arg("-H")) {
+        apt_install(&["libnss3", "libnss3-tools"])?;
+    }
     let cli = build_cli(false)?;
     let dir = root().join("target/demo");
     fresh_dir(&dir)?;
     let p = |name: &str| dir.join(name);
     let kid = "https://contoso.vault.azure.net/keys/demo-kek/0123456789abcdef0123456789abcdef";
+    let nss = p("hsm");
+    std::fs::create_dir_all(&nss)?;
+    capture(
+        Command::new("certutil")
+            .arg("-N")
+            .arg("-d")
+            .arg(format!("sql:{}", nss.display()))
+            .arg("--empty-password"),
+    )?;
+    let hsm = |args: &[&str]| {
+        let mut c = Command::new(&cli);
+        c.args(args).env("BYOK_PKCS11_MODULE", crate::hsm::NSS_MODULE).env(
+            "BYOK_PKCS11_INIT_ARGS",
+            format!(
+                "configdir='sql:{}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=",
+                nss.display()
+            ),
+        );
+        c
+    };
+    let token = "pkcs11:token=NSS%20Certificate%20DB";
 
     step(
         1,
@@ -50,36 +74,36 @@ pub(crate) fn run() -> Result<()> {
 
     step(
         3,
-        "The key to move: an EC P-256 key (in real life it lives in your HSM).",
+        "The HSM (an NSS softokn database here): which wrap path produces what Azure expects?",
     );
-    util::exec(
-        Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-            ])
-            .arg(p("app-key.pem")),
-    )?;
-
+    util::exec(&mut hsm(&["hsm", "info", "--token", token]))?;
     step(
         4,
-        "Wrap it to the KEK: CKM_RSA_AES_KEY_WRAP, written as a .byok transfer blob.",
+        "The key to move: an EC P-256 key generated inside the HSM, extractable only wrapped.",
     );
-    util::exec(
-        Command::new(&cli)
-            .args(["wrap", "--allow-software-key", "--kek-kid", kid, "--kek-file"])
-            .arg(p("kek.pem"))
-            .arg("--key-file")
-            .arg(p("app-key.pem"))
-            .arg("--out")
-            .arg(p("app-key.byok")),
-    )?;
+    util::exec(&mut hsm(&[
+        "hsm", "generate", "--token", token, "--kty", "EC", "--curve", "P-256", "--label", "app-key",
+    ]))?;
 
-    step(5, "Look inside the blob and check it fits the KEK.");
+    step(
+        5,
+        "Wrap it inside the HSM to the KEK (CKM_RSA_AES_KEY_WRAP) and write the .byok transfer blob.",
+    );
+    let kek = p("kek.pem").display().to_string();
+    let out = p("app-key.byok").display().to_string();
+    util::exec(&mut hsm(&[
+        "wrap",
+        "--key",
+        &format!("{token};object=app-key"),
+        "--kek-file",
+        &kek,
+        "--kek-kid",
+        kid,
+        "--out",
+        &out,
+    ]))?;
+
+    step(6, "Look inside the blob and check it fits the KEK.");
     util::exec(
         Command::new(&cli)
             .arg("inspect")
@@ -89,61 +113,39 @@ pub(crate) fn run() -> Result<()> {
     )?;
 
     step(
-        6,
-        "What Key Vault does on import, done here with OpenSSL: unwrap with the KEK's private key and compare.",
+        7,
+        "What Key Vault does on import, done here with OpenSSL: unwrap with the KEK's private key.",
     );
-    unwrap_check(&dir, &p("kek-private.pem"), &p("app-key.byok"), &p("app-key.pem"))?;
+    println!("OpenSSL: `pkeyutl -decrypt` (RSA-OAEP, SHA-1) on the RSA part, `enc -d -id-aes256-wrap-pad` on the rest");
+    let unwrapped =
+        byok_tests::openssl_unwrap(&p("app-key.byok"), &p("kek-private.pem"), 512).map_err(anyhow::Error::msg)?;
+    std::fs::write(p("unwrapped.der"), &unwrapped)?;
+    let public = capture(
+        Command::new("openssl")
+            .args(["pkey", "-inform", "DER", "-pubout", "-outform", "DER", "-in"])
+            .arg(p("unwrapped.der")),
+    )
+    .context("OpenSSL cannot read the unwrapped PKCS#8")?;
+    let listed: serde_json::Value = serde_json::from_slice(&capture(&mut hsm(&[
+        "--output", "json", "hsm", "list", "--token", token,
+    ]))?)?;
+    let in_hsm = listed["keys"][0]["public_key_sha256"]
+        .as_str()
+        .context("public key in the HSM")?;
+    let unwrapped_fp = sha256_hex(&public)?;
+    println!("public key in the HSM      SHA-256 {in_hsm}\npublic key of the unwrapped SHA-256 {unwrapped_fp}");
+    if unwrapped_fp != in_hsm {
+        bail!("the unwrapped key is not the HSM's key");
+    }
+    println!("\nThe key the vault would unwrap is the HSM's key; it never existed in plaintext outside the HSM.");
     println!(
-        "\nThe unwrapped key is byte-for-byte the PKCS#8 of app-key.pem. Files are in {}.",
+        "Files are in {}. Next in byok: a local Key Vault and `byok-cli full-transfer`.",
         dir.display()
     );
-    println!("Next in byok: wrapping inside a PKCS#11 HSM, a local Key Vault, and `byok-cli full-transfer`.");
     Ok(())
 }
 
-fn unwrap_check(dir: &Path, kek_private: &Path, blob: &Path, source: &Path) -> Result<()> {
-    use base64::Engine as _;
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(blob)?)?;
-    let ct = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(doc["ciphertext"].as_str().context("no ciphertext")?)?;
-    let (rsa, kwp) = ct.split_at(512);
-    std::fs::write(dir.join("rsa-part.bin"), rsa)?;
-    std::fs::write(dir.join("kwp-part.bin"), kwp)?;
-    util::exec(
-        Command::new("openssl")
-            .args(["pkeyutl", "-decrypt", "-inkey"])
-            .arg(kek_private)
-            .args([
-                "-pkeyopt",
-                "rsa_padding_mode:oaep",
-                "-pkeyopt",
-                "rsa_oaep_md:sha1",
-                "-pkeyopt",
-                "rsa_mgf1_md:sha1",
-            ])
-            .arg("-in")
-            .arg(dir.join("rsa-part.bin"))
-            .arg("-out")
-            .arg(dir.join("aes-key.bin")),
-    )?;
-    let aes: String = std::fs::read(dir.join("aes-key.bin"))?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    util::exec(
-        Command::new("openssl")
-            .args(["enc", "-d", "-id-aes256-wrap-pad", "-iv", "A65959A6", "-K", &aes, "-in"])
-            .arg(dir.join("kwp-part.bin"))
-            .arg("-out")
-            .arg(dir.join("unwrapped.der")),
-    )?;
-    let expected = capture(
-        Command::new("openssl")
-            .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"])
-            .arg(source),
-    )?;
-    if std::fs::read(dir.join("unwrapped.der"))? != expected {
-        bail!("the unwrapped key differs from the source");
-    }
-    Ok(())
+fn sha256_hex(data: &[u8]) -> Result<String> {
+    use sha2::Digest as _;
+    Ok(sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -189,63 +189,13 @@ fn make_keys(dir: &Path) -> Result<Vec<Made>> {
     Ok(made)
 }
 
-/// OpenSSL opens a blob: `pkeyutl` OAEP/SHA-1 for the RSA part, `enc -id-aes256-wrap-pad` for the rest.
-fn openssl_opens(dir: &Path, kek_private: &Path, blob: &Path, expected: &Path, rsa_len: usize) -> Result<()> {
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(blob)?)?;
-    let ct = doc["ciphertext"].as_str().context("no ciphertext")?;
-    let ct = base64url_decode(ct)?;
-    let (rsa, kwp) = ct.split_at(rsa_len);
-    let (rsa_file, kwp_file, aes_file, out) = (
-        dir.join("rsa.bin"),
-        dir.join("kwp.bin"),
-        dir.join("aes.bin"),
-        dir.join("plain.bin"),
-    );
-    std::fs::write(&rsa_file, rsa)?;
-    std::fs::write(&kwp_file, kwp)?;
-    capture(
-        openssl()
-            .args(["pkeyutl", "-decrypt", "-inkey"])
-            .arg(kek_private)
-            .args([
-                "-pkeyopt",
-                "rsa_padding_mode:oaep",
-                "-pkeyopt",
-                "rsa_oaep_md:sha1",
-                "-pkeyopt",
-                "rsa_mgf1_md:sha1",
-                "-in",
-            ])
-            .arg(&rsa_file)
-            .arg("-out")
-            .arg(&aes_file),
-    )?;
-    let aes: String = std::fs::read(&aes_file)?.iter().map(|b| format!("{b:02x}")).collect();
-    if aes.len() != 64 {
-        bail!("the RSA part holds {} bytes, not an AES-256 key", aes.len() / 2);
-    }
-    capture(
-        openssl()
-            .args(["enc", "-d", "-id-aes256-wrap-pad", "-iv", "A65959A6", "-K", &aes, "-in"])
-            .arg(&kwp_file)
-            .arg("-out")
-            .arg(&out),
-    )?;
-    for f in [&aes_file, &rsa_file, &kwp_file] {
-        std::fs::remove_file(f)?;
-    }
-    let plaintext = std::fs::read(&out)?;
-    std::fs::remove_file(&out)?;
+/// OpenSSL opens a blob (the shared judge in `byok-tests`) and must find the source key.
+fn openssl_opens(kek_private: &Path, blob: &Path, expected: &Path, rsa_len: usize) -> Result<()> {
+    let plaintext = byok_tests::openssl_unwrap(blob, kek_private, rsa_len).map_err(anyhow::Error::msg)?;
     if plaintext != std::fs::read(expected)? {
         bail!("OpenSSL's plaintext differs from the source key");
     }
     Ok(())
-}
-
-/// Decodes the ciphertext with the `base64` crate, not with byok's own (tolerant) reader.
-fn base64url_decode(text: &str) -> Result<Vec<u8>> {
-    use base64::Engine as _;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text)?)
 }
 
 pub(crate) fn run() -> Result<()> {
@@ -284,7 +234,7 @@ pub(crate) fn run() -> Result<()> {
                 failed.push(format!("{name}: byok-cli wrap: {e:#}"));
                 continue;
             }
-            match openssl_opens(&dir, &kek_private, &blob, &m.expected, bits as usize / 8) {
+            match openssl_opens(&kek_private, &blob, &m.expected, bits as usize / 8) {
                 Ok(()) => passed += 1,
                 Err(e) => failed.push(format!("{name}: OpenSSL: {e:#}")),
             }

@@ -185,17 +185,26 @@ pub(crate) struct VerifyArgs {
     /// The KEK private key in the HSM: pkcs11:token=…;object=…
     #[arg(long, value_name = "URI", value_parser = parse_uri)]
     kek: Pkcs11Uri,
-    /// What the blob holds: RSA, EC or oct (with --size or --curve).
-    #[arg(long, value_parser = |s: &str| s.parse::<Kty>().map_err(|e| e.to_string()))]
-    kty: Kty,
-    /// RSA modulus bits or AES key bits.
-    #[arg(long)]
-    size: Option<usize>,
-    /// EC curve.
-    #[arg(long, value_parser = |s: &str| s.parse::<Curve>().map_err(|e| e.to_string()))]
-    curve: Option<Curve>,
+    /// What the blob holds.
+    #[command(flatten)]
+    spec: KeySpecArgs,
     #[command(flatten)]
     hsm: HsmArgs,
+}
+
+/// A key's kind on the command line: `--kty RSA|EC|oct` with `--size` (RSA 2048/3072/4096, AES 128/192/256) or
+/// `--curve` (EC).
+#[derive(Debug, clap::Args)]
+pub(crate) struct KeySpecArgs {
+    /// RSA, EC or oct.
+    #[arg(long, value_parser = |s: &str| s.parse::<Kty>().map_err(|e| e.to_string()))]
+    kty: Kty,
+    /// RSA modulus bits (2048, 3072, 4096; default 2048) or AES key bits (128, 192, 256; default 256).
+    #[arg(long)]
+    size: Option<usize>,
+    /// EC curve: P-256, P-384, P-521, P-256K.
+    #[arg(long, value_parser = |s: &str| s.parse::<Curve>().map_err(|e| e.to_string()))]
+    curve: Option<Curve>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -221,15 +230,8 @@ pub(crate) struct GenerateArgs {
     /// The token: pkcs11:token=LABEL or pkcs11:serial=…
     #[arg(long, value_name = "URI", value_parser = parse_uri)]
     token: Pkcs11Uri,
-    /// RSA, EC or oct.
-    #[arg(long, value_parser = |s: &str| s.parse::<Kty>().map_err(|e| e.to_string()))]
-    kty: Kty,
-    /// RSA modulus bits (2048, 3072, 4096) or AES key bits (128, 192, 256).
-    #[arg(long)]
-    size: Option<usize>,
-    /// EC curve: P-256, P-384, P-521, P-256K.
-    #[arg(long, value_parser = |s: &str| s.parse::<Curve>().map_err(|e| e.to_string()))]
-    curve: Option<Curve>,
+    #[command(flatten)]
+    spec: KeySpecArgs,
     /// CKA_LABEL of the new key.
     #[arg(long)]
     label: String,
@@ -370,7 +372,7 @@ fn list(ui: Ui, args: &TokenArgs) -> Result<()> {
 }
 
 fn verify(ui: Ui, args: &VerifyArgs) -> Result<()> {
-    let kind = key_kind(args.kty, args.size, args.curve)?;
+    let kind = args.spec.kind()?;
     let bytes = files::read_input(&args.byok_file, ".byok file")?;
     let blob = byok_blob::ByokBlob::from_json(&bytes).map_err(|e| {
         CliError::new(
@@ -404,26 +406,29 @@ fn verify(ui: Ui, args: &VerifyArgs) -> Result<()> {
     })
 }
 
-fn key_kind(kty: Kty, size: Option<usize>, curve: Option<Curve>) -> Result<KeyKind> {
-    let usage = |m: &str| CliError::msg(Exit::Usage, m.to_owned());
-    Ok(match (kty, size, curve) {
-        (Kty::Rsa, size, None) => KeyKind::Rsa(
-            RsaSize::from_bits(size.unwrap_or(2048)).ok_or_else(|| usage("--size for RSA is 2048, 3072 or 4096"))?,
-        ),
-        (Kty::Ec, None, curve) => KeyKind::Ec(curve.ok_or_else(|| usage("--curve is required for EC"))?),
-        (Kty::Oct, size, None) => KeyKind::Aes(
-            AesSize::from_bytes(size.unwrap_or(256) / 8)
-                .filter(|_| size.unwrap_or(256) % 8 == 0)
-                .ok_or_else(|| usage("--size for oct is 128, 192 or 256"))?,
-        ),
-        (Kty::Ec, Some(_), _) => return Err(usage("--size does not apply to EC; use --curve")),
-        (_, _, Some(_)) => return Err(usage("--curve applies to EC only")),
-    })
+impl KeySpecArgs {
+    fn kind(&self) -> Result<KeyKind> {
+        let usage = |m: &str| CliError::msg(Exit::Usage, m.to_owned());
+        Ok(match (self.kty, self.size, self.curve) {
+            (Kty::Rsa, size, None) => KeyKind::Rsa(
+                RsaSize::from_bits(size.unwrap_or(2048))
+                    .ok_or_else(|| usage("--size for RSA is 2048, 3072 or 4096"))?,
+            ),
+            (Kty::Ec, None, curve) => KeyKind::Ec(curve.ok_or_else(|| usage("--curve is required for EC"))?),
+            (Kty::Oct, size, None) => KeyKind::Aes(
+                AesSize::from_bytes(size.unwrap_or(256) / 8)
+                    .filter(|_| size.unwrap_or(256) % 8 == 0)
+                    .ok_or_else(|| usage("--size for oct is 128, 192 or 256"))?,
+            ),
+            (Kty::Ec, Some(_), _) => return Err(usage("--size does not apply to EC; use --curve")),
+            (_, _, Some(_)) => return Err(usage("--curve applies to EC only")),
+        })
+    }
 }
 
 fn generate(ui: Ui, args: &GenerateArgs) -> Result<()> {
     let usage = |m: &str| CliError::msg(Exit::Usage, m.to_owned());
-    let kind = key_kind(args.kty, args.size, args.curve)?;
+    let kind = args.spec.kind()?;
     let id = match &args.id {
         Some(h) => hex::decode(h)
             .ok()
