@@ -278,6 +278,21 @@ pub(crate) fn run() -> Result<()> {
         }
     }
 
+    // The local Key Vault against the official Python SDK, as a Key Vault and as a Managed HSM.
+    for managed_hsm in [false, true] {
+        let mode = if managed_hsm { "Managed HSM" } else { "Key Vault" };
+        match sdk_fidelity(&py, &dir, managed_hsm) {
+            Ok((p, f)) => {
+                passed += p;
+                failed.extend(
+                    f.into_iter()
+                        .map(|e| format!("Python SDK against the local {mode}: {e}")),
+                );
+            }
+            Err(e) => failed.push(format!("Python SDK against the local {mode}: {e:#}")),
+        }
+    }
+
     for f in &failed {
         eprintln!("interop: FAILED {f}");
     }
@@ -286,6 +301,54 @@ pub(crate) fn run() -> Result<()> {
         bail!("{} interop checks failed", failed.len());
     }
     Ok(())
+}
+
+/// Starts `byok-emulator`, runs `sdk_python.py` against it, stops it.
+fn sdk_fidelity(python: &Path, dir: &Path, managed_hsm: bool) -> Result<(usize, Vec<String>)> {
+    use std::io::BufRead;
+    let emulator = crate::util::build_bin("byok-emulator")?;
+    let state = dir.join(if managed_hsm { "emulator-mhsm" } else { "emulator-vault" });
+    let mut cmd = Command::new(emulator);
+    cmd.arg("--state-dir")
+        .arg(&state)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    if managed_hsm {
+        cmd.arg("--managed-hsm");
+    }
+    let mut child = cmd.spawn().context("starting byok-emulator")?;
+    let result = (|| {
+        let stdout = child.stdout.take().context("emulator stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let info_file = state.join("info.json");
+        std::fs::write(&info_file, line.trim())?;
+        let script = root().join("xtask/interop/sdk_python.py");
+        let out = Command::new(python).arg(&script).arg(&info_file).output()?;
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "the SDK script printed no report:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        let passed = report["passed"].as_u64().context("report without `passed`")? as usize;
+        let failed = report["failed"]
+            .as_array()
+            .context("report without `failed`")?
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}: {}",
+                    f["name"].as_str().unwrap_or("?"),
+                    f["error"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        Ok((passed, failed))
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
 }
 
 fn byok_opens(cli: &Path, kek: &KekPrivateKey, blob: &Path, kek_pub: &Path, kty: Kty, expected: &Path) -> Result<()> {

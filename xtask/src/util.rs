@@ -93,10 +93,14 @@ pub(crate) fn ensure_openssl() -> Result<()> {
     Ok(())
 }
 
-/// The Python `cryptography` version the judges run; pinned so results repeat.
-const CRYPTOGRAPHY: &str = "cryptography==50.0.2";
+/// The Python packages the judges and the SDK fidelity checks run; pinned so results repeat.
+const PYTHON_PACKAGES: [&str; 3] = [
+    "cryptography==50.0.2",
+    "azure-keyvault-keys==4.11.3",
+    "azure-identity==1.27.0",
+];
 
-/// A Python virtual environment under `target/` with `cryptography`; returns its interpreter.
+/// A Python virtual environment under `target/` with the pinned packages; returns its interpreter.
 pub(crate) fn ensure_python() -> Result<PathBuf> {
     let venv = root().join("target/interop-venv");
     let python = venv.join("bin/python");
@@ -111,19 +115,15 @@ pub(crate) fn ensure_python() -> Result<PathBuf> {
             exec(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
         }
     }
-    let has_it = works(Command::new(&python).args([
-        "-c",
-        "import cryptography, sys; sys.exit(cryptography.__version__ != '50.0.2')",
-    ]));
-    if !has_it {
-        exec(Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            CRYPTOGRAPHY,
-        ]))?;
+    let check = "import sys, importlib.metadata as m; \
+                 sys.exit(any(m.version(p.split('==')[0]) != p.split('==')[1] for p in sys.argv[1:]))";
+    let has_them = works(Command::new(&python).args(["-c", check]).args(PYTHON_PACKAGES));
+    if !has_them {
+        exec(
+            Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                .args(PYTHON_PACKAGES),
+        )?;
     }
     Ok(python)
 }
@@ -144,6 +144,13 @@ pub(crate) fn fresh_dir(path: &Path) -> Result<()> {
         std::fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))?;
     }
     std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Builds a workspace binary (debug) and returns its path.
+pub(crate) fn build_bin(name: &str) -> Result<PathBuf> {
+    exec(cargo().args(["build", "--quiet", "--package", name, "--bin", name]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    Ok(target.join("debug").join(name))
 }
 
 /// Builds `byok-cli` in the given profile and returns its path.

@@ -1,0 +1,212 @@
+//! Entra ID and Key Vault authentication, as clients meet it: a client-credentials token endpoint, the OpenID
+//! documents MSAL fetches, and the `401` challenge that tells a client where to get a token and for what audience.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::Shared;
+use crate::state::random_hex;
+
+/// How long an access token lives.
+pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
+
+/// Issued tokens and their expiry.
+#[derive(Debug, Default)]
+pub(crate) struct Tokens {
+    issued: HashMap<String, Instant>,
+}
+
+impl Tokens {
+    fn issue(&mut self, lifetime: Duration) -> String {
+        let now = Instant::now();
+        self.issued.retain(|_, exp| *exp > now);
+        let token = random_hex(32);
+        self.issued.insert(token.clone(), now + lifetime);
+        token
+    }
+
+    /// Whether the token was issued here and has not expired.
+    pub(crate) fn check(&self, token: &str) -> Result<(), &'static str> {
+        match self.issued.get(token) {
+            None => Err("the access token is not one this vault's tenant issued"),
+            Some(exp) if *exp <= Instant::now() => Err("the access token has expired"),
+            Some(_) => Ok(()),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn issue_expired(&mut self) -> String {
+        let token = random_hex(32);
+        self.issued.insert(token.clone(), Instant::now());
+        token
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TokenRequest {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: String) -> Response {
+    (
+        status,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response()
+}
+
+/// `POST /{tenant}/oauth2/v2.0/token`: the client-credentials grant.
+pub(crate) async fn token(
+    State(shared): State<std::sync::Arc<Shared>>,
+    Path(tenant): Path<String>,
+    Form(req): Form<TokenRequest>,
+) -> Response {
+    let (tenant_id, client_id, secret) = {
+        let state = shared.state.lock().expect("state lock");
+        (
+            state.tenant_id.clone(),
+            state.client_id.clone(),
+            state.client_secret.clone(),
+        )
+    };
+    if tenant != tenant_id {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("AADSTS90002: tenant '{tenant}' not found"),
+        );
+    }
+    if req.grant_type.as_deref() != Some("client_credentials") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only grant_type=client_credentials is supported".into(),
+        );
+    }
+    if req.client_id.as_deref() != Some(client_id.as_str()) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "AADSTS700016: unknown client_id".into(),
+        );
+    }
+    if req.client_secret.as_deref() != Some(secret.as_str()) {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "AADSTS7000215: invalid client secret".into(),
+        );
+    }
+    let wanted = format!("{}/.default", shared.audience);
+    if req.scope.as_deref().map(|s| s.split(' ').any(|s| s == wanted)) != Some(true) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            format!("AADSTS70011: the scope must be {wanted} for this vault"),
+        );
+    }
+    let token = shared.tokens.lock().expect("tokens lock").issue(TOKEN_LIFETIME);
+    Json(json!({
+        "token_type": "Bearer",
+        "expires_in": TOKEN_LIFETIME.as_secs(),
+        "ext_expires_in": TOKEN_LIFETIME.as_secs(),
+        "access_token": token,
+    }))
+    .into_response()
+}
+
+/// The OpenID configuration MSAL-based clients fetch before asking for a token.
+pub(crate) async fn openid_configuration(
+    State(shared): State<std::sync::Arc<Shared>>,
+    Path(tenant): Path<String>,
+) -> Response {
+    let base = format!("{}/{tenant}", shared.authority_host);
+    Json(json!({
+        "issuer": format!("{base}/v2.0"),
+        "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
+        "token_endpoint": format!("{base}/oauth2/v2.0/token"),
+        "device_authorization_endpoint": format!("{base}/oauth2/v2.0/devicecode"),
+        "jwks_uri": format!("{base}/discovery/v2.0/keys"),
+        "response_types_supported": ["code", "id_token", "code id_token", "token id_token", "token"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "tenant_region_scope": "WW",
+    }))
+    .into_response()
+}
+
+/// The challenge: where to get a token, and for which resource.
+pub(crate) fn challenge(shared: &Shared, message: &str) -> Response {
+    let tenant_id = shared.state.lock().expect("state lock").tenant_id.clone();
+    let value = format!(
+        "Bearer authorization=\"{}/{tenant_id}\", resource=\"{}\"",
+        shared.authority_host, shared.audience
+    );
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(header::WWW_AUTHENTICATE, v);
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        headers,
+        Json(json!({ "error": { "code": "Unauthorized", "message": message } })),
+    )
+        .into_response()
+}
+
+/// Checks the bearer token of a vault request; `Err` is the response to send.
+pub(crate) fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(Box::new(challenge(
+            shared,
+            "AKV10000: Request is missing a Bearer or PoP token.",
+        )));
+    };
+    let value = value.to_str().unwrap_or_default();
+    let token = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(|| {
+            Box::new(challenge(
+                shared,
+                "AKV10022: Invalid audience or token: not a Bearer token.",
+            ))
+        })?;
+    shared
+        .tokens
+        .lock()
+        .expect("tokens lock")
+        .check(token)
+        .map_err(|why| Box::new(challenge(shared, &format!("AKV10032: Invalid token: {why}."))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_expire_and_are_unforgeable() {
+        let mut t = Tokens::default();
+        let good = t.issue(Duration::from_secs(60));
+        assert!(t.check(&good).is_ok());
+        assert_eq!(
+            t.check("forged"),
+            Err("the access token is not one this vault's tenant issued")
+        );
+        let old = t.issue_expired();
+        assert_eq!(t.check(&old), Err("the access token has expired"));
+    }
+}

@@ -1,0 +1,158 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod auth;
+mod keys;
+mod state;
+mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use serde::Serialize;
+
+/// How to run the local Key Vault.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to listen; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Where keys, credentials and the CA live between runs.
+    pub state_dir: PathBuf,
+    /// Behave as a Managed HSM (audience `https://managedhsm.azure.net`, oct-HSM keys) instead of a Key Vault.
+    pub managed_hsm: bool,
+    /// Listen on a non-loopback address.
+    pub allow_remote: bool,
+}
+
+/// What a client needs to talk to the running vault. Printed by the binary as one JSON line.
+#[derive(Clone, Debug, Serialize)]
+pub struct Info {
+    /// `https://127.0.0.1:{port}`.
+    pub vault_url: String,
+    /// The CA certificate to trust.
+    pub ca_file: PathBuf,
+    /// The tenant of the token endpoint.
+    pub tenant_id: String,
+    /// The client-credentials client id.
+    pub client_id: String,
+    /// The client secret (a local test credential).
+    pub client_secret: String,
+    /// The authority host of the token endpoint (`https://127.0.0.1:{port}`).
+    pub authority_host: String,
+    /// `https://vault.azure.net` or `https://managedhsm.azure.net`.
+    pub audience: String,
+}
+
+pub(crate) struct Shared {
+    pub(crate) vault_url: String,
+    pub(crate) authority_host: String,
+    pub(crate) audience: &'static str,
+    pub(crate) managed_hsm: bool,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) state: Mutex<state::State>,
+    pub(crate) tokens: Mutex<auth::Tokens>,
+}
+
+/// A running vault.
+#[derive(Debug)]
+pub struct Running {
+    /// How to reach it.
+    pub info: Info,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops serving and waits for the server to end.
+    pub async fn shutdown(self) -> Result<()> {
+        self.handle.shutdown();
+        self.task.await.context("server task")?.context("server")
+    }
+
+    /// Waits until the server ends by itself.
+    pub async fn wait(self) -> Result<()> {
+        self.task.await.context("server task")?.context("server")
+    }
+}
+
+/// Starts the vault on a tokio runtime and returns once it listens.
+pub async fn start(config: Config) -> Result<Running> {
+    if !config.listen.ip().is_loopback() && !config.allow_remote {
+        bail!(
+            "{} is not a loopback address; pass --allow-remote to listen on it",
+            config.listen.ip()
+        );
+    }
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;
+    let tls = tls::load_or_create(&config.state_dir)?;
+    let state = state::State::load_or_create(&config.state_dir)?;
+    let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(tls.cert_pem.into_bytes(), tls.key_pem.into_bytes())
+        .await
+        .context("TLS configuration")?;
+    // Bind first: the address goes into key ids and the challenge before the first request is served.
+    let listener =
+        std::net::TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let base = format!("https://{addr}");
+    let managed_hsm = config.managed_hsm;
+    let audience = if managed_hsm {
+        "https://managedhsm.azure.net"
+    } else {
+        "https://vault.azure.net"
+    };
+    let info = Info {
+        vault_url: base.clone(),
+        ca_file: config.state_dir.join("ca.pem"),
+        tenant_id: state.tenant_id.clone(),
+        client_id: state.client_id.clone(),
+        client_secret: state.client_secret.clone(),
+        authority_host: base.clone(),
+        audience: audience.to_owned(),
+    };
+    let shared = Arc::new(Shared {
+        vault_url: base.clone(),
+        authority_host: base,
+        audience,
+        managed_hsm,
+        state_dir: config.state_dir.clone(),
+        state: Mutex::new(state),
+        tokens: Mutex::new(auth::Tokens::default()),
+    });
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, rustls)
+        .context("serving TLS on the listener")?
+        .handle(handle.clone());
+    let task = tokio::spawn(async move { server.serve(router(shared).into_make_service()).await });
+    Ok(Running { info, handle, task })
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(auth::openid_configuration),
+        )
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(auth::openid_configuration),
+        )
+        .route("/keys", get(keys::list))
+        .route("/keys/{name}", get(keys::get_latest).put(keys::import))
+        .route("/keys/{name}/", get(keys::get_latest))
+        .route("/keys/{name}/create", post(keys::create))
+        .route(
+            "/keys/{name}/{version}",
+            get(keys::get_version).fallback(keys::unsupported),
+        )
+        .route("/keys/{name}/{version}/{operation}", post(keys::unsupported))
+        .layer(DefaultBodyLimit::max(256 * 1024))
+        .with_state(shared)
+}

@@ -1,0 +1,66 @@
+//! `byok-emulator`: a local Azure Key Vault / Managed HSM over HTTPS that really unwraps BYOK blobs.
+
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// A local Azure Key Vault (or Managed HSM) over HTTPS, with Entra-like client-credentials auth and a BYOK import
+/// that really unwraps. When ready it prints one JSON line: vault_url, ca_file, tenant_id, client_id,
+/// client_secret, authority_host, audience.
+#[derive(Debug, Parser)]
+#[command(name = "byok-emulator", version)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Where keys, credentials and the CA certificate are kept across restarts.
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+    /// Behave as a Managed HSM (audience https://managedhsm.azure.net; oct-HSM keys).
+    #[arg(long)]
+    managed_hsm: bool,
+    /// Allow a non-loopback listen address.
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "byok-emulator: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = runtime.block_on(async {
+        let running = byok_emulator::start(byok_emulator::Config {
+            listen: args.listen,
+            state_dir: args.state_dir,
+            managed_hsm: args.managed_hsm,
+            allow_remote: args.allow_remote,
+        })
+        .await?;
+        let line = serde_json::to_string(&running.info)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        drop(out);
+        tokio::select! {
+            r = running.wait() => r,
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "byok-emulator: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
