@@ -115,11 +115,11 @@ pub(crate) async fn token(
             format!("AADSTS70011: the scope must be {wanted} for this vault"),
         );
     }
-    let token = shared.tokens.lock().expect("tokens lock").issue(TOKEN_LIFETIME);
+    let token = shared.tokens.lock().expect("tokens lock").issue(shared.token_lifetime);
     Json(json!({
         "token_type": "Bearer",
-        "expires_in": TOKEN_LIFETIME.as_secs(),
-        "ext_expires_in": TOKEN_LIFETIME.as_secs(),
+        "expires_in": shared.token_lifetime.as_secs(),
+        "ext_expires_in": shared.token_lifetime.as_secs(),
         "access_token": token,
     }))
     .into_response()

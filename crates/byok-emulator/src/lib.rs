@@ -27,6 +27,21 @@ pub struct Config {
     pub managed_hsm: bool,
     /// Listen on a non-loopback address.
     pub allow_remote: bool,
+    /// How long access tokens live (Entra's default is about an hour; tests of expiry use seconds).
+    pub token_lifetime: std::time::Duration,
+}
+
+impl Config {
+    /// Loopback on a free port, Key Vault mode, hour-long tokens.
+    pub fn new(state_dir: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            state_dir,
+            managed_hsm: false,
+            allow_remote: false,
+            token_lifetime: auth::TOKEN_LIFETIME,
+        }
+    }
 }
 
 /// What a client needs to talk to the running vault. Printed by the binary as one JSON line.
@@ -56,6 +71,7 @@ pub(crate) struct Shared {
     pub(crate) state_dir: PathBuf,
     pub(crate) state: Mutex<state::State>,
     pub(crate) tokens: Mutex<auth::Tokens>,
+    pub(crate) token_lifetime: std::time::Duration,
 }
 
 /// A running vault.
@@ -124,6 +140,7 @@ pub async fn start(config: Config) -> Result<Running> {
         state_dir: config.state_dir.clone(),
         state: Mutex::new(state),
         tokens: Mutex::new(auth::Tokens::default()),
+        token_lifetime: config.token_lifetime,
     });
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(listener, rustls)

@@ -39,13 +39,11 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<()> = runtime.block_on(async {
-        let running = byok_emulator::start(byok_emulator::Config {
-            listen: args.listen,
-            state_dir: args.state_dir,
-            managed_hsm: args.managed_hsm,
-            allow_remote: args.allow_remote,
-        })
-        .await?;
+        let mut config = byok_emulator::Config::new(args.state_dir);
+        config.listen = args.listen;
+        config.managed_hsm = args.managed_hsm;
+        config.allow_remote = args.allow_remote;
+        let running = byok_emulator::start(config).await?;
         let line = serde_json::to_string(&running.info)?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")?;

@@ -1,0 +1,471 @@
+//! The local Key Vault over real HTTPS: authentication like Entra + Key Vault, and a BYOK import that refuses
+//! every bad blob with a precise message — and keeps serving, losing nothing.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use byok_blob::{ByokBlob, KeyId};
+use byok_emulator::{Config, Info, Running};
+use byok_encoding::{KekPublicKey, TargetKey};
+use byok_wrap::KekEncryptor;
+use serde_json::{Value, json};
+
+fn testdata(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../../testdata/keys/{name}", env!("CARGO_MANIFEST_DIR"))).expect("test key")
+}
+
+struct Vault {
+    running: Running,
+    client: reqwest::Client,
+    token: String,
+}
+
+fn client(info: &Info) -> reqwest::Client {
+    let ca = std::fs::read(&info.ca_file).expect("ca.pem");
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("CA")])
+        .build()
+        .expect("client")
+}
+
+async fn token_response(info: &Info, client: &reqwest::Client, secret: &str, scope: &str) -> (u16, Value) {
+    let r = client
+        .post(format!("{}/{}/oauth2/v2.0/token", info.authority_host, info.tenant_id))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", info.client_id.as_str()),
+            ("client_secret", secret),
+            ("scope", scope),
+        ])
+        .send()
+        .await
+        .expect("token request");
+    (r.status().as_u16(), r.json().await.expect("JSON"))
+}
+
+async fn start(config: Config) -> Vault {
+    let running = byok_emulator::start(config).await.expect("starts");
+    let client = client(&running.info);
+    let scope = format!("{}/.default", running.info.audience);
+    let (status, body) = token_response(&running.info, &client, &running.info.client_secret, &scope).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().expect("token").to_owned();
+    Vault { running, client, token }
+}
+
+impl Vault {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}?api-version=7.5", self.running.info.vault_url)
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        let mut req = self.client.request(method, self.url(path)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn create(&self, name: &str, body: Value) -> Value {
+        let (s, v) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/keys/{name}/create"),
+                Some(body.to_string().into()),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    async fn import(&self, name: &str, body: &Value) -> (u16, Value) {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/keys/{name}"),
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+}
+
+fn kek_of(bundle: &Value) -> (KekPublicKey, KeyId) {
+    let kek = KekPublicKey::from_jwk_json(bundle.to_string().as_bytes()).expect("KEK JWK");
+    let kid = KeyId::parse(bundle["key"]["kid"].as_str().expect("kid")).expect("kid");
+    (kek, kid)
+}
+
+fn blob(kek: &KekPublicKey, kid: &KeyId, plaintext: &[u8]) -> Vec<u8> {
+    let ct = KekEncryptor::new(kek).expect("KEK").wrap(plaintext).expect("wraps");
+    ByokBlob::new(kid.clone(), ct, "byok-emulator tests").to_json()
+}
+
+fn import_body(kty: &str, crv: Option<&str>, ops: &[&str], file: &[u8]) -> Value {
+    let mut key = json!({ "kty": kty, "key_ops": ops, "key_hsm": URL_SAFE_NO_PAD.encode(file) });
+    if let Some(c) = crv {
+        key["crv"] = c.into();
+    }
+    json!({ "key": key, "attributes": { "enabled": true } })
+}
+
+#[tokio::test]
+async fn authentication_like_entra_and_key_vault() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new(dir.path().to_path_buf());
+    config.token_lifetime = Duration::from_secs(1);
+    let vault = start(config).await;
+    let info = vault.running.info.clone();
+
+    // No token: the challenge names the authority and the resource.
+    let r = vault.client.get(vault.url("/keys/x")).send().await.expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+    let challenge = r.headers()["www-authenticate"].to_str().expect("header").to_owned();
+    assert_eq!(
+        challenge,
+        format!(
+            "Bearer authorization=\"{}/{}\", resource=\"https://vault.azure.net\"",
+            info.authority_host, info.tenant_id
+        )
+    );
+    // Forged token.
+    let r = vault
+        .client
+        .get(vault.url("/keys/x"))
+        .bearer_auth("forged")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+    let v: Value = r.json().await.expect("JSON");
+    assert_eq!(
+        v["error"]["message"],
+        "AKV10032: Invalid token: the access token is not one this vault's tenant issued."
+    );
+    // Wrong secret, wrong audience, wrong tenant, wrong grant.
+    let (s, v) = token_response(&info, &vault.client, "wrong", "https://vault.azure.net/.default").await;
+    assert_eq!((s, v["error"].as_str()), (401, Some("invalid_client")));
+    let (s, v) = token_response(
+        &info,
+        &vault.client,
+        &info.client_secret,
+        "https://managedhsm.azure.net/.default",
+    )
+    .await;
+    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_scope")));
+    let r = vault
+        .client
+        .post(format!("{}/other-tenant/oauth2/v2.0/token", info.authority_host))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 400);
+    // Expired token.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, v) = vault.call(reqwest::Method::GET, "/keys/x", None).await;
+    assert_eq!(s, 401);
+    assert_eq!(
+        v["error"]["message"],
+        "AKV10032: Invalid token: the access token has expired."
+    );
+    // api-version.
+    let vault = start(Config::new(dir.path().to_path_buf())).await;
+    let r = vault
+        .client
+        .get(format!("{}/keys/x?api-version=1.0", vault.running.info.vault_url))
+        .bearer_auth(&vault.token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().await.expect("JSON");
+    assert_eq!(v["error"]["code"], "BadParameter");
+    vault.running.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn byok_import_refuses_precisely_and_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = start(Config::new(dir.path().to_path_buf())).await;
+    let kek_bundle = vault
+        .create(
+            "kek",
+            json!({"kty": "RSA-HSM", "key_size": 2048, "key_ops": ["import"]}),
+        )
+        .await;
+    let (kek, kid) = kek_of(&kek_bundle);
+    let other_bundle = vault
+        .create(
+            "other",
+            json!({"kty": "RSA-HSM", "key_size": 2048, "key_ops": ["import"]}),
+        )
+        .await;
+    let (other, _) = kek_of(&other_bundle);
+    let not_kek = vault
+        .create(
+            "not-kek",
+            json!({"kty": "RSA-HSM", "key_size": 2048, "key_ops": ["wrapKey", "unwrapKey"]}),
+        )
+        .await;
+    let (_, not_kek_kid) = kek_of(&not_kek);
+
+    let ec = TargetKey::from_private_key_file(&testdata("ec-p256.pkcs8.pem")).expect("EC key");
+    let rsa = TargetKey::from_private_key_file(&testdata("rsa2048.pkcs8.der")).expect("RSA key");
+    // byok itself refuses a 1024-bit key, so its PKCS#8 is taken straight from the PEM to see the vault refuse it.
+    let rsa1024 = {
+        let pem = String::from_utf8(testdata("rsa1024.pkcs8.pem")).expect("pem");
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD.decode(body).expect("der")
+    };
+    let good = blob(&kek, &kid, ec.plaintext());
+    // The good one goes in.
+    let (s, v) = vault
+        .import(
+            "good",
+            &import_body("EC-HSM", Some("P-256"), &["sign", "verify"], &good),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["key"]["crv"], "P-256");
+
+    let kid_of = |name: &str, version: &str| {
+        KeyId::parse(&format!("{}/keys/{name}/{version}", vault.running.info.vault_url)).expect("kid")
+    };
+    let mut wrong_enc: Value = serde_json::from_slice(&good).expect("json");
+    wrong_enc["header"]["enc"] = "RSA-OAEP".into();
+    let mut kwp_flip = KekEncryptor::new(&kek)
+        .expect("KEK")
+        .wrap(ec.plaintext())
+        .expect("wraps");
+    let last = kwp_flip.len() - 1;
+    kwp_flip[last] ^= 1;
+    let mut trailing = ec.plaintext().to_vec();
+    trailing.push(0);
+    let foreign =
+        KeyId::parse("https://contoso.vault.azure.net/keys/kek/0123456789abcdef0123456789abcdef").expect("kid");
+
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "key_hsm not base64",
+            json!({"key": {"kty": "EC-HSM", "crv": "P-256", "key_hsm": "not base64!"}}),
+            "The property 'key.key_hsm' is not base64url",
+        ),
+        (
+            "wrong enc",
+            import_body("EC-HSM", Some("P-256"), &["sign"], wrong_enc.to_string().as_bytes()),
+            "The BYOK blob in key.key_hsm is invalid: header.enc is `RSA-OAEP`",
+        ),
+        (
+            "kid of another vault",
+            import_body(
+                "EC-HSM",
+                Some("P-256"),
+                &["sign"],
+                &blob(&kek, &foreign, ec.plaintext()),
+            ),
+            "is in another vault (https://contoso.vault.azure.net)",
+        ),
+        (
+            "KEK with other ops",
+            import_body(
+                "EC-HSM",
+                Some("P-256"),
+                &["sign"],
+                &blob(&kek, &not_kek_kid, ec.plaintext()),
+            ),
+            "is not a Key Exchange Key: it is RSA-HSM with key_ops [\"wrapKey\", \"unwrapKey\"]",
+        ),
+        (
+            "missing KEK",
+            import_body(
+                "EC-HSM",
+                Some("P-256"),
+                &["sign"],
+                &blob(&kek, &kid_of("nope", kid.version()), ec.plaintext()),
+            ),
+            "does not exist in this vault",
+        ),
+        (
+            "missing KEK version",
+            import_body(
+                "EC-HSM",
+                Some("P-256"),
+                &["sign"],
+                &blob(&kek, &kid_of("kek", "0123456789abcdef0123456789abcdef"), ec.plaintext()),
+            ),
+            "does not exist in this vault",
+        ),
+        (
+            "blob for another KEK",
+            import_body("EC-HSM", Some("P-256"), &["sign"], &blob(&other, &kid, ec.plaintext())),
+            "cannot be opened with the KEK",
+        ),
+        (
+            "KWP integrity",
+            import_body(
+                "EC-HSM",
+                Some("P-256"),
+                &["sign"],
+                &ByokBlob::new(kid.clone(), kwp_flip, "t").to_json(),
+            ),
+            "AES key wrap integrity check failed",
+        ),
+        (
+            "PKCS#8 with trailing bytes",
+            import_body("EC-HSM", Some("P-256"), &["sign"], &blob(&kek, &kid, &trailing)),
+            "is not a valid EC-HSM key: PKCS#8 PrivateKeyInfo is malformed",
+        ),
+        (
+            "RSA-1024 target",
+            import_body("RSA-HSM", None, &["sign"], &blob(&kek, &kid, &rsa1024)),
+            "is not a valid RSA-HSM key: the target key is RSA-1024",
+        ),
+        (
+            "oct-HSM in a Key Vault",
+            import_body("oct-HSM", None, &["encrypt"], &blob(&kek, &kid, &[7; 32])),
+            "symmetric keys can be imported only into a Managed HSM",
+        ),
+        (
+            "EC with wrapKey",
+            import_body("EC-HSM", Some("P-256"), &["sign", "wrapKey"], &good),
+            "EC keys support only the sign and verify operations",
+        ),
+        (
+            "kty contradicts the blob",
+            import_body("EC-HSM", Some("P-256"), &["sign"], &blob(&kek, &kid, rsa.plaintext())),
+            "is not a valid EC-HSM key: the target key is RSA-2048, but EC was asked for",
+        ),
+        (
+            "crv contradicts the blob",
+            import_body("EC-HSM", Some("P-384"), &["sign"], &good),
+            "key.crv is 'P-384', but the key unwrapped from the BYOK blob is on P-256",
+        ),
+        (
+            "software kty",
+            import_body("EC", Some("P-256"), &["sign"], &good),
+            "use kty 'EC-HSM', not 'EC'",
+        ),
+        (
+            "plain JWK",
+            json!({"key": {"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "AQAB"}}),
+            "plain JSON Web Key import is not emulated",
+        ),
+    ];
+    for (name, body, expect) in &cases {
+        let (s, v) = vault.import("refused", body).await;
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (400, Some("BadParameter")),
+            "{name}: {v}"
+        );
+        assert!(message.contains(expect), "{name}: `{message}` lacks `{expect}`");
+    }
+    // Malformed JSON and an oversized body.
+    let (s, v) = vault
+        .call(reqwest::Method::PUT, "/keys/refused", Some(b"{not json".to_vec()))
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("The request body is not valid JSON"))
+    );
+    let (s, _) = vault
+        .call(reqwest::Method::PUT, "/keys/refused", Some(vec![b' '; 300 * 1024]))
+        .await;
+    assert_eq!(s, 413);
+
+    // Nothing was stored for the refused imports, and the vault still serves.
+    let (s, _) = vault.call(reqwest::Method::GET, "/keys/refused", None).await;
+    assert_eq!(s, 404);
+    let (s, v) = vault.call(reqwest::Method::GET, "/keys/good/", None).await;
+    assert_eq!(s, 200, "{v}");
+    vault.running.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn restart_keeps_keys_and_credentials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = start(Config::new(dir.path().to_path_buf())).await;
+    let kek_bundle = vault
+        .create(
+            "kek",
+            json!({"kty": "RSA-HSM", "key_size": 3072, "key_ops": ["import"]}),
+        )
+        .await;
+    let (kek, kid) = kek_of(&kek_bundle);
+    let rsa = TargetKey::from_private_key_file(&testdata("rsa2048.pkcs8.pem")).expect("RSA key");
+    let (s, before) = vault
+        .import(
+            "app",
+            &import_body("RSA-HSM", None, &["sign", "verify"], &blob(&kek, &kid, rsa.plaintext())),
+        )
+        .await;
+    assert_eq!(s, 200, "{before}");
+    let info = vault.running.info.clone();
+    vault.running.shutdown().await.expect("stops");
+
+    let mut again = Config::new(dir.path().to_path_buf());
+    again.listen = info.vault_url.trim_start_matches("https://").parse().expect("addr");
+    let vault = start(again).await;
+    assert_eq!(
+        vault.running.info.client_secret, info.client_secret,
+        "credentials persist"
+    );
+    let (s, after) = vault.call(reqwest::Method::GET, "/keys/app", None).await;
+    assert_eq!(s, 200, "{after}");
+    assert_eq!(after["key"]["n"], before["key"]["n"]);
+    assert_eq!(after["key"]["kid"], before["key"]["kid"]);
+    // The imported key is the source key.
+    let Some(byok_encoding::TargetPublicKey::Rsa { n, .. }) = rsa.public_key() else {
+        panic!("RSA")
+    };
+    assert_eq!(after["key"]["n"], URL_SAFE_NO_PAD.encode(n));
+    let mode = std::fs::metadata(dir.path().join("state.json"))
+        .expect("state")
+        .permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    vault.running.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn managed_hsm_imports_aes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new(dir.path().to_path_buf());
+    config.managed_hsm = true;
+    let vault = start(config).await;
+    assert_eq!(vault.running.info.audience, "https://managedhsm.azure.net");
+    let kek_bundle = vault
+        .create(
+            "kek",
+            json!({"kty": "RSA-HSM", "key_size": 4096, "key_ops": ["import"]}),
+        )
+        .await;
+    let (kek, kid) = kek_of(&kek_bundle);
+    let (s, v) = vault
+        .import(
+            "aes",
+            &import_body("oct-HSM", None, &["encrypt", "decrypt"], &blob(&kek, &kid, &[9; 24])),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["key"]["kty"], "oct-HSM");
+    let (s, v) = vault
+        .import(
+            "aes20",
+            &import_body("oct-HSM", None, &["encrypt"], &blob(&kek, &kid, &[9; 20])),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("an AES key must be exactly 16, 24 or 32 bytes")),
+        "{v}"
+    );
+    vault.running.shutdown().await.expect("stops");
+}
