@@ -6,12 +6,14 @@ INFO_JSON is the line byok-emulator printed. The scenario:
   1. ClientSecretCredential against the emulator's token endpoint (authority = the emulator), challenge auth;
   2. create an import-only RSA-HSM KEK, read it back;
   3. wrap an EC P-256 and an RSA-2048 key with Python `cryptography` (so byok's wrap is not the only producer),
-     import each as a .byok through key_hsm, read it back and compare the public half with the source key;
+     import each as a .byok through key_hsm, read it back and compare the public half with the source key; sign
+     with the vault (ES256, RS256, PS256) and verify with the source key's public half;
   4. refusals: a blob for another KEK, and kty RSA without -HSM, come back as HttpResponseError BadParameter;
   5. in Managed HSM mode, an AES-256 key as oct-HSM.
 Prints one JSON object {"passed": N, "failed": [...]}; exits non-zero on failure.
 """
 import base64
+import hashlib
 import json
 import os
 import sys
@@ -19,8 +21,9 @@ import sys
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.keyvault.keys import JsonWebKey, KeyClient
+from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
 OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
@@ -50,6 +53,9 @@ def main(argv):
                                   authority=info["authority_host"], disable_instance_discovery=True,
                                   connection_verify=info["ca_file"])
     client = KeyClient(info["vault_url"], cred, verify_challenge_resource=False, connection_verify=info["ca_file"])
+
+    def crypto_client(key):
+        return CryptographyClient(key, cred, verify_challenge_resource=False, connection_verify=info["ca_file"])
     passed, failed = 0, []
 
     def check(name, fn):
@@ -81,15 +87,28 @@ def main(argv):
         nums = src.public_key().public_numbers()
         assert int.from_bytes(got.key.x, "big") == nums.x and int.from_bytes(got.key.y, "big") == nums.y
         assert imported.key_type == "EC-HSM" and got.key.crv == "P-256"
+        # The vault signs with the imported key; the source key's public half verifies it.
+        digest = hashlib.sha256(b"byok fidelity").digest()
+        sig = crypto_client(imported).sign(SignatureAlgorithm.es256, digest).signature
+        der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+        src.public_key().verify(der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
     check("import an EC P-256 .byok made by Python cryptography", import_ec)
 
     def import_rsa():
         src = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pt = src.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         k = state["kek"]
-        client.import_key("sdk-rsa", JsonWebKey(kty="RSA-HSM", key_ops=["sign", "verify"], t=blob_for(k.key, k.id, pt)))
+        imported = client.import_key("sdk-rsa", JsonWebKey(kty="RSA-HSM", key_ops=["sign", "verify"], t=blob_for(k.key, k.id, pt)))
         got = client.get_key("sdk-rsa")
         assert int.from_bytes(got.key.n, "big") == src.public_key().public_numbers().n
+        digest = hashlib.sha256(b"byok fidelity").digest()
+        cc = crypto_client(imported)
+        sig = cc.sign(SignatureAlgorithm.rs256, digest).signature
+        src.public_key().verify(sig, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+        sig = cc.sign(SignatureAlgorithm.ps256, digest).signature
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+        src.public_key().verify(sig, digest, pss, utils.Prehashed(hashes.SHA256()))
+        assert cc.verify(SignatureAlgorithm.ps256, digest, sig).is_valid
     check("import an RSA-2048 .byok made by Python cryptography", import_rsa)
 
     def refusals():

@@ -49,7 +49,7 @@ impl ApiError {
         }
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
             code: "KeyNotFound",
@@ -57,7 +57,7 @@ impl ApiError {
         }
     }
 
-    fn forbidden(message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::FORBIDDEN,
             code: "Forbidden",
@@ -583,6 +583,76 @@ pub(crate) async fn list(
         })
         .collect();
     Json(json!({ "value": value, "nextLink": null })).into_response()
+}
+
+/// `POST /keys/{name}/{version}/{operation}`: sign and verify; the other operations are not emulated yet.
+pub(crate) async fn operation(
+    State(shared): State<Arc<Shared>>,
+    Path((name, version, op)): Path<(String, String, String)>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = admit(&shared, &headers, &query) {
+        return *r;
+    }
+    operation_inner(&shared, &name, &version, &op, &body).unwrap_or_else(IntoResponse::into_response)
+}
+
+fn b64_field(v: &Value, field: &str) -> Result<Vec<u8>, ApiError> {
+    let text = v
+        .get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad(format!("The property '{field}' is required.")))?;
+    URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .map_err(|_| ApiError::bad(format!("The property '{field}' is not base64url.")))
+}
+
+fn operation_inner(shared: &Shared, name: &str, version: &str, op: &str, body: &[u8]) -> ApiResult {
+    if !matches!(op, "sign" | "verify") {
+        return Err(ApiError::forbidden(format!(
+            "The operation '{op}' is not emulated by the local Key Vault (yet)."
+        )));
+    }
+    let v = parse_body(body)?;
+    let key = {
+        let state = shared.state.lock().expect("state lock");
+        state
+            .keys
+            .get(name)
+            .and_then(|vs| vs.iter().find(|k| k.version.eq_ignore_ascii_case(version)))
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "A key with (name/id) {name}/{version} was not found in this key vault."
+                ))
+            })?
+    };
+    if !key.enabled {
+        return Err(ApiError::forbidden(format!(
+            "Operation {op} is not allowed on a disabled key."
+        )));
+    }
+    if !key.key_ops.iter().any(|o| o == op) {
+        return Err(ApiError::forbidden(format!(
+            "Operation {op} is not permitted on this key."
+        )));
+    }
+    let alg = v
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad("The property 'alg' is required."))?;
+    let kid = format!("{}/keys/{name}/{}", shared.vault_url, key.version);
+    if op == "sign" {
+        let digest = b64_field(&v, "value")?;
+        let sig = crate::crypto::sign(&key, alg, &digest)?;
+        return Ok(Json(json!({ "kid": kid, "value": b64url(&sig) })).into_response());
+    }
+    let digest = b64_field(&v, "digest")?;
+    let sig = b64_field(&v, "value")?;
+    let ok = crate::crypto::verify(&key, alg, &digest, &sig)?;
+    Ok(Json(json!({ "value": ok })).into_response())
 }
 
 /// Anything else under /keys.

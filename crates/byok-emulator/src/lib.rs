@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod crypto;
 mod keys;
 mod state;
 mod tls;
@@ -169,7 +170,7 @@ fn router(shared: Arc<Shared>) -> Router {
             "/keys/{name}/{version}",
             get(keys::get_version).fallback(keys::unsupported),
         )
-        .route("/keys/{name}/{version}/{operation}", post(keys::unsupported))
+        .route("/keys/{name}/{version}/{operation}", post(keys::operation))
         .layer(DefaultBodyLimit::max(256 * 1024))
         .with_state(shared)
 }

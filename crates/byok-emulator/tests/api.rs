@@ -469,3 +469,112 @@ async fn managed_hsm_imports_aes() {
     );
     vault.running.shutdown().await.expect("stops");
 }
+
+#[tokio::test]
+async fn imported_keys_sign_and_refuse_what_they_may_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = start(Config::new(dir.path().to_path_buf())).await;
+    let (kek, kid) = kek_of(
+        &vault
+            .create(
+                "kek",
+                json!({"kty": "RSA-HSM", "key_size": 2048, "key_ops": ["import"]}),
+            )
+            .await,
+    );
+    let ec = TargetKey::from_private_key_file(&testdata("ec-p256.pkcs8-minimal.der")).expect("EC key");
+    let (s, bundle) = vault
+        .import(
+            "ec",
+            &import_body(
+                "EC-HSM",
+                Some("P-256"),
+                &["sign", "verify"],
+                &blob(&kek, &kid, ec.plaintext()),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{bundle}");
+    let version = bundle["key"]["kid"]
+        .as_str()
+        .expect("kid")
+        .rsplit('/')
+        .next()
+        .expect("version")
+        .to_owned();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"byok");
+    let v_ref = &vault;
+    let op = |op: &str, body: Value| {
+        let path = format!("/keys/ec/{version}/{op}");
+        let bytes = body.to_string().into_bytes();
+        async move { v_ref.call(reqwest::Method::POST, &path, Some(bytes)).await }
+    };
+    let (s, signed) = op(
+        "sign",
+        json!({"alg": "ES256", "value": URL_SAFE_NO_PAD.encode(digest.as_ref())}),
+    )
+    .await;
+    assert_eq!(s, 200, "{signed}");
+    let sig = URL_SAFE_NO_PAD
+        .decode(signed["value"].as_str().expect("sig"))
+        .expect("b64");
+    assert_eq!(sig.len(), 64, "JWS r||s");
+    // The source key's public half (the HSM layout carries no point; byok derived it) verifies the vault's signature.
+    let Some(byok_encoding::TargetPublicKey::Ec { point, .. }) = ec.public_key() else {
+        panic!("EC")
+    };
+    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, point)
+        .verify_digest(&digest, &sig)
+        .expect("the source public key verifies the vault's signature");
+    let mut bad = sig.clone();
+    bad[10] ^= 1;
+    let verify = |s: &[u8]| json!({"alg": "ES256", "digest": URL_SAFE_NO_PAD.encode(digest.as_ref()), "value": URL_SAFE_NO_PAD.encode(s)});
+    assert_eq!(op("verify", verify(&sig)).await.1["value"], true);
+    assert_eq!(op("verify", verify(&bad)).await.1["value"], false);
+
+    let (s, v) = op(
+        "sign",
+        json!({"alg": "ES384", "value": URL_SAFE_NO_PAD.encode([0u8; 48])}),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(v["error"]["message"], "The algorithm ES384 needs a P-384 key.");
+    let (s, v) = op(
+        "sign",
+        json!({"alg": "ES256", "value": URL_SAFE_NO_PAD.encode([0u8; 20])}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["message"].as_str()),
+        (400, Some("The digest for ES256 must be 32 bytes, not 20."))
+    );
+    let (s, v) = op(
+        "sign",
+        json!({"alg": "RS256", "value": URL_SAFE_NO_PAD.encode(digest.as_ref())}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["message"].as_str()),
+        (400, Some("The algorithm RS256 does not suit a EC-HSM key."))
+    );
+    let (s, v) = op("decrypt", json!({"alg": "RSA-OAEP", "value": "AA"})).await;
+    assert_eq!(s, 403, "{v}");
+    // The KEK may do nothing but import.
+    let path = format!("/keys/kek/{}/sign", kid.version());
+    let (s, v) = vault
+        .call(
+            reqwest::Method::POST,
+            &path,
+            Some(
+                json!({"alg": "RS256", "value": URL_SAFE_NO_PAD.encode(digest.as_ref())})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["message"].as_str()),
+        (403, Some("Operation sign is not permitted on this key."))
+    );
+    vault.running.shutdown().await.expect("stops");
+}

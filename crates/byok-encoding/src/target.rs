@@ -222,20 +222,33 @@ impl TargetPublicKey {
     pub fn fingerprint_sha256(&self) -> String {
         sha256_hex(&self.to_spki_der())
     }
+
+    /// DER of the PKCS#1 `RSAPublicKey` (RSA only).
+    pub fn to_pkcs1_der(&self) -> Option<Vec<u8>> {
+        match self {
+            Self::Rsa { n, e } => Some(rsa_pkcs1_der(n, e)),
+            Self::Ec { .. } => None,
+        }
+    }
 }
 
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Builds an RSA `SubjectPublicKeyInfo` from a modulus and exponent without leading zeros.
-pub(crate) fn rsa_spki_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+/// The PKCS#1 `RSAPublicKey` DER of a modulus and exponent without leading zeros.
+fn rsa_pkcs1_der(n: &[u8], e: &[u8]) -> Vec<u8> {
     // Components come from already-parsed keys, so encoding cannot fail for lack of validity.
     let key = pkcs1::RsaPublicKey {
         modulus: der::asn1::UintRef::new(n).expect("modulus is a valid unsigned integer"),
         public_exponent: der::asn1::UintRef::new(e).expect("exponent is a valid unsigned integer"),
     };
-    let pkcs1 = key.to_der().expect("RSAPublicKey encodes");
+    key.to_der().expect("RSAPublicKey encodes")
+}
+
+/// Builds an RSA `SubjectPublicKeyInfo` from a modulus and exponent without leading zeros.
+pub(crate) fn rsa_spki_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    let pkcs1 = rsa_pkcs1_der(n, e);
     spki_der(
         AlgorithmIdentifierRef {
             oid: RSA_ENCRYPTION,
