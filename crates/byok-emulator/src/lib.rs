@@ -3,6 +3,7 @@
 
 mod auth;
 mod crypto;
+mod faults;
 mod keys;
 mod state;
 mod tls;
@@ -17,6 +18,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use serde::Serialize;
 
+pub use faults::Faults;
+
 /// How to run the local Key Vault.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -30,6 +33,8 @@ pub struct Config {
     pub allow_remote: bool,
     /// How long access tokens live (Entra's default is about an hour; tests of expiry use seconds).
     pub token_lifetime: std::time::Duration,
+    /// Faults to inject into vault requests (none by default).
+    pub faults: Faults,
 }
 
 impl Config {
@@ -41,6 +46,7 @@ impl Config {
             managed_hsm: false,
             allow_remote: false,
             token_lifetime: auth::TOKEN_LIFETIME,
+            faults: Faults::default(),
         }
     }
 }
@@ -73,6 +79,7 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<state::State>,
     pub(crate) tokens: Mutex<auth::Tokens>,
     pub(crate) token_lifetime: std::time::Duration,
+    pub(crate) faults: Faults,
 }
 
 /// A running vault.
@@ -142,6 +149,7 @@ pub async fn start(config: Config) -> Result<Running> {
         state: Mutex::new(state),
         tokens: Mutex::new(auth::Tokens::default()),
         token_lifetime: config.token_lifetime,
+        faults: config.faults.clone(),
     });
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(listener, rustls)
@@ -152,6 +160,19 @@ pub async fn start(config: Config) -> Result<Running> {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
+    let mut vault = Router::new()
+        .route("/keys", get(keys::list))
+        .route("/keys/{name}", get(keys::get_latest).put(keys::import))
+        .route("/keys/{name}/", get(keys::get_latest))
+        .route("/keys/{name}/create", post(keys::create))
+        .route(
+            "/keys/{name}/{version}",
+            get(keys::get_version).fallback(keys::unsupported),
+        )
+        .route("/keys/{name}/{version}/{operation}", post(keys::operation));
+    if shared.faults.any() {
+        vault = vault.layer(axum::middleware::from_fn_with_state(shared.clone(), faults::inject));
+    }
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
         .route(
@@ -162,15 +183,7 @@ fn router(shared: Arc<Shared>) -> Router {
             "/{tenant}/.well-known/openid-configuration",
             get(auth::openid_configuration),
         )
-        .route("/keys", get(keys::list))
-        .route("/keys/{name}", get(keys::get_latest).put(keys::import))
-        .route("/keys/{name}/", get(keys::get_latest))
-        .route("/keys/{name}/create", post(keys::create))
-        .route(
-            "/keys/{name}/{version}",
-            get(keys::get_version).fallback(keys::unsupported),
-        )
-        .route("/keys/{name}/{version}/{operation}", post(keys::operation))
+        .merge(vault)
         .layer(DefaultBodyLimit::max(256 * 1024))
         .with_state(shared)
 }

@@ -27,6 +27,10 @@ struct Args {
     /// Allow a non-loopback listen address.
     #[arg(long)]
     allow_remote: bool,
+    /// Inject faults into vault requests: e.g. 429=0.2,503=0.1,drop=0.05,latency=50ms,retry-after=1 (shares of
+    /// requests; `drop` processes the request, then breaks the connection before the response body).
+    #[arg(long, value_name = "SPEC")]
+    faults: Option<byok_emulator::Faults>,
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         config.listen = args.listen;
         config.managed_hsm = args.managed_hsm;
         config.allow_remote = args.allow_remote;
+        config.faults = args.faults.unwrap_or_default();
         let running = byok_emulator::start(config).await?;
         let line = serde_json::to_string(&running.info)?;
         let mut out = std::io::stdout().lock();

@@ -578,3 +578,51 @@ async fn imported_keys_sign_and_refuse_what_they_may_not() {
     );
     vault.running.shutdown().await.expect("stops");
 }
+
+#[tokio::test]
+async fn faults_behave_as_documented() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let with = |spec: &str| {
+        let mut c = Config::new(dir.path().to_path_buf());
+        c.faults = spec.parse().expect("fault spec");
+        c
+    };
+    // Throttled: 429 with Retry-After; the token endpoint is not affected (start() got a token).
+    let vault = start(with("429=1,retry-after=7")).await;
+    let r = vault
+        .client
+        .get(vault.url("/keys/x"))
+        .bearer_auth(&vault.token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+    vault.running.shutdown().await.expect("stops");
+
+    let vault = start(with("503=1")).await;
+    let (s, v) = vault.call(reqwest::Method::GET, "/keys/x", None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (503, Some("ServiceUnavailable")));
+    vault.running.shutdown().await.expect("stops");
+
+    // Dropped: the key is created, but the client never gets the answer.
+    let vault = start(with("drop=1,latency=20ms")).await;
+    let r = vault
+        .client
+        .post(vault.url("/keys/ghost/create"))
+        .bearer_auth(&vault.token)
+        .header("content-type", "application/json")
+        .body(json!({"kty": "RSA-HSM", "key_size": 2048, "key_ops": ["import"]}).to_string())
+        .send()
+        .await;
+    let outcome = match r {
+        Ok(resp) => resp.text().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert!(outcome.is_err(), "the client must not receive a complete answer");
+    vault.running.shutdown().await.expect("stops");
+    let vault = start(Config::new(dir.path().to_path_buf())).await;
+    let (s, v) = vault.call(reqwest::Method::GET, "/keys/ghost", None).await;
+    assert_eq!(s, 200, "the request was processed before the connection broke: {v}");
+    vault.running.shutdown().await.expect("stops");
+}

@@ -1,0 +1,180 @@
+//! Faults for reliability tests: a vault that throttles, is unavailable, is slow, or breaks the connection after
+//! it has done what was asked — so that clients can be tested against what real networks and services do.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::Shared;
+
+/// Which faults to inject into vault requests (`/keys…`; the token endpoint is left alone).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Faults {
+    /// Share of requests answered `429 Too Many Requests` with `Retry-After`.
+    pub throttled: f64,
+    /// Share of requests answered `503 Service Unavailable` with `Retry-After`.
+    pub unavailable: f64,
+    /// Share of requests processed in full whose connection then breaks before the response body arrives.
+    pub dropped: f64,
+    /// Delay added before every request.
+    pub latency: Duration,
+    /// The `Retry-After` value, in seconds.
+    pub retry_after: u64,
+}
+
+impl Faults {
+    /// Whether any fault is switched on.
+    pub fn any(&self) -> bool {
+        self.throttled > 0.0 || self.unavailable > 0.0 || self.dropped > 0.0 || !self.latency.is_zero()
+    }
+}
+
+impl FromStr for Faults {
+    type Err = String;
+
+    /// `429=0.2,503=0.1,drop=0.05,latency=50ms,retry-after=1` (shares from 0 to 1; any subset).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut f = Self {
+            retry_after: 1,
+            ..Self::default()
+        };
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not name=value"))?;
+            let share = || -> Result<f64, String> {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| (0.0..=1.0).contains(v))
+                    .ok_or_else(|| format!("`{name}` takes a share from 0 to 1, not `{value}`"))
+            };
+            match name {
+                "429" => f.throttled = share()?,
+                "503" => f.unavailable = share()?,
+                "drop" => f.dropped = share()?,
+                "latency" => {
+                    let ms = value.strip_suffix("ms").unwrap_or(value);
+                    f.latency =
+                        Duration::from_millis(ms.parse().map_err(|_| format!("latency `{value}` is not like 50ms"))?);
+                }
+                "retry-after" => {
+                    f.retry_after = value
+                        .parse()
+                        .map_err(|_| format!("retry-after `{value}` is not seconds"))?
+                }
+                other => {
+                    return Err(format!(
+                        "unknown fault `{other}` (expected 429, 503, drop, latency, retry-after)"
+                    ));
+                }
+            }
+        }
+        if f.throttled + f.unavailable > 1.0 {
+            return Err("the shares of 429 and 503 add up to more than 1".into());
+        }
+        Ok(f)
+    }
+}
+
+fn roll() -> f64 {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the OS random generator works");
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn refusal(status: StatusCode, code: &str, message: &str, retry_after: u64) -> Response {
+    let mut r = (
+        status,
+        axum::Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// The middleware: latency, then 429 or 503 before the handler, or a broken body after it.
+pub(crate) async fn inject(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let f = &shared.faults;
+    if !f.latency.is_zero() {
+        tokio::time::sleep(f.latency).await;
+    }
+    let r = roll();
+    if r < f.throttled {
+        return refusal(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Throttled",
+            "Request was not processed because too many requests were received. (injected fault)",
+            f.retry_after,
+        );
+    }
+    if r < f.throttled + f.unavailable {
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "The service is temporarily unavailable. (injected fault)",
+            f.retry_after,
+        );
+    }
+    let drop = roll() < f.dropped;
+    let response = next.run(request).await;
+    if !drop {
+        return response;
+    }
+    // The request was processed; the connection now breaks before the body arrives.
+    let (parts, _) = response.into_parts();
+    let broken = futures_util::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("connection dropped (injected fault)"))
+    });
+    Response::from_parts(parts, Body::from_stream(broken))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_refuses() {
+        let f: Faults = "429=0.2,503=0.1,drop=0.05,latency=50ms,retry-after=2"
+            .parse()
+            .expect("valid");
+        assert_eq!(
+            f,
+            Faults {
+                throttled: 0.2,
+                unavailable: 0.1,
+                dropped: 0.05,
+                latency: Duration::from_millis(50),
+                retry_after: 2
+            }
+        );
+        assert!(f.any());
+        assert!(!"".parse::<Faults>().expect("empty is no fault").any());
+        assert_eq!(
+            "429=2".parse::<Faults>().err().as_deref(),
+            Some("`429` takes a share from 0 to 1, not `2`")
+        );
+        assert_eq!(
+            "429=0.7,503=0.5".parse::<Faults>().err().as_deref(),
+            Some("the shares of 429 and 503 add up to more than 1")
+        );
+        assert!("flaky=1".parse::<Faults>().is_err());
+    }
+
+    #[test]
+    fn rolls_are_shares() {
+        let rolls: Vec<f64> = (0..1000).map(|_| roll()).collect();
+        assert!(rolls.iter().all(|r| (0.0..1.0).contains(r)));
+        let below = rolls.iter().filter(|r| **r < 0.5).count();
+        assert!((350..650).contains(&below), "{below}");
+    }
+}
