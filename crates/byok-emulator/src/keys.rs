@@ -233,6 +233,15 @@ fn valid_name(name: &str) -> Result<(), ApiError> {
 fn store(shared: &Shared, name: &str, version: KeyVersion) -> ApiResult {
     let body = bundle(shared, name, &version);
     let mut state = shared.state.lock().expect("state lock");
+    if state.deleted.contains_key(name) {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "Conflict",
+            message: format!(
+                "Key {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged."
+            ),
+        });
+    }
     state.keys.entry(name.to_owned()).or_default().push(version);
     state.save(&shared.state_dir).map_err(|e| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -543,6 +552,9 @@ pub(crate) async fn get_version(
     if let Err(r) = admit(&shared, &headers, &query) {
         return *r;
     }
+    if version == "versions" {
+        return versions(&shared, &name);
+    }
     let state = shared.state.lock().expect("state lock");
     let found = state.keys.get(&name).and_then(|versions| {
         if version.is_empty() {
@@ -561,6 +573,175 @@ pub(crate) async fn get_version(
             ApiError::not_found(format!("A key with (name/id) {name} was not found in this key vault.")).into_response()
         }
     }
+}
+
+/// `GET /keys/{name}/versions`: every version of a key.
+fn versions(shared: &Shared, name: &str) -> Response {
+    let state = shared.state.lock().expect("state lock");
+    let Some(versions) = state.keys.get(name) else {
+        return ApiError::not_found(format!("A key with (name/id) {name} was not found in this key vault."))
+            .into_response();
+    };
+    let value: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            let b = bundle(shared, name, v);
+            json!({ "kid": b["key"]["kid"], "attributes": b["attributes"], "tags": b.get("tags") })
+        })
+        .collect();
+    Json(json!({ "value": value, "nextLink": null })).into_response()
+}
+
+/// `PATCH /keys/{name}/{version}` (or `/keys/{name}/` for the latest): attributes, key_ops, tags.
+pub(crate) async fn update(
+    State(shared): State<Arc<Shared>>,
+    Path(path): Path<BTreeMap<String, String>>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = admit(&shared, &headers, &query) {
+        return *r;
+    }
+    let name = path.get("name").cloned().unwrap_or_default();
+    let version = path.get("version").cloned().unwrap_or_default();
+    update_inner(&shared, &name, &version, &body).unwrap_or_else(IntoResponse::into_response)
+}
+
+fn update_inner(shared: &Shared, name: &str, version: &str, body: &[u8]) -> ApiResult {
+    let v = parse_body(body)?;
+    let mut state = shared.state.lock().expect("state lock");
+    let versions = state
+        .keys
+        .get_mut(name)
+        .ok_or_else(|| ApiError::not_found(format!("A key with (name/id) {name} was not found in this key vault.")))?;
+    let key = if version.is_empty() {
+        versions.last_mut()
+    } else {
+        versions.iter_mut().find(|k| k.version.eq_ignore_ascii_case(version))
+    }
+    .ok_or_else(|| {
+        ApiError::not_found(format!(
+            "A key with (name/id) {name}/{version} was not found in this key vault."
+        ))
+    })?;
+    if v.get("key_ops").is_some_and(|o| !o.is_null()) {
+        let ops = key_ops(&v)?;
+        if (key.key_ops == ["import"]) != (ops == ["import"]) {
+            return Err(ApiError::bad(
+                "The 'import' operation of a KEK cannot be added or removed.",
+            ));
+        }
+        key.key_ops = ops;
+    }
+    if let Some(a) = v.get("attributes").filter(|a| a.is_object()) {
+        if let Some(e) = a.get("enabled").and_then(Value::as_bool) {
+            key.enabled = e;
+        }
+        if let Some(t) = a.get("nbf") {
+            key.nbf = t.as_i64();
+        }
+        if let Some(t) = a.get("exp") {
+            key.exp = t.as_i64();
+        }
+    }
+    if v.get("tags").is_some_and(|t| !t.is_null()) {
+        key.tags = tags(&v)?;
+    }
+    key.updated = now();
+    let updated = key.clone();
+    state.save(&shared.state_dir).map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "InternalError",
+        message: format!("{e:#}"),
+    })?;
+    Ok(Json(bundle(shared, name, &updated)).into_response())
+}
+
+fn deleted_bundle(shared: &Shared, name: &str, deleted_at: i64, latest: &KeyVersion) -> Value {
+    let mut b = bundle(shared, name, latest);
+    b["recoveryId"] = format!("{}/deletedkeys/{name}", shared.vault_url).into();
+    b["deletedDate"] = deleted_at.into();
+    b["scheduledPurgeDate"] = (deleted_at + 90 * 86_400).into();
+    b
+}
+
+/// `DELETE /keys/{name}`: soft delete, recoverable for 90 days (or until purged).
+pub(crate) async fn delete(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admit(&shared, &headers, &query) {
+        return *r;
+    }
+    let mut state = shared.state.lock().expect("state lock");
+    let Some(versions) = state.keys.remove(&name) else {
+        return ApiError::not_found(format!("A key with (name/id) {name} was not found in this key vault."))
+            .into_response();
+    };
+    let at = now();
+    let body = versions.last().map(|l| deleted_bundle(&shared, &name, at, l));
+    state.deleted.insert(name, (at, versions));
+    if let Err(e) = state.save(&shared.state_dir) {
+        return ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "InternalError",
+            message: format!("{e:#}"),
+        }
+        .into_response();
+    }
+    Json(body.unwrap_or(Value::Null)).into_response()
+}
+
+/// `GET /deletedkeys/{name}`, `DELETE /deletedkeys/{name}` (purge), `POST /deletedkeys/{name}/recover`.
+pub(crate) async fn deleted(
+    State(shared): State<Arc<Shared>>,
+    method: axum::http::Method,
+    Path(path): Path<BTreeMap<String, String>>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admit(&shared, &headers, &query) {
+        return *r;
+    }
+    let name = path.get("name").cloned().unwrap_or_default();
+    let recover = path.get("action").is_some_and(|a| a == "recover");
+    let mut state = shared.state.lock().expect("state lock");
+    let Some((at, versions)) = state.deleted.get(&name).cloned() else {
+        return ApiError::not_found(format!(
+            "A deleted key with (name/id) {name} was not found in this key vault."
+        ))
+        .into_response();
+    };
+    let latest = versions.last().cloned();
+    let response = match (method.as_str(), recover) {
+        ("GET", false) => {
+            return Json(latest.map_or(Value::Null, |l| deleted_bundle(&shared, &name, at, &l))).into_response();
+        }
+        ("DELETE", false) => {
+            state.deleted.remove(&name);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ("POST", true) => {
+            state.deleted.remove(&name);
+            state.keys.insert(name.clone(), versions);
+            Json(latest.map_or(Value::Null, |l| bundle(&shared, &name, &l))).into_response()
+        }
+        _ => {
+            return ApiError::forbidden("This operation is not emulated by the local Key Vault (yet).").into_response();
+        }
+    };
+    if let Err(e) = state.save(&shared.state_dir) {
+        return ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "InternalError",
+            message: format!("{e:#}"),
+        }
+        .into_response();
+    }
+    response
 }
 
 /// `GET /keys`: every key's latest version, without material.

@@ -162,13 +162,21 @@ pub async fn start(config: Config) -> Result<Running> {
 fn router(shared: Arc<Shared>) -> Router {
     let mut vault = Router::new()
         .route("/keys", get(keys::list))
-        .route("/keys/{name}", get(keys::get_latest).put(keys::import))
-        .route("/keys/{name}/", get(keys::get_latest))
+        .route(
+            "/keys/{name}",
+            get(keys::get_latest)
+                .put(keys::import)
+                .delete(keys::delete)
+                .patch(keys::update),
+        )
+        .route("/keys/{name}/", get(keys::get_latest).patch(keys::update))
         .route("/keys/{name}/create", post(keys::create))
         .route(
             "/keys/{name}/{version}",
-            get(keys::get_version).fallback(keys::unsupported),
+            get(keys::get_version).patch(keys::update).fallback(keys::unsupported),
         )
+        .route("/deletedkeys/{name}", get(keys::deleted).delete(keys::deleted))
+        .route("/deletedkeys/{name}/{action}", post(keys::deleted))
         .route("/keys/{name}/{version}/{operation}", post(keys::operation));
     if shared.faults.any() {
         vault = vault.layer(axum::middleware::from_fn_with_state(shared.clone(), faults::inject));

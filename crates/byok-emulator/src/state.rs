@@ -56,6 +56,9 @@ pub(crate) struct State {
     pub(crate) client_secret: String,
     /// Key name -> versions, oldest first.
     pub(crate) keys: BTreeMap<String, Vec<KeyVersion>>,
+    /// Soft-deleted keys: name -> (deleted at, versions).
+    #[serde(default)]
+    pub(crate) deleted: BTreeMap<String, (i64, Vec<KeyVersion>)>,
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {
@@ -82,6 +85,7 @@ impl State {
             client_id: uuid(),
             client_secret: random_hex(24),
             keys: BTreeMap::new(),
+            deleted: BTreeMap::new(),
         };
         state.save(dir)?;
         Ok(state)

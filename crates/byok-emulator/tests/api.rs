@@ -626,3 +626,94 @@ async fn faults_behave_as_documented() {
     assert_eq!(s, 200, "the request was processed before the connection broke: {v}");
     vault.running.shutdown().await.expect("stops");
 }
+
+#[tokio::test]
+async fn versions_update_delete_recover_purge() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = start(Config::new(dir.path().to_path_buf())).await;
+    let first = vault
+        .create(
+            "k",
+            json!({"kty": "EC-HSM", "crv": "P-384", "key_ops": ["sign", "verify"]}),
+        )
+        .await;
+    let second = vault
+        .create(
+            "k",
+            json!({"kty": "EC-HSM", "crv": "P-384", "key_ops": ["sign"], "tags": {"a": "1"}}),
+        )
+        .await;
+    let (s, v) = vault.call(Method::GET, "/keys/k/versions", None).await;
+    assert_eq!(s, 200, "{v}");
+    let kids: Vec<&str> = v["value"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid"))
+        .collect();
+    assert_eq!(
+        kids,
+        [
+            first["key"]["kid"].as_str().expect("kid"),
+            second["key"]["kid"].as_str().expect("kid")
+        ]
+    );
+
+    let patch = json!({"attributes": {"enabled": false}, "tags": {"b": "2"}})
+        .to_string()
+        .into_bytes();
+    let (s, v) = vault.call(Method::PATCH, "/keys/k/", Some(patch)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["attributes"]["enabled"].as_bool(), v["tags"]["b"].as_str()),
+        (Some(false), Some("2"))
+    );
+    let kek = vault
+        .create(
+            "kek",
+            json!({"kty": "RSA-HSM", "key_size": 2048, "key_ops": ["import"]}),
+        )
+        .await;
+    let kek_version = kek["key"]["kid"]
+        .as_str()
+        .expect("kid")
+        .rsplit('/')
+        .next()
+        .expect("v")
+        .to_owned();
+    let (s, v) = vault
+        .call(
+            Method::PATCH,
+            &format!("/keys/kek/{kek_version}"),
+            Some(json!({"key_ops": ["import", "sign"]}).to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+
+    let (s, v) = vault.call(Method::DELETE, "/keys/k", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["recoveryId"].as_str().is_some_and(|r| r.ends_with("/deletedkeys/k")));
+    assert_eq!(vault.call(Method::GET, "/keys/k", None).await.0, 404);
+    assert_eq!(vault.call(Method::GET, "/deletedkeys/k", None).await.0, 200);
+    let again = json!({"kty": "EC-HSM", "crv": "P-256", "key_ops": ["sign"]})
+        .to_string()
+        .into_bytes();
+    let (s, v) = vault.call(Method::POST, "/keys/k/create", Some(again.clone())).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("Conflict")));
+    assert_eq!(vault.call(Method::POST, "/deletedkeys/k/recover", None).await.0, 200);
+    assert_eq!(vault.call(Method::GET, "/keys/k", None).await.0, 200, "recovered");
+    assert_eq!(vault.call(Method::DELETE, "/keys/k", None).await.0, 200);
+    assert_eq!(
+        vault.call(Method::DELETE, "/deletedkeys/k", None).await.0,
+        204,
+        "purged"
+    );
+    assert_eq!(vault.call(Method::GET, "/deletedkeys/k", None).await.0, 404);
+    assert_eq!(
+        vault.call(Method::POST, "/keys/k/create", Some(again)).await.0,
+        200,
+        "the name is free again"
+    );
+    vault.running.shutdown().await.expect("stops");
+}
