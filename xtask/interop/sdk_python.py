@@ -111,6 +111,19 @@ def main(argv):
         assert cc.verify(SignatureAlgorithm.ps256, digest, sig).is_valid
     check("import an RSA-2048 .byok made by Python cryptography", import_rsa)
 
+    def import_jwk():
+        src = ec.generate_private_key(ec.SECP384R1())
+        nums = src.private_numbers()
+        jwk = JsonWebKey(kty="EC", crv="P-384", key_ops=["sign", "verify"], d=nums.private_value.to_bytes(48, "big"),
+                         x=nums.public_numbers.x.to_bytes(48, "big"), y=nums.public_numbers.y.to_bytes(48, "big"))
+        imported = client.import_key("sdk-jwk", jwk, hardware_protected=True)
+        assert imported.key_type == "EC-HSM", imported.key_type
+        digest = hashlib.sha384(b"byok fidelity").digest()
+        sig = crypto_client(imported).sign(SignatureAlgorithm.es384, digest).signature
+        der = utils.encode_dss_signature(int.from_bytes(sig[:48], "big"), int.from_bytes(sig[48:], "big"))
+        src.public_key().verify(der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA384())))
+    check("import a plain EC P-384 JWK (hardware_protected) and sign with it", import_jwk)
+
     def refusals():
         k = state["kek"]
         other = client.create_rsa_key("sdk-other-kek", size=2048, hardware_protected=True, key_operations=["import"])

@@ -411,9 +411,7 @@ fn import_inner(shared: &Shared, name: &str, body: &[u8]) -> ApiResult {
         .filter(|k| k.is_object())
         .ok_or_else(|| ApiError::bad("The property 'key' is required."))?;
     let Some(key_hsm) = key.get("key_hsm").filter(|k| !k.is_null()) else {
-        return Err(ApiError::bad(
-            "This local Key Vault imports BYOK blobs (key.key_hsm) only; plain JSON Web Key import is not emulated yet.",
-        ));
+        return jwk_import(shared, name, &v, key);
     };
     let key_hsm = key_hsm
         .as_str()
@@ -439,20 +437,7 @@ fn import_inner(shared: &Shared, name: &str, body: &[u8]) -> ApiResult {
         ));
     }
     let ops = key_ops(key)?;
-    if kty == Kty::Ec
-        && ops
-            .iter()
-            .any(|o| matches!(o.as_str(), "encrypt" | "decrypt" | "wrapKey" | "unwrapKey"))
-    {
-        return Err(ApiError::bad(
-            "EC keys support only the sign and verify operations; remove the others from key_ops.",
-        ));
-    }
-    if ops.iter().any(|o| o == "import") {
-        return Err(ApiError::bad(
-            "An imported key cannot have the 'import' operation (only a KEK has it).",
-        ));
-    }
+    check_import_ops(kty, &ops)?;
     let file = decode_key_hsm(key_hsm)?;
     let blob = ByokBlob::from_json(&file)
         .map_err(|e| ApiError::bad(format!("The BYOK blob in key.key_hsm is invalid: {e}.")))?;
@@ -483,7 +468,94 @@ fn import_inner(shared: &Shared, name: &str, body: &[u8]) -> ApiResult {
             Some(_) => {}
         }
     }
-    let material = match target.kind() {
+    let material = material_of(&target);
+    let version = new_version(kty_text, ops, &v, "byok", material)?;
+    store(shared, name, version)
+}
+
+/// A private key given as a JSON Web Key (the service accepts them; the key then existed in plaintext).
+fn jwk_import(shared: &Shared, name: &str, v: &Value, key: &Value) -> ApiResult {
+    let kty_text = key
+        .get("kty")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad("The property 'key.kty' is required."))?;
+    let field = |f: &str| -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
+        let text = key.get(f).and_then(Value::as_str).ok_or_else(|| {
+            ApiError::bad(format!(
+                "The property 'key.{f}' is required to import a {kty_text} key."
+            ))
+        })?;
+        URL_SAFE_NO_PAD
+            .decode(text.trim_end_matches('='))
+            .map(zeroize::Zeroizing::new)
+            .map_err(|_| ApiError::bad(format!("The property 'key.{f}' is not base64url.")))
+    };
+    let invalid =
+        |e: byok_encoding::Error| ApiError::bad(format!("The key in 'key' is not a valid {kty_text} key: {e}."));
+    let (base, target) = match kty_text {
+        "RSA" | "RSA-HSM" => (
+            "RSA",
+            TargetKey::from_rsa_components(
+                &field("n")?,
+                &field("e")?,
+                &field("d")?,
+                &field("p")?,
+                &field("q")?,
+                &field("dp")?,
+                &field("dq")?,
+                &field("qi")?,
+            )
+            .map_err(invalid)?,
+        ),
+        "EC" | "EC-HSM" => {
+            let crv = key
+                .get("crv")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad("The property 'key.crv' is required for EC."))?;
+            let curve: Curve = crv
+                .parse()
+                .map_err(|_| ApiError::bad(format!("Invalid curve '{crv}': use P-256, P-384, P-521 or P-256K.")))?;
+            (
+                "EC",
+                TargetKey::from_ec_components(curve, &field("d")?, &field("x")?, &field("y")?).map_err(invalid)?,
+            )
+        }
+        "oct" | "oct-HSM" if shared.managed_hsm => ("oct", TargetKey::from_aes_bytes(&field("k")?).map_err(invalid)?),
+        "oct" | "oct-HSM" => {
+            return Err(ApiError::bad(format!(
+                "Invalid kty value '{kty_text}': symmetric keys exist only in a Managed HSM."
+            )));
+        }
+        other => return Err(ApiError::bad(format!("Invalid kty value '{other}'."))),
+    };
+    let ops = key_ops(key)?;
+    check_import_ops(target.kind().kty(), &ops)?;
+    let hsm = shared.managed_hsm || kty_text.ends_with("-HSM") || v.get("Hsm").and_then(Value::as_bool) == Some(true);
+    let stored = if hsm { format!("{base}-HSM") } else { base.to_owned() };
+    let version = new_version(&stored, ops, v, "jwk", material_of(&target))?;
+    store(shared, name, version)
+}
+
+fn check_import_ops(kty: Kty, ops: &[String]) -> Result<(), ApiError> {
+    if kty == Kty::Ec
+        && ops
+            .iter()
+            .any(|o| matches!(o.as_str(), "encrypt" | "decrypt" | "wrapKey" | "unwrapKey"))
+    {
+        return Err(ApiError::bad(
+            "EC keys support only the sign and verify operations; remove the others from key_ops.",
+        ));
+    }
+    if ops.iter().any(|o| o == "import") {
+        return Err(ApiError::bad(
+            "An imported key cannot have the 'import' operation (only a KEK has it).",
+        ));
+    }
+    Ok(())
+}
+
+fn material_of(target: &TargetKey) -> Material {
+    match target.kind() {
         KeyKind::Rsa(_) => Material::Rsa {
             pkcs8: STANDARD.encode(target.plaintext()),
         },
@@ -493,9 +565,7 @@ fn import_inner(shared: &Shared, name: &str, body: &[u8]) -> ApiResult {
         KeyKind::Aes(_) => Material::Oct {
             key: STANDARD.encode(target.plaintext()),
         },
-    };
-    let version = new_version(kty_text, ops, &v, "byok", material)?;
-    store(shared, name, version)
+    }
 }
 
 /// The KEK a blob names: in this vault, existing, RSA-HSM, with key_ops exactly ["import"].

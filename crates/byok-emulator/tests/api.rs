@@ -349,9 +349,15 @@ async fn byok_import_refuses_precisely_and_keeps_serving() {
             "use kty 'EC-HSM', not 'EC'",
         ),
         (
-            "plain JWK",
+            "JWK missing a component",
             json!({"key": {"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "AQAB"}}),
-            "plain JSON Web Key import is not emulated",
+            "The property 'key.p' is required to import a RSA key.",
+        ),
+        (
+            "JWK point not of the scalar",
+            json!({"key": {"kty": "EC", "crv": "P-256", "d": URL_SAFE_NO_PAD.encode([1u8; 32]),
+                "x": URL_SAFE_NO_PAD.encode([2u8; 32]), "y": URL_SAFE_NO_PAD.encode([3u8; 32])}}),
+            "The key in 'key' is not a valid EC key: the target key is inconsistent",
         ),
     ];
     for (name, body, expect) in &cases {

@@ -164,6 +164,70 @@ impl TargetKey {
         })
     }
 
+    /// Builds an RSA key from its components (as a private JWK carries them: n, e, d, p, q, dp, dq, qi), checks it
+    /// like any other, and encodes it as PKCS#8.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_rsa_components(
+        n: &[u8],
+        e: &[u8],
+        d: &[u8],
+        p: &[u8],
+        q: &[u8],
+        dp: &[u8],
+        dq: &[u8],
+        qi: &[u8],
+    ) -> Result<Self, Error> {
+        fn uint<'a>(name: &str, v: &'a [u8]) -> Result<der::asn1::UintRef<'a>, Error> {
+            der::asn1::UintRef::new(strip_zeros(v)).map_err(|_| Error::Malformed {
+                what: "RSA key component",
+                reason: format!("`{name}` is not an unsigned integer"),
+            })
+        }
+        let key = pkcs1::RsaPrivateKey {
+            modulus: uint("n", n)?,
+            public_exponent: uint("e", e)?,
+            private_exponent: uint("d", d)?,
+            prime1: uint("p", p)?,
+            prime2: uint("q", q)?,
+            exponent1: uint("dp", dp)?,
+            exponent2: uint("dq", dq)?,
+            coefficient: uint("qi", qi)?,
+            other_prime_infos: None,
+        };
+        let der = Zeroizing::new(key.to_der().map_err(|e| Error::malformed("PKCS#1 RSAPrivateKey", e))?);
+        Self::from_pkcs1_der(&der)
+    }
+
+    /// Builds an EC key from its curve, private scalar and public point coordinates (as a private JWK carries
+    /// them), checks that the point belongs to the scalar, and encodes it as PKCS#8.
+    pub fn from_ec_components(curve: Curve, d: &[u8], x: &[u8], y: &[u8]) -> Result<Self, Error> {
+        let n = curve.scalar_len();
+        let fixed = |name: &str, v: &[u8]| -> Result<Vec<u8>, Error> {
+            let v = strip_zeros(v);
+            if v.len() > n {
+                return Err(Error::Malformed {
+                    what: "EC key component",
+                    reason: format!("`{name}` is longer than {n} bytes"),
+                });
+            }
+            let mut out = vec![0u8; n - v.len()];
+            out.extend_from_slice(v);
+            Ok(out)
+        };
+        let scalar = Zeroizing::new(fixed("d", d)?);
+        let mut point = vec![0x04];
+        point.extend(fixed("x", x)?);
+        point.extend(fixed("y", y)?);
+        let curve_oid = ObjectIdentifier::new(curve.oid()).map_err(|e| Error::malformed("curve OID", e))?;
+        let ec = sec1::EcPrivateKey {
+            private_key: &scalar,
+            parameters: Some(sec1::EcParameters::NamedCurve(curve_oid)),
+            public_key: Some(&point),
+        };
+        let der = Zeroizing::new(ec.to_der().map_err(|e| Error::malformed("SEC1 ECPrivateKey", e))?);
+        Self::from_sec1_der(&der)
+    }
+
     /// The key's family and size or curve.
     pub fn kind(&self) -> KeyKind {
         self.kind
@@ -319,6 +383,11 @@ fn is_encrypted_private_key_info(input: &[u8]) -> bool {
         Ok(())
     });
     parsed.is_ok() && reader.is_finished()
+}
+
+fn strip_zeros(be: &[u8]) -> &[u8] {
+    let start = be.iter().position(|&b| b != 0).unwrap_or(be.len().saturating_sub(1));
+    &be[start..]
 }
 
 fn bit_len(be: &[u8]) -> usize {

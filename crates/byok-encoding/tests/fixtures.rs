@@ -155,3 +155,52 @@ fn base64_decode(text: &str) -> Vec<u8> {
         .decode(text)
         .expect("base64 body")
 }
+
+#[test]
+fn keys_rebuilt_from_components_are_the_same_keys() {
+    use der::Decode as _;
+    let rsa = target("rsa2048.pkcs1.der").expect("RSA");
+    let pkcs1 = key_file("rsa2048.pkcs1.der");
+    let k = pkcs1::RsaPrivateKeyRef::from_der(&pkcs1).expect("PKCS#1");
+    let rebuilt = TargetKey::from_rsa_components(
+        k.modulus.as_bytes(),
+        k.public_exponent.as_bytes(),
+        k.private_exponent.as_bytes(),
+        k.prime1.as_bytes(),
+        k.prime2.as_bytes(),
+        k.exponent1.as_bytes(),
+        k.exponent2.as_bytes(),
+        k.coefficient.as_bytes(),
+    )
+    .expect("rebuilds");
+    assert_eq!(rebuilt.plaintext(), rsa.plaintext());
+    // A wrong prime is caught.
+    let mut bad_q = k.prime2.as_bytes().to_vec();
+    bad_q[10] ^= 1;
+    assert!(
+        TargetKey::from_rsa_components(
+            k.modulus.as_bytes(),
+            k.public_exponent.as_bytes(),
+            k.private_exponent.as_bytes(),
+            k.prime1.as_bytes(),
+            &bad_q,
+            k.exponent1.as_bytes(),
+            k.exponent2.as_bytes(),
+            k.coefficient.as_bytes(),
+        )
+        .is_err()
+    );
+
+    let ec = target("ec-p256.pkcs8.pem").expect("EC");
+    let Some(TargetPublicKey::Ec { point, .. }) = ec.public_key() else {
+        panic!("EC")
+    };
+    let info = pkcs8::PrivateKeyInfoRef::from_der(ec.plaintext()).expect("PKCS#8");
+    let sec1 = sec1::EcPrivateKey::from_der(info.private_key.as_bytes()).expect("SEC1");
+    let rebuilt =
+        TargetKey::from_ec_components(Curve::P256, sec1.private_key, &point[1..33], &point[33..]).expect("rebuilds");
+    assert_eq!(rebuilt.public_key(), ec.public_key());
+    let mut wrong_y = point[33..].to_vec();
+    wrong_y[0] ^= 1;
+    assert!(TargetKey::from_ec_components(Curve::P256, sec1.private_key, &point[1..33], &wrong_y).is_err());
+}
