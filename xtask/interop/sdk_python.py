@@ -7,9 +7,10 @@ INFO_JSON is the line byok-emulator printed. The scenario:
   2. create an import-only RSA-HSM KEK, read it back;
   3. wrap an EC P-256 and an RSA-2048 key with Python `cryptography` (so byok's wrap is not the only producer),
      import each as a .byok through key_hsm, read it back and compare the public half with the source key; sign
-     with the vault (ES256, RS256, PS256) and verify with the source key's public half;
+     with the vault (ES256, RS256, PS256) and verify with the source key's public half; have the vault decrypt and
+     unwrap what the source key's public half encrypted (RSA-OAEP-256, RSA-OAEP); import a plain JWK and sign;
   4. refusals: a blob for another KEK, and kty RSA without -HSM, come back as HttpResponseError BadParameter;
-  5. in Managed HSM mode, an AES-256 key as oct-HSM.
+  5. in Managed HSM mode, an AES-256 key as oct-HSM, and A256KW in both directions against the source AES key.
 Prints one JSON object {"passed": N, "failed": [...]}; exits non-zero on failure.
 """
 import base64
@@ -21,10 +22,10 @@ import sys
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.keyvault.keys import JsonWebKey, KeyClient
-from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
+from azure.keyvault.keys.crypto import CryptographyClient, EncryptionAlgorithm, KeyWrapAlgorithm, SignatureAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap, aes_key_wrap_with_padding
 
 OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
 
@@ -111,6 +112,20 @@ def main(argv):
         assert cc.verify(SignatureAlgorithm.ps256, digest, sig).is_valid
     check("import an RSA-2048 .byok made by Python cryptography", import_rsa)
 
+    def rsa_decrypt_unwrap():
+        src = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+        pt = src.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        k = state["kek"]
+        ops = ["encrypt", "decrypt", "wrapKey", "unwrapKey"]
+        imported = client.import_key("sdk-rsa-enc", JsonWebKey(kty="RSA-HSM", key_ops=ops, t=blob_for(k.key, k.id, pt)))
+        cc = crypto_client(imported)
+        secret = os.urandom(32)
+        oaep256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+        # Encrypted locally with the source key's public half, decrypted by the vault.
+        assert cc.decrypt(EncryptionAlgorithm.rsa_oaep_256, src.public_key().encrypt(secret, oaep256)).plaintext == secret
+        assert cc.unwrap_key(KeyWrapAlgorithm.rsa_oaep, src.public_key().encrypt(secret, OAEP)).key == secret
+    check("the vault decrypts and unwraps what the source key's public half encrypted (RSA-OAEP-256, RSA-OAEP)", rsa_decrypt_unwrap)
+
     def import_jwk():
         src = ec.generate_private_key(ec.SECP384R1())
         nums = src.private_numbers()
@@ -150,6 +165,23 @@ def main(argv):
             got = client.get_key("sdk-aes")
             assert got.key_type == "oct-HSM"
         check("import an AES-256 .byok as oct-HSM (Managed HSM)", import_aes)
+
+        def aes_wrap():
+            k = state["kek"]
+            key = os.urandom(32)
+            imported = client.import_key("sdk-aes-kw", JsonWebKey(kty="oct-HSM", key_ops=["wrapKey", "unwrapKey"], t=blob_for(k.key, k.id, key)))
+            cc = crypto_client(imported)
+            # azure-keyvault-keys 4.11.3 quirk: for an oct key whose JWK has no `k` (a Managed HSM never returns it),
+            # SymmetricKey.from_jwk makes up a random key and CryptographyClient wraps *locally* with it, without
+            # calling the HSM. Force the remote operation, which is what a real Managed HSM would have to do.
+            from azure.keyvault.keys.crypto._providers import NoLocalCryptography
+            cc._local_provider = NoLocalCryptography()
+            cc._initialized = True
+            secret = os.urandom(32)
+            wrapped = cc.wrap_key(KeyWrapAlgorithm.aes_256, secret).encrypted_key
+            assert aes_key_unwrap(key, wrapped) == secret, "the source AES key unwraps what the vault wrapped"
+            assert cc.unwrap_key(KeyWrapAlgorithm.aes_256, aes_key_wrap(key, secret)).key == secret
+        check("A256KW with an imported AES key matches the source key (Managed HSM)", aes_wrap)
 
     print(json.dumps({"passed": passed, "failed": failed}))
     return 1 if failed else 0

@@ -176,3 +176,118 @@ pub(crate) fn verify(v: &KeyVersion, alg_name: &str, digest: &[u8], sig: &[u8]) 
     };
     Ok(ok)
 }
+
+/// Encrypt or wrap (`forward`), decrypt or unwrap (`!forward`) with a stored key: RSA-OAEP (SHA-1) and RSA-OAEP-256
+/// for RSA keys, A128KW/A192KW/A256KW (RFC 3394) for AES keys of the matching size.
+pub(crate) fn cipher(v: &KeyVersion, alg_name: &str, forward: bool, input: &[u8]) -> Result<Vec<u8>, ApiError> {
+    use aws_lc_rs::rsa::{
+        OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
+        PrivateDecryptingKey,
+    };
+    match (&v.material, alg_name) {
+        (Material::Rsa { .. }, "RSA-OAEP" | "RSA-OAEP-256") => {
+            let oaep = if alg_name == "RSA-OAEP" {
+                &OAEP_SHA1_MGF1SHA1
+            } else {
+                &OAEP_SHA256_MGF1SHA256
+            };
+            let der = pkcs8(&v.material)?;
+            let private = PrivateDecryptingKey::from_pkcs8(&der).map_err(|_| ApiError::bad("The key is damaged."))?;
+            if forward {
+                let public = OaepPublicEncryptingKey::new(private.public_key())
+                    .map_err(|_| ApiError::bad("The key is damaged."))?;
+                let mut out = vec![0u8; public.ciphertext_size()];
+                let n = public
+                    .encrypt(oaep, input, &mut out, None)
+                    .map_err(|_| ApiError::bad(format!("The value is too long for {alg_name} with this key.")))?
+                    .len();
+                out.truncate(n);
+                Ok(out)
+            } else {
+                let key = OaepPrivateDecryptingKey::new(private).map_err(|_| ApiError::bad("The key is damaged."))?;
+                let mut out = vec![0u8; key.min_output_size()];
+                let n = key
+                    .decrypt(oaep, input, &mut out, None)
+                    .map_err(|_| {
+                        ApiError::bad(format!(
+                            "{alg_name} decryption failed: the value was not encrypted to this key."
+                        ))
+                    })?
+                    .len();
+                out.truncate(n);
+                Ok(out)
+            }
+        }
+        (Material::Oct { key }, "A128KW" | "A192KW" | "A256KW") => {
+            let key = zeroize::Zeroizing::new(STANDARD.decode(key).map_err(|_| ApiError::bad("The key is damaged."))?);
+            let want = match alg_name {
+                "A128KW" => 16,
+                "A192KW" => 24,
+                _ => 32,
+            };
+            if key.len() != want {
+                return Err(ApiError::bad(format!(
+                    "The algorithm {alg_name} needs a {}-bit key.",
+                    want * 8
+                )));
+            }
+            aes_kw(&key, forward, input)
+        }
+        (_, "RSA-OAEP" | "RSA-OAEP-256" | "A128KW" | "A192KW" | "A256KW") => Err(ApiError::bad(format!(
+            "The algorithm {alg_name} does not suit a {} key.",
+            v.kty
+        ))),
+        (_, other) => Err(ApiError::bad(format!(
+            "Invalid algorithm '{other}' (emulated: RSA-OAEP, RSA-OAEP-256, A128KW, A192KW, A256KW)."
+        ))),
+    }
+}
+
+fn aes_kw(key: &[u8], wrap: bool, input: &[u8]) -> Result<Vec<u8>, ApiError> {
+    use aes_kw::{KeyInit, KwAes128, KwAes192, KwAes256};
+    macro_rules! run {
+        ($t:ty) => {{
+            let kw = <$t>::new_from_slice(key).map_err(|_| ApiError::bad("The key is damaged."))?;
+            if wrap {
+                if input.len() < 16 || input.len() % 8 != 0 {
+                    return Err(ApiError::bad(
+                        "AES key wrap takes a value of at least 16 bytes, a multiple of 8.",
+                    ));
+                }
+                let mut out = vec![0u8; input.len() + 8];
+                kw.wrap_key(input, &mut out)
+                    .map_err(|_| ApiError::bad("AES key wrap failed."))?;
+                Ok(out)
+            } else {
+                if input.len() < 24 || input.len() % 8 != 0 {
+                    return Err(ApiError::bad("The wrapped value is not an AES key wrap output."));
+                }
+                let mut out = vec![0u8; input.len() - 8];
+                kw.unwrap_key(input, &mut out)
+                    .map_err(|_| ApiError::bad("AES key unwrap failed: the integrity check did not pass."))?;
+                Ok(out)
+            }
+        }};
+    }
+    match key.len() {
+        16 => run!(KwAes128),
+        24 => run!(KwAes192),
+        _ => run!(KwAes256),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// RFC 3394 §4.6: 256 bits of key data with a 256-bit KEK.
+    #[test]
+    fn aes_kw_matches_rfc3394() {
+        let kek = hex::decode("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F").expect("hex");
+        let data = hex::decode("00112233445566778899AABBCCDDEEFF000102030405060708090A0B0C0D0E0F").expect("hex");
+        let expected = hex::decode("28C9F404C4B810F4CBCCB35CFB87F8263F5786E2D80ED326CBC7F0E71A99F43BFB988B9B7A02DD21")
+            .expect("hex");
+        let wrapped = super::aes_kw(&kek, true, &data).unwrap_or_else(|_| panic!("wraps"));
+        assert_eq!(hex::encode_upper(&wrapped), hex::encode_upper(&expected));
+        let unwrapped = super::aes_kw(&kek, false, &expected).unwrap_or_else(|_| panic!("unwraps"));
+        assert_eq!(unwrapped, data);
+    }
+}

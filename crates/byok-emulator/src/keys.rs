@@ -861,11 +861,16 @@ fn b64_field(v: &Value, field: &str) -> Result<Vec<u8>, ApiError> {
 }
 
 fn operation_inner(shared: &Shared, name: &str, version: &str, op: &str, body: &[u8]) -> ApiResult {
-    if !matches!(op, "sign" | "verify") {
-        return Err(ApiError::forbidden(format!(
-            "The operation '{op}' is not emulated by the local Key Vault (yet)."
-        )));
-    }
+    let required_op = match op {
+        "sign" | "verify" | "encrypt" | "decrypt" => op,
+        "wrapkey" => "wrapKey",
+        "unwrapkey" => "unwrapKey",
+        _ => {
+            return Err(ApiError::forbidden(format!(
+                "The operation '{op}' is not emulated by the local Key Vault (yet)."
+            )));
+        }
+    };
     let v = parse_body(body)?;
     let key = {
         let state = shared.state.lock().expect("state lock");
@@ -885,7 +890,7 @@ fn operation_inner(shared: &Shared, name: &str, version: &str, op: &str, body: &
             "Operation {op} is not allowed on a disabled key."
         )));
     }
-    if !key.key_ops.iter().any(|o| o == op) {
+    if !key.key_ops.iter().any(|o| o == required_op) {
         return Err(ApiError::forbidden(format!(
             "Operation {op} is not permitted on this key."
         )));
@@ -895,6 +900,11 @@ fn operation_inner(shared: &Shared, name: &str, version: &str, op: &str, body: &
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::bad("The property 'alg' is required."))?;
     let kid = format!("{}/keys/{name}/{}", shared.vault_url, key.version);
+    if matches!(op, "encrypt" | "decrypt" | "wrapkey" | "unwrapkey") {
+        let input = b64_field(&v, "value")?;
+        let out = crate::crypto::cipher(&key, alg, matches!(op, "encrypt" | "wrapkey"), &input)?;
+        return Ok(Json(json!({ "kid": kid, "value": b64url(&out) })).into_response());
+    }
     if op == "sign" {
         let digest = b64_field(&v, "value")?;
         let sig = crate::crypto::sign(&key, alg, &digest)?;

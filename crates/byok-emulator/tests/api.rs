@@ -723,3 +723,97 @@ async fn versions_update_delete_recover_purge() {
     );
     vault.running.shutdown().await.expect("stops");
 }
+
+#[tokio::test]
+async fn encrypt_decrypt_wrap_unwrap() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new(dir.path().to_path_buf());
+    config.managed_hsm = true;
+    let vault = start(config).await;
+    let rsa = vault
+        .create(
+            "rsa",
+            json!({"kty": "RSA-HSM", "key_size": 2048, "key_ops": ["encrypt", "decrypt", "wrapKey"]}),
+        )
+        .await;
+    let rsa_v = rsa["key"]["kid"]
+        .as_str()
+        .expect("kid")
+        .rsplit('/')
+        .next()
+        .expect("v")
+        .to_owned();
+    let aes = vault
+        .create(
+            "aes",
+            json!({"kty": "oct-HSM", "key_size": 128, "key_ops": ["wrapKey", "unwrapKey"]}),
+        )
+        .await;
+    let aes_v = aes["key"]["kid"]
+        .as_str()
+        .expect("kid")
+        .rsplit('/')
+        .next()
+        .expect("v")
+        .to_owned();
+    let op = |path: String, body: Value| {
+        let v = &vault;
+        async move { v.call(Method::POST, &path, Some(body.to_string().into_bytes())).await }
+    };
+    let secret = URL_SAFE_NO_PAD.encode([0x5A; 32]);
+    for alg in ["RSA-OAEP", "RSA-OAEP-256"] {
+        let (s, ct) = op(
+            format!("/keys/rsa/{rsa_v}/encrypt"),
+            json!({"alg": alg, "value": secret}),
+        )
+        .await;
+        assert_eq!(s, 200, "{ct}");
+        let (s, pt) = op(
+            format!("/keys/rsa/{rsa_v}/decrypt"),
+            json!({"alg": alg, "value": ct["value"]}),
+        )
+        .await;
+        assert_eq!((s, pt["value"].as_str()), (200, Some(secret.as_str())), "{alg}");
+    }
+    let (s, v) = op(
+        format!("/keys/rsa/{rsa_v}/unwrapkey"),
+        json!({"alg": "RSA-OAEP", "value": secret}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["message"].as_str()),
+        (403, Some("Operation unwrapkey is not permitted on this key."))
+    );
+    let (s, w) = op(
+        format!("/keys/aes/{aes_v}/wrapkey"),
+        json!({"alg": "A128KW", "value": secret}),
+    )
+    .await;
+    assert_eq!(s, 200, "{w}");
+    let (s, u) = op(
+        format!("/keys/aes/{aes_v}/unwrapkey"),
+        json!({"alg": "A128KW", "value": w["value"]}),
+    )
+    .await;
+    assert_eq!((s, u["value"].as_str()), (200, Some(secret.as_str())));
+    let (s, v) = op(
+        format!("/keys/aes/{aes_v}/wrapkey"),
+        json!({"alg": "A256KW", "value": secret}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["message"].as_str()),
+        (400, Some("The algorithm A256KW needs a 256-bit key."))
+    );
+    let (s, v) = op(
+        format!("/keys/aes/{aes_v}/wrapkey"),
+        json!({"alg": "RSA-OAEP", "value": secret}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["message"].as_str()),
+        (400, Some("The algorithm RSA-OAEP does not suit a oct-HSM key."))
+    );
+    vault.running.shutdown().await.expect("stops");
+}
