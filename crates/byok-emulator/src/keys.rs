@@ -243,7 +243,7 @@ fn store(shared: &Shared, name: &str, version: KeyVersion) -> ApiResult {
         });
     }
     state.keys.entry(name.to_owned()).or_default().push(version);
-    state.save(&shared.state_dir).map_err(|e| ApiError {
+    state.persist(&shared.state_dir, name).map_err(|e| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "InternalError",
         message: format!("{e:#}"),
@@ -720,7 +720,7 @@ fn update_inner(shared: &Shared, name: &str, version: &str, body: &[u8]) -> ApiR
     }
     key.updated = now();
     let updated = key.clone();
-    state.save(&shared.state_dir).map_err(|e| ApiError {
+    state.persist(&shared.state_dir, name).map_err(|e| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "InternalError",
         message: format!("{e:#}"),
@@ -753,8 +753,8 @@ pub(crate) async fn delete(
     };
     let at = now();
     let body = versions.last().map(|l| deleted_bundle(&shared, &name, at, l));
-    state.deleted.insert(name, (at, versions));
-    if let Err(e) = state.save(&shared.state_dir) {
+    state.deleted.insert(name.clone(), (at, versions));
+    if let Err(e) = state.persist(&shared.state_dir, &name) {
         return ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "InternalError",
@@ -803,7 +803,7 @@ pub(crate) async fn deleted(
             return ApiError::forbidden("This operation is not emulated by the local Key Vault (yet).").into_response();
         }
     };
-    if let Err(e) = state.save(&shared.state_dir) {
+    if let Err(e) = state.persist(&shared.state_dir, &name) {
         return ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "InternalError",

@@ -1,5 +1,6 @@
-//! The vault's state: credentials and keys, kept in `--state-dir/state.json` (0600), rewritten atomically after
-//! every change, so a restart keeps everything.
+//! The vault's state, kept in `--state-dir` so that a restart keeps everything: `credentials.json`, and one file per
+//! key in `keys/` (and per deleted key in `deleted/`), each private (0600) and replaced atomically when that key
+//! changes — a change costs one small write however many keys the vault holds.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -49,7 +50,7 @@ impl std::fmt::Debug for Material {
 }
 
 /// Everything the emulator keeps.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct State {
     pub(crate) tenant_id: String,
     pub(crate) client_id: String,
@@ -57,7 +58,6 @@ pub(crate) struct State {
     /// Key name -> versions, oldest first.
     pub(crate) keys: BTreeMap<String, Vec<KeyVersion>>,
     /// Soft-deleted keys: name -> (deleted at, versions).
-    #[serde(default)]
     pub(crate) deleted: BTreeMap<String, (i64, Vec<KeyVersion>)>,
 }
 
@@ -72,27 +72,81 @@ fn uuid() -> String {
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
+#[derive(Serialize, Deserialize)]
+struct Credentials {
+    tenant_id: String,
+    client_id: String,
+    client_secret: String,
+}
+
 impl State {
     pub(crate) fn load_or_create(dir: &Path) -> Result<Self> {
-        let file = dir.join("state.json");
-        if file.exists() {
+        let file = dir.join("credentials.json");
+        let credentials: Credentials = if file.exists() {
             let text = std::fs::read(&file).with_context(|| file.display().to_string())?;
-            return serde_json::from_slice(&text)
-                .with_context(|| format!("{} is not a valid state file", file.display()));
-        }
-        let state = Self {
-            tenant_id: uuid(),
-            client_id: uuid(),
-            client_secret: random_hex(24),
+            serde_json::from_slice(&text)
+                .with_context(|| format!("{} is not a valid credentials file", file.display()))?
+        } else {
+            let c = Credentials {
+                tenant_id: uuid(),
+                client_id: uuid(),
+                client_secret: random_hex(24),
+            };
+            write_private(&file, &serde_json::to_vec_pretty(&c)?)?;
+            c
+        };
+        let mut state = Self {
+            tenant_id: credentials.tenant_id,
+            client_id: credentials.client_id,
+            client_secret: credentials.client_secret,
             keys: BTreeMap::new(),
             deleted: BTreeMap::new(),
         };
-        state.save(dir)?;
+        for (sub, deleted) in [("keys", false), ("deleted", true)] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d)?;
+            for entry in std::fs::read_dir(&d)? {
+                let path = entry?.path();
+                let Some(name) = path.file_stem().and_then(|n| n.to_str()).map(str::to_owned) else {
+                    continue;
+                };
+                if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                    continue;
+                }
+                let text = std::fs::read(&path)?;
+                if deleted {
+                    let v = serde_json::from_slice(&text).with_context(|| format!("{} is damaged", path.display()))?;
+                    state.deleted.insert(name, v);
+                } else {
+                    let v = serde_json::from_slice(&text).with_context(|| format!("{} is damaged", path.display()))?;
+                    state.keys.insert(name, v);
+                }
+            }
+        }
         Ok(state)
     }
 
-    pub(crate) fn save(&self, dir: &Path) -> Result<()> {
-        write_private(&dir.join("state.json"), &serde_json::to_vec_pretty(self)?)
+    /// Writes (or removes) the files of one key name to match memory.
+    pub(crate) fn persist(&self, dir: &Path, name: &str) -> Result<()> {
+        let live = dir.join("keys").join(format!("{name}.json"));
+        match self.keys.get(name) {
+            Some(versions) => write_private(&live, &serde_json::to_vec_pretty(versions)?)?,
+            None => remove_if_present(&live)?,
+        }
+        let deleted = dir.join("deleted").join(format!("{name}.json"));
+        match self.deleted.get(name) {
+            Some(d) => write_private(&deleted, &serde_json::to_vec_pretty(d)?)?,
+            None => remove_if_present(&deleted)?,
+        }
+        Ok(())
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
     }
 }
 

@@ -431,10 +431,16 @@ async fn restart_keeps_keys_and_credentials() {
         panic!("RSA")
     };
     assert_eq!(after["key"]["n"], URL_SAFE_NO_PAD.encode(n));
-    let mode = std::fs::metadata(dir.path().join("state.json"))
-        .expect("state")
-        .permissions();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    for private in ["credentials.json", "keys/app.json", "keys/kek.json", "server.key"] {
+        let mode = std::fs::metadata(dir.path().join(private))
+            .expect("state file")
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600,
+            "{private}"
+        );
+    }
     vault.running.shutdown().await.expect("stops");
 }
 
