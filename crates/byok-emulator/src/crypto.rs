@@ -177,6 +177,75 @@ pub(crate) fn verify(v: &KeyVersion, alg_name: &str, digest: &[u8], sig: &[u8]) 
     Ok(ok)
 }
 
+/// What AES-GCM carries besides the ciphertext.
+#[derive(Debug, Default)]
+pub(crate) struct Gcm {
+    pub(crate) iv: Vec<u8>,
+    pub(crate) tag: Vec<u8>,
+    pub(crate) aad: Vec<u8>,
+}
+
+/// AES-GCM with an AES key of the algorithm's size: encryption draws a fresh 12-byte IV and returns it with the
+/// 16-byte tag (as Managed HSM does); decryption takes the IV, tag and optional AAD back.
+pub(crate) fn gcm(
+    v: &KeyVersion,
+    alg_name: &str,
+    encrypt: bool,
+    input: &[u8],
+    gcm: &Gcm,
+) -> Result<(Vec<u8>, Gcm), ApiError> {
+    use aws_lc_rs::aead::{AES_128_GCM, AES_192_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    let Material::Oct { key } = &v.material else {
+        return Err(ApiError::bad(format!(
+            "The algorithm {alg_name} does not suit a {} key.",
+            v.kty
+        )));
+    };
+    let key = zeroize::Zeroizing::new(STANDARD.decode(key).map_err(|_| ApiError::bad("The key is damaged."))?);
+    let (alg, want) = match alg_name {
+        "A128GCM" => (&AES_128_GCM, 16),
+        "A192GCM" => (&AES_192_GCM, 24),
+        _ => (&AES_256_GCM, 32),
+    };
+    if key.len() != want {
+        return Err(ApiError::bad(format!(
+            "The algorithm {alg_name} needs a {}-bit key.",
+            want * 8
+        )));
+    }
+    let sealing = LessSafeKey::new(UnboundKey::new(alg, &key).map_err(|_| ApiError::bad("The key is damaged."))?);
+    if encrypt {
+        let mut iv = [0u8; 12];
+        getrandom::fill(&mut iv).map_err(|_| ApiError::bad("The OS random generator failed."))?;
+        let mut data = input.to_vec();
+        let tag = sealing
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(&gcm.aad), &mut data)
+            .map_err(|_| ApiError::bad("AES-GCM encryption failed."))?;
+        return Ok((
+            data,
+            Gcm {
+                iv: iv.to_vec(),
+                tag: tag.as_ref().to_vec(),
+                aad: Vec::new(),
+            },
+        ));
+    }
+    let iv: [u8; 12] = gcm
+        .iv
+        .as_slice()
+        .try_into()
+        .map_err(|_| ApiError::bad("AES-GCM decryption needs the 12-byte 'iv'."))?;
+    if gcm.tag.len() != 16 {
+        return Err(ApiError::bad("AES-GCM decryption needs the 16-byte 'tag'."));
+    }
+    let mut data = input.to_vec();
+    data.extend_from_slice(&gcm.tag);
+    let plain = sealing
+        .open_in_place(Nonce::assume_unique_for_key(iv), Aad::from(&gcm.aad), &mut data)
+        .map_err(|_| ApiError::bad("AES-GCM decryption failed: wrong key, IV, tag or AAD."))?;
+    Ok((plain.to_vec(), Gcm::default()))
+}
+
 /// Encrypt or wrap (`forward`), decrypt or unwrap (`!forward`) with a stored key: RSA-OAEP (SHA-1) and RSA-OAEP-256
 /// for RSA keys, A128KW/A192KW/A256KW (RFC 3394) for AES keys of the matching size.
 pub(crate) fn cipher(v: &KeyVersion, alg_name: &str, forward: bool, input: &[u8]) -> Result<Vec<u8>, ApiError> {

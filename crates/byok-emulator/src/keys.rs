@@ -900,6 +900,28 @@ fn operation_inner(shared: &Shared, name: &str, version: &str, op: &str, body: &
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::bad("The property 'alg' is required."))?;
     let kid = format!("{}/keys/{name}/{}", shared.vault_url, key.version);
+    if matches!(op, "encrypt" | "decrypt") && alg.ends_with("GCM") {
+        let input = b64_field(&v, "value")?;
+        let optional = |f: &str| {
+            if v.get(f).is_some_and(|x| !x.is_null()) {
+                b64_field(&v, f)
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let params = crate::crypto::Gcm {
+            iv: optional("iv")?,
+            tag: optional("tag")?,
+            aad: optional("aad")?,
+        };
+        let (out, extra) = crate::crypto::gcm(&key, alg, op == "encrypt", &input, &params)?;
+        let mut body = json!({ "kid": kid, "value": b64url(&out) });
+        if op == "encrypt" {
+            body["iv"] = b64url(&extra.iv).into();
+            body["tag"] = b64url(&extra.tag).into();
+        }
+        return Ok(Json(body).into_response());
+    }
     if matches!(op, "encrypt" | "decrypt" | "wrapkey" | "unwrapkey") {
         let input = b64_field(&v, "value")?;
         let out = crate::crypto::cipher(&key, alg, matches!(op, "encrypt" | "wrapkey"), &input)?;

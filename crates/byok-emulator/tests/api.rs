@@ -803,6 +803,37 @@ async fn encrypt_decrypt_wrap_unwrap() {
     )
     .await;
     assert_eq!((s, u["value"].as_str()), (200, Some(secret.as_str())));
+    // AES-GCM: the vault draws the IV and returns it with the tag; a wrong AAD fails.
+    let gcm_key = vault
+        .create(
+            "gcm",
+            json!({"kty": "oct-HSM", "key_size": 256, "key_ops": ["encrypt", "decrypt"]}),
+        )
+        .await;
+    let gcm_v = gcm_key["key"]["kid"]
+        .as_str()
+        .expect("kid")
+        .rsplit('/')
+        .next()
+        .expect("v")
+        .to_owned();
+    let aad = URL_SAFE_NO_PAD.encode(b"context");
+    let (s, ct) = op(
+        format!("/keys/gcm/{gcm_v}/encrypt"),
+        json!({"alg": "A256GCM", "value": secret, "aad": aad}),
+    )
+    .await;
+    assert_eq!(s, 200, "{ct}");
+    let back = json!({"alg": "A256GCM", "value": ct["value"], "iv": ct["iv"], "tag": ct["tag"], "aad": aad});
+    let (s, pt) = op(format!("/keys/gcm/{gcm_v}/decrypt"), back.clone()).await;
+    assert_eq!((s, pt["value"].as_str()), (200, Some(secret.as_str())));
+    let mut wrong_aad = back;
+    wrong_aad["aad"] = URL_SAFE_NO_PAD.encode(b"other").into();
+    let (s, v) = op(format!("/keys/gcm/{gcm_v}/decrypt"), wrong_aad).await;
+    assert_eq!(
+        (s, v["error"]["message"].as_str()),
+        (400, Some("AES-GCM decryption failed: wrong key, IV, tag or AAD."))
+    );
     let (s, v) = op(
         format!("/keys/aes/{aes_v}/wrapkey"),
         json!({"alg": "A256KW", "value": secret}),
@@ -822,4 +853,16 @@ async fn encrypt_decrypt_wrap_unwrap() {
         (400, Some("The algorithm RSA-OAEP does not suit a oct-HSM key."))
     );
     vault.running.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn listens_on_loopback_only_unless_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new(dir.path().to_path_buf());
+    config.listen = "0.0.0.0:0".parse().expect("addr");
+    let err = byok_emulator::start(config).await.expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "0.0.0.0 is not a loopback address; pass --allow-remote to listen on it"
+    );
 }
