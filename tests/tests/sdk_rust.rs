@@ -20,10 +20,20 @@ use byok_wrap::KekEncryptor;
 
 fn client(info: &byok_emulator::Info) -> KeyClient {
     let ca = std::fs::read(&info.ca_file).expect("ca.pem");
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("CA")])
-        .build()
-        .expect("HTTP client");
+    let mut builder = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("CA")]);
+    let named = !info.vault_url.starts_with("https://127.0.0.1");
+    if named {
+        // A named vault: its Azure-style host name is mapped to the emulator, as /etc/hosts would.
+        let host = info
+            .vault_url
+            .trim_start_matches("https://")
+            .split(':')
+            .next()
+            .expect("host")
+            .to_owned();
+        builder = builder.resolve(&host, info.connect_to.parse().expect("address"));
+    }
+    let http = builder.build().expect("HTTP client");
     let transport = Transport::new(Arc::new(http));
     let mut cloud = CustomConfiguration::default();
     cloud.authority_host = info.authority_host.clone();
@@ -39,8 +49,10 @@ fn client(info: &byok_emulator::Info) -> KeyClient {
     .expect("credential");
     let mut options = KeyClientOptions::default();
     options.client_options.transport = Some(transport);
-    // The emulator's host is 127.0.0.1, not *.vault.azure.net.
-    options.verify_challenge_resource = Some(false);
+    if !named {
+        // 127.0.0.1 is not under vault.azure.net; a named vault is, and keeps the SDK's default check on.
+        options.verify_challenge_resource = Some(false);
+    }
     KeyClient::new(&info.vault_url, credential, Some(options)).expect("key client")
 }
 
@@ -66,10 +78,11 @@ fn byok_import(
     .expect("body")
 }
 
-async fn scenario(managed_hsm: bool) {
+async fn scenario(managed_hsm: bool, name: Option<&str>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = byok_emulator::Config::new(dir.path().to_path_buf());
     config.managed_hsm = managed_hsm;
+    config.name = name.map(str::to_owned);
     let running = byok_emulator::start(config).await.expect("emulator");
     let client = client(&running.info);
 
@@ -90,6 +103,13 @@ async fn scenario(managed_hsm: bool) {
     let jwk = kek.key.expect("JWK");
     assert_eq!(jwk.key_ops.as_deref(), Some(&["import".to_owned()][..]));
     let kid = KeyId::parse(jwk.kid.as_deref().expect("kid")).expect("versioned kid");
+    if let Some(name) = name {
+        assert!(
+            kid.host().starts_with(&format!("{name}.")),
+            "key ids carry the vault's name: {kid}"
+        );
+        assert_ne!(kid.vault_kind(), byok_blob::VaultKind::Other);
+    }
     let kek_public =
         KekPublicKey::from_components(jwk.n.as_deref().expect("n"), jwk.e.as_deref().expect("e")).expect("KEK");
 
@@ -194,10 +214,16 @@ async fn scenario(managed_hsm: bool) {
 
 #[tokio::test]
 async fn rust_sdk_against_the_local_key_vault() {
-    scenario(false).await;
+    scenario(false, None).await;
+}
+
+#[tokio::test]
+async fn rust_sdk_against_a_named_vault_with_the_challenge_check_on() {
+    scenario(false, Some("contoso")).await;
+    scenario(true, Some("contoso-hsm")).await;
 }
 
 #[tokio::test]
 async fn rust_sdk_against_the_local_managed_hsm() {
-    scenario(true).await;
+    scenario(true, None).await;
 }

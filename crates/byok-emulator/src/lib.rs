@@ -35,6 +35,10 @@ pub struct Config {
     pub token_lifetime: std::time::Duration,
     /// Faults to inject into vault requests (none by default).
     pub faults: Faults,
+    /// A vault name: the vault then answers as `https://{name}.vault.azure.net:{port}` (or `.managedhsm.azure.net`),
+    /// its certificate names that host, and key ids use it. Clients map the name to 127.0.0.1 themselves (e.g.
+    /// reqwest's `resolve`, curl's `--resolve`, /etc/hosts) and can keep verifying the challenge resource.
+    pub name: Option<String>,
 }
 
 impl Config {
@@ -47,6 +51,7 @@ impl Config {
             allow_remote: false,
             token_lifetime: auth::TOKEN_LIFETIME,
             faults: Faults::default(),
+            name: None,
         }
     }
 }
@@ -68,6 +73,8 @@ pub struct Info {
     pub authority_host: String,
     /// `https://vault.azure.net` or `https://managedhsm.azure.net`.
     pub audience: String,
+    /// Where to connect: `127.0.0.1:{port}` (with `--name`, the vault's host name must resolve to it).
+    pub connect_to: String,
 }
 
 pub(crate) struct Shared {
@@ -114,7 +121,31 @@ pub async fn start(config: Config) -> Result<Running> {
     }
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;
-    let tls = tls::load_or_create(&config.state_dir)?;
+    let managed_hsm = config.managed_hsm;
+    let host = match &config.name {
+        None => None,
+        Some(name) => {
+            let ok = (3..=24).contains(&name.len())
+                && name.starts_with(|c: char| c.is_ascii_lowercase())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                bail!(
+                    "the vault name `{name}` is invalid: use 3 to 24 lowercase letters, digits and dashes, starting with a letter"
+                );
+            }
+            Some(format!(
+                "{name}.{}",
+                if managed_hsm {
+                    "managedhsm.azure.net"
+                } else {
+                    "vault.azure.net"
+                }
+            ))
+        }
+    };
+    let tls = tls::server_certificate(&config.state_dir, host.as_deref())?;
     let state = state::State::load_or_create(&config.state_dir)?;
     let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(tls.cert_pem.into_bytes(), tls.key_pem.into_bytes())
         .await
@@ -125,23 +156,27 @@ pub async fn start(config: Config) -> Result<Running> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let base = format!("https://{addr}");
-    let managed_hsm = config.managed_hsm;
+    let vault_url = match &host {
+        Some(h) => format!("https://{h}:{}", addr.port()),
+        None => base.clone(),
+    };
     let audience = if managed_hsm {
         "https://managedhsm.azure.net"
     } else {
         "https://vault.azure.net"
     };
     let info = Info {
-        vault_url: base.clone(),
+        vault_url: vault_url.clone(),
         ca_file: config.state_dir.join("ca.pem"),
         tenant_id: state.tenant_id.clone(),
         client_id: state.client_id.clone(),
         client_secret: state.client_secret.clone(),
         authority_host: base.clone(),
         audience: audience.to_owned(),
+        connect_to: addr.to_string(),
     };
     let shared = Arc::new(Shared {
-        vault_url: base.clone(),
+        vault_url,
         authority_host: base,
         audience,
         managed_hsm,

@@ -24,6 +24,10 @@ struct Args {
     /// Behave as a Managed HSM (audience https://managedhsm.azure.net; oct-HSM keys).
     #[arg(long)]
     managed_hsm: bool,
+    /// Answer as https://NAME.vault.azure.net:PORT (or NAME.managedhsm.azure.net): the certificate and key ids carry
+    /// that name; clients map it to 127.0.0.1 and can keep verifying the challenge resource.
+    #[arg(long)]
+    name: Option<String>,
     /// Allow a non-loopback listen address.
     #[arg(long)]
     allow_remote: bool,
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         config.managed_hsm = args.managed_hsm;
         config.allow_remote = args.allow_remote;
         config.faults = args.faults.unwrap_or_default();
+        config.name = args.name;
         let running = byok_emulator::start(config).await?;
         let line = serde_json::to_string(&running.info)?;
         let mut out = std::io::stdout().lock();

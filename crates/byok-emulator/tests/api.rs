@@ -431,7 +431,7 @@ async fn restart_keeps_keys_and_credentials() {
         panic!("RSA")
     };
     assert_eq!(after["key"]["n"], URL_SAFE_NO_PAD.encode(n));
-    for private in ["credentials.json", "keys/app.json", "keys/kek.json", "server.key"] {
+    for private in ["credentials.json", "keys/app.json", "keys/kek.json", "ca.key"] {
         let mode = std::fs::metadata(dir.path().join(private))
             .expect("state file")
             .permissions();
