@@ -163,6 +163,17 @@ pub struct TokenSession<'m> {
     session: Session,
     token: TokenInfo,
     self_test: Option<SelfTestReport>,
+    /// The KEK's public key as a session object, kept for the next wrap to the same KEK (batch wraps make it once).
+    kek_object: std::cell::RefCell<Option<(Vec<u8>, ObjectHandle)>>,
+}
+
+impl Drop for TokenSession<'_> {
+    fn drop(&mut self) {
+        if let Some((_, handle)) = self.kek_object.get_mut().take() {
+            // Closing the session destroys it anyway; this says so explicitly.
+            let _ = self.session.destroy_object(handle);
+        }
+    }
 }
 
 impl fmt::Debug for TokenSession<'_> {
@@ -189,6 +200,7 @@ impl<'m> TokenSession<'m> {
             session,
             token,
             self_test: None,
+            kek_object: std::cell::RefCell::new(None),
         })
     }
 
@@ -450,23 +462,37 @@ impl<'m> TokenSession<'m> {
         })
     }
 
-    /// Performs one path: the KEK as a session object, then one call or the two steps; every session object made
-    /// here is destroyed on every path out.
+    /// The KEK as a public-key session object with CKA_WRAP: made once per session and KEK, replaced (and the old
+    /// one destroyed) when another KEK comes.
+    fn kek_object(&self, kek: &KekPublicKey) -> Result<ObjectHandle, Error> {
+        let mut cached = self.kek_object.borrow_mut();
+        if let Some((modulus, handle)) = cached.as_ref()
+            && modulus == kek.modulus()
+        {
+            return Ok(*handle);
+        }
+        if let Some((_, old)) = cached.take() {
+            let _ = self.session.destroy_object(old);
+        }
+        let handle = self.session.create_object(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(false),
+            Attribute::Private(false),
+            Attribute::Modulus(kek.modulus().to_vec()),
+            Attribute::PublicExponent(kek.exponent().to_vec()),
+            Attribute::Wrap(true),
+            Attribute::Encrypt(true),
+            Attribute::Label(b"byok-kek".to_vec()),
+        ])?;
+        *cached = Some((kek.modulus().to_vec(), handle));
+        Ok(handle)
+    }
+
+    /// Performs one path with the (cached) KEK object: one call, or the two steps with an ephemeral AES key that is
+    /// destroyed on every path out.
     pub(crate) fn wrap_with(&self, path: WrapPath, target: ObjectHandle, kek: &KekPublicKey) -> Result<Vec<u8>, Error> {
-        let kek_object = Temporary::new(
-            &self.session,
-            self.session.create_object(&[
-                Attribute::Class(ObjectClass::PUBLIC_KEY),
-                Attribute::KeyType(KeyType::RSA),
-                Attribute::Token(false),
-                Attribute::Private(false),
-                Attribute::Modulus(kek.modulus().to_vec()),
-                Attribute::PublicExponent(kek.exponent().to_vec()),
-                Attribute::Wrap(true),
-                Attribute::Encrypt(true),
-                Attribute::Label(b"byok-kek".to_vec()),
-            ])?,
-        );
+        let kek_handle = self.kek_object(kek)?;
         let raw = &self.module.raw;
         let session = self.session.handle();
         match path {
@@ -474,7 +500,7 @@ impl<'m> TokenSession<'m> {
                 .wrap_key(
                     session,
                     RawMechanism::RsaAesKeyWrap,
-                    kek_object.handle.handle(),
+                    kek_handle.handle(),
                     target.handle(),
                 )
                 .map_err(Error::raw),
@@ -508,7 +534,7 @@ impl<'m> TokenSession<'m> {
                     .wrap_key(
                         session,
                         RawMechanism::RsaOaepSha1,
-                        kek_object.handle.handle(),
+                        kek_handle.handle(),
                         aes.handle.handle(),
                     )
                     .map_err(Error::raw)?;
@@ -680,9 +706,16 @@ impl<'m> TokenSession<'m> {
         }
     }
 
-    /// How many session objects (CKA_TOKEN false) this application can see: 0 unless something leaked.
+    /// How many session objects (CKA_TOKEN false) this application can see, besides the cached KEK public key:
+    /// 0 unless an ephemeral key or test secret leaked.
     pub fn session_object_count(&self) -> Result<usize, Error> {
-        Ok(self.session.find_objects(&[Attribute::Token(false)])?.len())
+        let cached = self.kek_object.borrow().as_ref().map(|(_, h)| *h);
+        Ok(self
+            .session
+            .find_objects(&[Attribute::Token(false)])?
+            .into_iter()
+            .filter(|h| Some(*h) != cached)
+            .count())
     }
 
     /// Whether the token offers a raw mechanism (probing ids cryptoki cannot name).
