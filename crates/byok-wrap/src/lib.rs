@@ -71,9 +71,16 @@ impl KekEncryptor {
         aes_key: &[u8; EPHEMERAL_KEY_LEN],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        let kwp_part = kwp_wrap(aes_key, plaintext)?;
+        use aws_lc_rs::key_wrap::{AES_256, AesKek, KeyWrapPadded};
+        if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT_LEN {
+            return Err(Error::PlaintextLength {
+                len: plaintext.len(),
+                max: MAX_PLAINTEXT_LEN,
+            });
+        }
         let rsa_len = self.size.bytes();
-        let mut out = vec![0u8; rsa_len + kwp_part.len()];
+        let kwp_len = kwp::wrapped_len(plaintext.len());
+        let mut out = vec![0u8; rsa_len + kwp_len];
         let written = self
             .key
             .encrypt(&OAEP_SHA1_MGF1SHA1, aes_key, &mut out[..rsa_len], None)
@@ -82,7 +89,22 @@ impl KekEncryptor {
         if written != rsa_len {
             return Err(Error::OaepEncrypt);
         }
-        out[rsa_len..].copy_from_slice(&kwp_part);
+        // RFC 5649 on AWS-LC (AES-NI where the CPU has it); `kwp_wrap` (aes-kw) serves the other key sizes. The
+        // known answers pin both to the same bytes.
+        let kek = AesKek::new(&AES_256, aes_key).map_err(|_| Error::KwpKeyLength { len: aes_key.len() })?;
+        let wrapped = kek
+            .wrap_with_padding(plaintext, &mut out[rsa_len..])
+            .map_err(|_| Error::PlaintextLength {
+                len: plaintext.len(),
+                max: MAX_PLAINTEXT_LEN,
+            })?
+            .len();
+        if wrapped != kwp_len {
+            return Err(Error::PlaintextLength {
+                len: plaintext.len(),
+                max: MAX_PLAINTEXT_LEN,
+            });
+        }
         Ok(out)
     }
 
