@@ -110,6 +110,19 @@ async fn scenario(managed_hsm: bool, name: Option<&str>) {
         );
         assert_ne!(kid.vault_kind(), byok_blob::VaultKind::Other);
     }
+    let read_back = client
+        .get_key(
+            "rust-kek",
+            Some(KeyClientGetKeyOptions {
+                key_version: Some(kid.version().to_owned()),
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("get KEK")
+        .into_model()
+        .expect("model");
+    assert_eq!(read_back.key.and_then(|k| k.n), jwk.n, "the KEK reads back");
     let kek_public =
         KekPublicKey::from_components(jwk.n.as_deref().expect("n"), jwk.e.as_deref().expect("e")).expect("KEK");
 

@@ -656,6 +656,15 @@ async fn versions_update_delete_recover_purge() {
             json!({"kty": "EC-HSM", "crv": "P-384", "key_ops": ["sign"], "tags": {"a": "1"}}),
         )
         .await;
+    let (s, v) = vault.call(Method::GET, "/keys", None).await;
+    assert_eq!(s, 200, "{v}");
+    let listed: Vec<&str> = v["value"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid"))
+        .collect();
+    assert_eq!(listed, [format!("{}/keys/k", vault.running.info.vault_url)]);
     let (s, v) = vault.call(Method::GET, "/keys/k/versions", None).await;
     assert_eq!(s, 200, "{v}");
     let kids: Vec<&str> = v["value"]
