@@ -325,26 +325,7 @@ fn sdk_fidelity(python: &Path, dir: &Path, managed_hsm: bool) -> Result<(usize, 
         std::fs::write(&info_file, line.trim())?;
         let script = root().join("xtask/interop/sdk_python.py");
         let out = Command::new(python).arg(&script).arg(&info_file).output()?;
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
-            format!(
-                "the SDK script printed no report:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
-        let passed = report["passed"].as_u64().context("report without `passed`")? as usize;
-        let failed = report["failed"]
-            .as_array()
-            .context("report without `failed`")?
-            .iter()
-            .map(|f| {
-                format!(
-                    "{}: {}",
-                    f["name"].as_str().unwrap_or("?"),
-                    f["error"].as_str().unwrap_or("?")
-                )
-            })
-            .collect();
-        Ok((passed, failed))
+        python_report(&out, "the SDK script")
     })();
     let _ = child.kill();
     let _ = child.wait();
@@ -373,12 +354,13 @@ fn python(python: &Path, mode: &str, manifest: &Path, cases: &[serde_json::Value
     std::fs::write(manifest, serde_json::to_vec_pretty(cases)?)?;
     let script = root().join("xtask/interop/judge.py");
     let out = Command::new(python).arg(&script).arg(mode).arg(manifest).output()?;
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "the Python judge printed no report:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
+    python_report(&out, "the Python judge")
+}
+
+/// The `{"passed": N, "failed": [{"name", "error"}]}` report both Python scripts print.
+fn python_report(out: &std::process::Output, what: &str) -> Result<(usize, Vec<String>)> {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("{what} printed no report:\n{}", String::from_utf8_lossy(&out.stderr)))?;
     let passed = report["passed"].as_u64().context("report without `passed`")? as usize;
     let failed = report["failed"]
         .as_array()
