@@ -92,6 +92,17 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// Creates an import-only RSA-HSM KEK and returns its public key and versioned id.
+    async fn kek(&self, name: &str, bits: u32) -> (KekPublicKey, KeyId) {
+        kek_of(
+            &self
+                .create(name, json!({"kty": "RSA-HSM", "key_size": bits, "key_ops": ["import"]}))
+                .await,
+        )
+    }
+}
+
 fn kek_of(bundle: &Value) -> (KekPublicKey, KeyId) {
     let kek = KekPublicKey::from_jwk_json(bundle.to_string().as_bytes()).expect("KEK JWK");
     let kid = KeyId::parse(bundle["key"]["kid"].as_str().expect("kid")).expect("kid");
@@ -190,20 +201,8 @@ async fn authentication_like_entra_and_key_vault() {
 async fn byok_import_refuses_precisely_and_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = start(Config::new(dir.path().to_path_buf())).await;
-    let kek_bundle = vault
-        .create(
-            "kek",
-            json!({"kty": "RSA-HSM", "key_size": 2048, "key_ops": ["import"]}),
-        )
-        .await;
-    let (kek, kid) = kek_of(&kek_bundle);
-    let other_bundle = vault
-        .create(
-            "other",
-            json!({"kty": "RSA-HSM", "key_size": 2048, "key_ops": ["import"]}),
-        )
-        .await;
-    let (other, _) = kek_of(&other_bundle);
+    let (kek, kid) = vault.kek("kek", 2048).await;
+    let (other, _) = vault.kek("other", 2048).await;
     let not_kek = vault
         .create(
             "not-kek",
@@ -397,13 +396,7 @@ async fn byok_import_refuses_precisely_and_keeps_serving() {
 async fn restart_keeps_keys_and_credentials() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = start(Config::new(dir.path().to_path_buf())).await;
-    let kek_bundle = vault
-        .create(
-            "kek",
-            json!({"kty": "RSA-HSM", "key_size": 3072, "key_ops": ["import"]}),
-        )
-        .await;
-    let (kek, kid) = kek_of(&kek_bundle);
+    let (kek, kid) = vault.kek("kek", 3072).await;
     let rsa = TargetKey::from_private_key_file(&testdata("rsa2048.pkcs8.pem")).expect("RSA key");
     let (s, before) = vault
         .import(
@@ -451,13 +444,7 @@ async fn managed_hsm_imports_aes() {
     config.managed_hsm = true;
     let vault = start(config).await;
     assert_eq!(vault.running.info.audience, "https://managedhsm.azure.net");
-    let kek_bundle = vault
-        .create(
-            "kek",
-            json!({"kty": "RSA-HSM", "key_size": 4096, "key_ops": ["import"]}),
-        )
-        .await;
-    let (kek, kid) = kek_of(&kek_bundle);
+    let (kek, kid) = vault.kek("kek", 4096).await;
     let (s, v) = vault
         .import(
             "aes",
@@ -486,14 +473,7 @@ async fn managed_hsm_imports_aes() {
 async fn imported_keys_sign_and_refuse_what_they_may_not() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = start(Config::new(dir.path().to_path_buf())).await;
-    let (kek, kid) = kek_of(
-        &vault
-            .create(
-                "kek",
-                json!({"kty": "RSA-HSM", "key_size": 2048, "key_ops": ["import"]}),
-            )
-            .await,
-    );
+    let (kek, kid) = vault.kek("kek", 2048).await;
     let ec = TargetKey::from_private_key_file(&testdata("ec-p256.pkcs8-minimal.der")).expect("EC key");
     let (s, bundle) = vault
         .import(
