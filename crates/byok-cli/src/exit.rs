@@ -18,6 +18,8 @@ pub(crate) enum Exit {
     Refused = 5,
     /// 6: the HSM failed or lacks what was asked: module, token, PIN, key, mechanism, self-test.
     Hsm = 6,
+    /// 7: the vault or the network refused or failed.
+    Vault = 7,
 }
 
 impl Exit {
@@ -33,6 +35,7 @@ impl Exit {
             Self::Io => "io",
             Self::Refused => "refused",
             Self::Hsm => "hsm",
+            Self::Vault => "vault",
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::ui::{Output, Ui};
 /// Bring Your Own Key to Azure Key Vault and Managed HSM.
 ///
 /// Exit codes: 0 success, 1 internal error, 2 usage error, 3 invalid input, 4 file I/O error,
-/// 5 refused by a safety rule, 6 HSM error. See docs/exit-codes.md.
+/// 5 refused by a safety rule, 6 HSM error, 7 vault error. See docs/exit-codes.md.
 #[derive(Debug, Parser)]
 #[command(name = "byok-cli", version, max_term_width = 110)]
 struct Cli {
@@ -48,6 +48,9 @@ enum Command {
     /// Look at and prepare a PKCS#11 HSM: its tokens, wrap paths, keys.
     #[command(subcommand)]
     Hsm(cmd::hsm::Command),
+    /// The Key Exchange Key in the vault: create it, download its public key.
+    #[command(subcommand)]
+    Kek(cmd::kek::Command),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Wrap(args) => cmd::wrap::run(ui, args),
         Command::Inspect(args) => cmd::inspect::run(ui, args),
         Command::Hsm(command) => cmd::hsm::run(ui, command),
+        Command::Kek(command) => cmd::kek::run(ui, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 pub(crate) mod hsm;
 pub(crate) mod inspect;
+pub(crate) mod kek;
 pub(crate) mod wrap;
 
 use byok_encoding::Error as EncodingError;
