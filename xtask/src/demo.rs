@@ -139,7 +139,7 @@ pub(crate) fn run() -> Result<()> {
     }
     println!("\nThe key the vault would unwrap is the HSM's key; it never existed in plaintext outside the HSM.");
     println!(
-        "Files are in {}. Next in byok: a local Key Vault and `byok-cli full-transfer`.",
+        "Files are in {}. Next in byok: `byok-cli full-transfer` against the local Key Vault.",
         dir.display()
     );
     Ok(())

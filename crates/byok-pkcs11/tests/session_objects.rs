@@ -4,6 +4,38 @@
 use byok_encoding::{AesSize, KekPublicKey, KeyKind, RsaSize};
 use byok_pkcs11::{Error, Module, ModuleConfig, Pkcs11Uri, WrapChoice, WrapOptions, WrapPath};
 
+/// Makes a DES3 token key through a second cryptoki handle on the already initialised library (byok itself cannot
+/// make a key Azure would refuse), and returns its label.
+fn make_des3_key(config: &ModuleConfig, label: &str) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::Attribute;
+    let ctx = Pkcs11::new(&config.path).expect("the library loads again");
+    // Already initialised by byok's Module in this process: CKR_CRYPTOKI_ALREADY_INITIALIZED is expected.
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .expect("slots")
+        .into_iter()
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .is_ok_and(|t| t.label().trim() == "NSS Certificate DB")
+        })
+        .expect("the NSS key database slot");
+    let session = ctx.open_rw_session(slot).expect("session");
+    session
+        .generate_key(
+            &Mechanism::Des3KeyGen,
+            &[
+                Attribute::Token(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Extractable(true),
+                Attribute::Encrypt(true),
+            ],
+        )
+        .expect("DES3 key");
+}
+
 fn nss() -> ModuleConfig {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/hsm/env.json");
     let text = std::fs::read(&path).unwrap_or_else(|_| {
@@ -65,6 +97,18 @@ fn no_session_object_survives() {
     ));
     assert_eq!(session.session_object_count().expect("count"), 0, "after refusals");
 
+    // A key Azure refuses is refused before anything is made.
+    let des_label = format!("leak-des3-{}", std::process::id());
+    make_des3_key(&nss(), &des_label);
+    let des_uri: Pkcs11Uri = format!("pkcs11:token=NSS%20Certificate%20DB;object={des_label}")
+        .parse()
+        .expect("uri");
+    let des = session.find_key(&des_uri).expect("the DES3 key");
+    assert!(
+        matches!(session.wrap(&des, &kek, WrapOptions::default()), Err(Error::UnsupportedKey { ref what, .. }) if what == "DES3")
+    );
+    assert_eq!(session.session_object_count().expect("count"), 0, "after refusing DES3");
+
     // A wrap that runs the whole two-step path and produces a non-conformant blob on request.
     let nonconformant = WrapOptions {
         choice: WrapChoice::Path(WrapPath::TwoStepPad),
@@ -73,4 +117,13 @@ fn no_session_object_survives() {
     let bad = session.wrap(&aes, &kek, nonconformant).expect("wraps on request");
     assert!(bad.nonconformant.is_some());
     assert_eq!(session.session_object_count().expect("count"), 0, "after a forced path");
+
+    // A fresh session sees every session object of this application: none may be left, the cached KEK included.
+    drop(session);
+    let fresh = module.open(&uri, None).expect("a fresh session");
+    assert_eq!(
+        fresh.session_object_count().expect("count"),
+        0,
+        "a fresh session finds nothing left behind"
+    );
 }
