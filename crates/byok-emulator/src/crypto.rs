@@ -246,6 +246,75 @@ pub(crate) fn gcm(
     Ok((plain.to_vec(), Gcm::default()))
 }
 
+/// AES-CBC (`A128CBC`…, input a multiple of 16 bytes) and AES-CBC with PKCS#7 padding (`A128CBCPAD`…) with an AES
+/// key of the algorithm's size and the caller's 16-byte IV, as Managed HSM takes it.
+pub(crate) fn cbc(v: &KeyVersion, alg_name: &str, encrypt: bool, input: &[u8], iv: &[u8]) -> Result<Vec<u8>, ApiError> {
+    use aws_lc_rs::cipher::{
+        AES_128, AES_192, AES_256, DecryptingKey, DecryptionContext, EncryptingKey, EncryptionContext,
+        PaddedBlockDecryptingKey, PaddedBlockEncryptingKey, UnboundCipherKey,
+    };
+    use aws_lc_rs::iv::FixedLength;
+    let Material::Oct { key } = &v.material else {
+        return Err(ApiError::bad(format!(
+            "The algorithm {alg_name} does not suit a {} key.",
+            v.kty
+        )));
+    };
+    let key = zeroize::Zeroizing::new(STANDARD.decode(key).map_err(|_| ApiError::bad("The key is damaged."))?);
+    let padded = alg_name.ends_with("PAD");
+    let (algorithm, want) = match &alg_name[..4] {
+        "A128" => (&AES_128, 16),
+        "A192" => (&AES_192, 24),
+        _ => (&AES_256, 32),
+    };
+    if key.len() != want {
+        return Err(ApiError::bad(format!(
+            "The algorithm {alg_name} needs a {}-bit key.",
+            want * 8
+        )));
+    }
+    let iv: [u8; 16] = iv
+        .try_into()
+        .map_err(|_| ApiError::bad(format!("{alg_name} needs a 16-byte 'iv'.")))?;
+    if !padded && (input.is_empty() || input.len() % 16 != 0) {
+        return Err(ApiError::bad(format!(
+            "{alg_name} takes a value whose length is a multiple of 16 bytes (use {alg_name}PAD otherwise)."
+        )));
+    }
+    let unbound = || UnboundCipherKey::new(algorithm, &key).map_err(|_| ApiError::bad("The key is damaged."));
+    let failed = || ApiError::bad(format!("{alg_name} failed: wrong key, IV or padding."));
+    let mut data = input.to_vec();
+    match (encrypt, padded) {
+        (true, false) => {
+            let k = EncryptingKey::cbc(unbound()?).map_err(|_| failed())?;
+            k.less_safe_encrypt(&mut data, EncryptionContext::Iv128(FixedLength::from(iv)))
+                .map_err(|_| failed())?;
+        }
+        (true, true) => {
+            let k = PaddedBlockEncryptingKey::cbc_pkcs7(unbound()?).map_err(|_| failed())?;
+            k.less_safe_encrypt(&mut data, EncryptionContext::Iv128(FixedLength::from(iv)))
+                .map_err(|_| failed())?;
+        }
+        (false, false) => {
+            let k = DecryptingKey::cbc(unbound()?).map_err(|_| failed())?;
+            let n = k
+                .decrypt(&mut data, DecryptionContext::Iv128(FixedLength::from(iv)))
+                .map_err(|_| failed())?
+                .len();
+            data.truncate(n);
+        }
+        (false, true) => {
+            let k = PaddedBlockDecryptingKey::cbc_pkcs7(unbound()?).map_err(|_| failed())?;
+            let n = k
+                .decrypt(&mut data, DecryptionContext::Iv128(FixedLength::from(iv)))
+                .map_err(|_| failed())?
+                .len();
+            data.truncate(n);
+        }
+    }
+    Ok(data)
+}
+
 /// Encrypt or wrap (`forward`), decrypt or unwrap (`!forward`) with a stored key: RSA-OAEP (SHA-1) and RSA-OAEP-256
 /// for RSA keys, A128KW/A192KW/A256KW (RFC 3394) for AES keys of the matching size.
 pub(crate) fn cipher(v: &KeyVersion, alg_name: &str, forward: bool, input: &[u8]) -> Result<Vec<u8>, ApiError> {
@@ -347,6 +416,45 @@ fn aes_kw(key: &[u8], wrap: bool, input: &[u8]) -> Result<Vec<u8>, ApiError> {
 
 #[cfg(test)]
 mod tests {
+    /// NIST SP 800-38A F.2.5 (CBC-AES256.Encrypt), first block.
+    #[test]
+    fn aes_cbc_matches_sp800_38a() {
+        use base64::Engine as _;
+        let key = hex::decode("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4").expect("hex");
+        let v = crate::state::KeyVersion {
+            version: "0".repeat(32),
+            kty: "oct-HSM".into(),
+            key_ops: vec!["encrypt".into()],
+            enabled: true,
+            nbf: None,
+            exp: None,
+            created: 0,
+            updated: 0,
+            exportable: false,
+            tags: Default::default(),
+            origin: "generated".into(),
+            material: crate::state::Material::Oct {
+                key: base64::engine::general_purpose::STANDARD.encode(&key),
+            },
+        };
+        let iv = hex::decode("000102030405060708090a0b0c0d0e0f").expect("hex");
+        let plain = hex::decode("6bc1bee22e409f96e93d7e117393172a").expect("hex");
+        let run = |alg: &str, enc: bool, input: &[u8]| {
+            super::cbc(&v, alg, enc, input, &iv).unwrap_or_else(|e| panic!("{alg}: {}", e.message))
+        };
+        let out = run("A256CBC", true, &plain);
+        assert_eq!(hex::encode(&out), "f58c4c04d6e5f1ba779eabfb5f7bfbd6");
+        assert_eq!(run("A256CBC", false, &out), plain);
+        let padded = run("A256CBCPAD", true, b"abc");
+        assert_eq!(padded.len(), 16);
+        assert_eq!(run("A256CBCPAD", false, &padded), b"abc");
+        assert!(super::cbc(&v, "A256CBC", true, b"abc", &iv).is_err());
+        assert!(
+            super::cbc(&v, "A128CBC", true, &plain, &iv).is_err(),
+            "a 256-bit key is not A128"
+        );
+    }
+
     /// RFC 3394 §4.6: 256 bits of key data with a 256-bit KEK.
     #[test]
     fn aes_kw_matches_rfc3394() {

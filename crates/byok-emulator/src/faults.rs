@@ -27,6 +27,11 @@ pub struct Faults {
     pub latency: Duration,
     /// The `Retry-After` value, in seconds.
     pub retry_after: u64,
+    /// Only requests with these HTTP methods are disturbed (all when empty): `drop=1,methods=PUT` breaks the
+    /// connection after every import and nothing else.
+    pub methods: Vec<String>,
+    /// Draw the faults from this seed instead of the OS: the same requests meet the same faults in every run.
+    pub seed: Option<u64>,
 }
 
 impl Faults {
@@ -39,7 +44,8 @@ impl Faults {
 impl FromStr for Faults {
     type Err = String;
 
-    /// `429=0.2,503=0.1,drop=0.05,latency=50ms,retry-after=1` (shares from 0 to 1; any subset).
+    /// `429=0.2,503=0.1,drop=0.05,latency=50ms,retry-after=1,methods=PUT+POST,seed=7` (shares from 0 to 1; any
+    /// subset).
     fn from_str(s: &str) -> Result<Self, String> {
         let mut f = Self {
             retry_after: 1,
@@ -65,6 +71,8 @@ impl FromStr for Faults {
                     f.latency =
                         Duration::from_millis(ms.parse().map_err(|_| format!("latency `{value}` is not like 50ms"))?);
                 }
+                "methods" => f.methods = value.split('+').map(str::to_ascii_uppercase).collect(),
+                "seed" => f.seed = Some(value.parse().map_err(|_| format!("seed `{value}` is not a number"))?),
                 "retry-after" => {
                     f.retry_after = value
                         .parse()
@@ -72,7 +80,7 @@ impl FromStr for Faults {
                 }
                 other => {
                     return Err(format!(
-                        "unknown fault `{other}` (expected 429, 503, drop, latency, retry-after)"
+                        "unknown fault `{other}` (expected 429, 503, drop, latency, retry-after, methods, seed)"
                     ));
                 }
             }
@@ -84,10 +92,23 @@ impl FromStr for Faults {
     }
 }
 
-fn roll() -> f64 {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("the OS random generator works");
-    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+/// A number in [0, 1): from the OS, or — with a seed — the next of a SplitMix64 sequence shared by all requests.
+fn roll(f: &Faults, counter: &std::sync::atomic::AtomicU64) -> f64 {
+    let bits = match f.seed {
+        Some(seed) => {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut z = seed.wrapping_add(n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        None => {
+            let mut b = [0u8; 8];
+            getrandom::fill(&mut b).expect("the OS random generator works");
+            u64::from_le_bytes(b)
+        }
+    };
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn refusal(status: StatusCode, code: &str, message: &str, retry_after: u64) -> Response {
@@ -105,10 +126,13 @@ fn refusal(status: StatusCode, code: &str, message: &str, retry_after: u64) -> R
 /// The middleware: latency, then 429 or 503 before the handler, or a broken body after it.
 pub(crate) async fn inject(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let f = &shared.faults;
+    if !f.methods.is_empty() && !f.methods.iter().any(|m| m == request.method().as_str()) {
+        return next.run(request).await;
+    }
     if !f.latency.is_zero() {
         tokio::time::sleep(f.latency).await;
     }
-    let r = roll();
+    let r = roll(f, &shared.fault_rolls);
     if r < f.throttled {
         return refusal(
             StatusCode::TOO_MANY_REQUESTS,
@@ -125,9 +149,11 @@ pub(crate) async fn inject(State(shared): State<Arc<Shared>>, request: Request, 
             f.retry_after,
         );
     }
-    let drop = roll() < f.dropped;
+    let drop = roll(f, &shared.fault_rolls) < f.dropped;
     let response = next.run(request).await;
-    if !drop {
+    // Only a request that was carried out leaves the client in doubt; a refusal (the 401 challenge among them)
+    // arrives whole.
+    if !drop || !response.status().is_success() {
         return response;
     }
     // The request was processed; the connection now breaks before the body arrives.
@@ -154,7 +180,9 @@ mod tests {
                 unavailable: 0.1,
                 dropped: 0.05,
                 latency: Duration::from_millis(50),
-                retry_after: 2
+                retry_after: 2,
+                methods: Vec::new(),
+                seed: None,
             }
         );
         assert!(f.any());
@@ -168,11 +196,31 @@ mod tests {
             Some("the shares of 429 and 503 add up to more than 1")
         );
         assert!("flaky=1".parse::<Faults>().is_err());
+        let f: Faults = "drop=1,methods=put+post,seed=7".parse().expect("valid");
+        assert_eq!(
+            (f.methods.as_slice(), f.seed),
+            (&["PUT".to_owned(), "POST".to_owned()][..], Some(7))
+        );
+    }
+
+    #[test]
+    fn a_seed_repeats_the_same_faults() {
+        let f: Faults = "seed=42".parse().expect("valid");
+        let draw = || {
+            let counter = std::sync::atomic::AtomicU64::new(0);
+            (0..100).map(|_| roll(&f, &counter)).collect::<Vec<_>>()
+        };
+        let (a, b) = (draw(), draw());
+        assert_eq!(a, b);
+        assert!(a.iter().all(|r| (0.0..1.0).contains(r)));
+        let mean = a.iter().sum::<f64>() / a.len() as f64;
+        assert!((0.35..0.65).contains(&mean), "{mean}");
     }
 
     #[test]
     fn rolls_are_shares() {
-        let rolls: Vec<f64> = (0..1000).map(|_| roll()).collect();
+        let (f, counter) = (Faults::default(), std::sync::atomic::AtomicU64::new(0));
+        let rolls: Vec<f64> = (0..1000).map(|_| roll(&f, &counter)).collect();
         assert!(rolls.iter().all(|r| (0.0..1.0).contains(r)));
         let below = rolls.iter().filter(|r| **r < 0.5).count();
         assert!((350..650).contains(&below), "{below}");

@@ -37,7 +37,7 @@ const OPS: [&str; 8] = [
 pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
-    message: String,
+    pub(crate) message: String,
 }
 
 impl ApiError {
@@ -900,6 +900,16 @@ fn operation_inner(shared: &Shared, name: &str, version: &str, op: &str, body: &
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::bad("The property 'alg' is required."))?;
     let kid = format!("{}/keys/{name}/{}", shared.vault_url, key.version);
+    if matches!(op, "encrypt" | "decrypt") && alg.contains("CBC") {
+        let out = crate::crypto::cbc(
+            &key,
+            alg,
+            op == "encrypt",
+            &b64_field(&v, "value")?,
+            &b64_field(&v, "iv")?,
+        )?;
+        return Ok(Json(json!({ "kid": kid, "value": b64url(&out) })).into_response());
+    }
     if matches!(op, "encrypt" | "decrypt") && alg.ends_with("GCM") {
         let input = b64_field(&v, "value")?;
         let optional = |f: &str| {

@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     pub(crate) tokens: Mutex<auth::Tokens>,
     pub(crate) token_lifetime: std::time::Duration,
     pub(crate) faults: Faults,
+    /// How many fault rolls were drawn (the position in a seeded sequence).
+    pub(crate) fault_rolls: std::sync::atomic::AtomicU64,
 }
 
 /// A running vault.
@@ -185,6 +187,7 @@ pub async fn start(config: Config) -> Result<Running> {
         tokens: Mutex::new(auth::Tokens::default()),
         token_lifetime: config.token_lifetime,
         faults: config.faults.clone(),
+        fault_rolls: std::sync::atomic::AtomicU64::new(0),
     });
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(listener, rustls)

@@ -264,6 +264,56 @@ pub enum TargetPublicKey {
 }
 
 impl TargetPublicKey {
+    /// An RSA public key from its modulus and exponent, as a JWK carries them (leading zero bytes are ignored).
+    /// The size must be one Azure imports.
+    pub fn from_rsa_components(n: &[u8], e: &[u8]) -> Result<Self, Error> {
+        let (n, e) = (strip_zeros(n), strip_zeros(e));
+        if e.iter().all(|&b| b == 0) || e.last().is_some_and(|b| b & 1 == 0) {
+            return Err(Error::Malformed {
+                what: "RSA public key",
+                reason: "the public exponent is not an odd number".into(),
+            });
+        }
+        let bits = bit_len(n);
+        if RsaSize::from_bits(bits).is_none() {
+            return Err(Error::UnsupportedRsaSize { bits });
+        }
+        Ok(Self::Rsa {
+            n: n.to_vec(),
+            e: e.to_vec(),
+        })
+    }
+
+    /// An EC public key from its curve and coordinates, as a JWK carries them; the point must lie on the curve.
+    pub fn from_ec_components(curve: Curve, x: &[u8], y: &[u8]) -> Result<Self, Error> {
+        let n = curve.scalar_len();
+        let mut point = vec![0x04];
+        for (name, v) in [("x", x), ("y", y)] {
+            let v = strip_zeros(v);
+            if v.len() > n {
+                return Err(Error::Malformed {
+                    what: "EC public key",
+                    reason: format!("`{name}` is longer than {n} bytes for {curve}"),
+                });
+            }
+            point.resize(point.len() + n - v.len(), 0);
+            point.extend_from_slice(v);
+        }
+        let on_curve = match curve {
+            Curve::P256 => p256::PublicKey::from_sec1_bytes(&point).is_ok(),
+            Curve::P384 => p384::PublicKey::from_sec1_bytes(&point).is_ok(),
+            Curve::P521 => p521::PublicKey::from_sec1_bytes(&point).is_ok(),
+            Curve::P256K => k256::PublicKey::from_sec1_bytes(&point).is_ok(),
+        };
+        if !on_curve {
+            return Err(Error::Malformed {
+                what: "EC public key",
+                reason: format!("the point is not on {curve}"),
+            });
+        }
+        Ok(Self::Ec { curve, point })
+    }
+
     /// DER of the X.509 `SubjectPublicKeyInfo`.
     pub fn to_spki_der(&self) -> Vec<u8> {
         match self {

@@ -204,3 +204,54 @@ fn keys_rebuilt_from_components_are_the_same_keys() {
     wrong_y[0] ^= 1;
     assert!(TargetKey::from_ec_components(Curve::P256, sec1.private_key, &point[1..33], &wrong_y).is_err());
 }
+
+#[test]
+fn public_halves_rebuild_from_jwk_components() {
+    for name in [
+        "rsa2048.pkcs8.pem",
+        "kek-rsa4096.pkcs8.pem",
+        "ec-p256.pkcs8.pem",
+        "ec-p384.pkcs8.pem",
+        "ec-p521.pkcs8.pem",
+        "ec-secp256k1.pkcs8.pem",
+    ] {
+        let key = target(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let public = key.public_key().expect("RSA and EC keys have a public half").clone();
+        let rebuilt = match &public {
+            TargetPublicKey::Rsa { n, e } => {
+                // A JWK may carry a leading zero byte; it does not change the key.
+                let mut padded = vec![0];
+                padded.extend_from_slice(n);
+                TargetPublicKey::from_rsa_components(&padded, e)
+            }
+            TargetPublicKey::Ec { curve, point } => {
+                let half = (point.len() - 1) / 2;
+                TargetPublicKey::from_ec_components(*curve, &point[1..=half], &point[1 + half..])
+            }
+        }
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(rebuilt, public, "{name}");
+    }
+}
+
+#[test]
+fn public_components_are_checked() {
+    let key = target("ec-p256.pkcs8.pem").expect("fixture");
+    let Some(TargetPublicKey::Ec { point, .. }) = key.public_key() else {
+        panic!("an EC key")
+    };
+    let mut y = point[33..].to_vec();
+    y[31] ^= 1;
+    let off_curve = TargetPublicKey::from_ec_components(Curve::P256, &point[1..33], &y);
+    assert!(
+        matches!(&off_curve, Err(Error::Malformed { reason, .. }) if reason.contains("not on P-256")),
+        "{off_curve:?}"
+    );
+    // The right coordinates on the wrong curve are refused too.
+    assert!(TargetPublicKey::from_ec_components(Curve::P256K, &point[1..33], &point[33..]).is_err());
+    assert_eq!(
+        TargetPublicKey::from_rsa_components(&[0xC5; 128], &[1, 0, 1]).err(),
+        Some(Error::UnsupportedRsaSize { bits: 1024 })
+    );
+    assert!(TargetPublicKey::from_rsa_components(&[0xC5; 256], &[2]).is_err());
+}

@@ -695,9 +695,22 @@ impl<'m> TokenSession<'m> {
     }
 
     fn kcv_of(&self, handle: ObjectHandle) -> Result<Option<[u8; 3]>, Error> {
-        match self.session.encrypt(&Mechanism::AesEcb, handle, &[0u8; 16]) {
-            Ok(block) if block.len() == 16 => Ok(Some([block[0], block[1], block[2]])),
-            Ok(_) => Err(Error::BadOutput {
+        Ok(self.ecb_block(handle, &[0u8; 16])?.map(|b| [b[0], b[1], b[2]]))
+    }
+
+    /// Encrypts one block with an AES key inside the token (AES-ECB). A vault that holds the same key gives the same
+    /// answer to AES-CBC with a zero IV, so a random block shows that both sides hold one key without revealing it.
+    /// `None` when the key is not AES or does not allow encryption.
+    pub fn encrypt_block(&self, key: &KeyInfo, block: &[u8; 16]) -> Result<Option<[u8; 16]>, Error> {
+        if !matches!(key.kind, KeyKindInfo::Supported(KeyKind::Aes(_))) {
+            return Ok(None);
+        }
+        self.ecb_block(key.handle, block)
+    }
+
+    fn ecb_block(&self, handle: ObjectHandle, block: &[u8; 16]) -> Result<Option<[u8; 16]>, Error> {
+        match self.session.encrypt(&Mechanism::AesEcb, handle, block) {
+            Ok(out) => out.try_into().map(Some).map_err(|_| Error::BadOutput {
                 what: "AES-ECB block",
                 reason: "not 16 bytes".into(),
             }),
