@@ -23,6 +23,9 @@ pub struct Faults {
     pub unavailable: f64,
     /// Share of requests processed in full whose connection then breaks before the response body arrives.
     pub dropped: f64,
+    /// Share of BYOK imports for which the vault keeps a freshly generated key of the same kind instead of the one
+    /// it was sent — a vault that lies, for testing that clients verify what was imported.
+    pub substituted: f64,
     /// Delay added before every request.
     pub latency: Duration,
     /// The `Retry-After` value, in seconds.
@@ -37,7 +40,11 @@ pub struct Faults {
 impl Faults {
     /// Whether any fault is switched on.
     pub fn any(&self) -> bool {
-        self.throttled > 0.0 || self.unavailable > 0.0 || self.dropped > 0.0 || !self.latency.is_zero()
+        self.throttled > 0.0
+            || self.unavailable > 0.0
+            || self.dropped > 0.0
+            || self.substituted > 0.0
+            || !self.latency.is_zero()
     }
 }
 
@@ -66,6 +73,7 @@ impl FromStr for Faults {
                 "429" => f.throttled = share()?,
                 "503" => f.unavailable = share()?,
                 "drop" => f.dropped = share()?,
+                "substitute" => f.substituted = share()?,
                 "latency" => {
                     let ms = value.strip_suffix("ms").unwrap_or(value);
                     f.latency =
@@ -80,7 +88,7 @@ impl FromStr for Faults {
                 }
                 other => {
                     return Err(format!(
-                        "unknown fault `{other}` (expected 429, 503, drop, latency, retry-after, methods, seed)"
+                        "unknown fault `{other}` (expected 429, 503, drop, substitute, latency, retry-after, methods, seed)"
                     ));
                 }
             }
@@ -90,6 +98,11 @@ impl FromStr for Faults {
         }
         Ok(f)
     }
+}
+
+/// Whether this BYOK import is to be substituted (see [`Faults::substituted`]).
+pub(crate) fn substitute(shared: &Shared) -> bool {
+    shared.faults.substituted > 0.0 && roll(&shared.faults, &shared.fault_rolls) < shared.faults.substituted
 }
 
 /// A number in [0, 1): from the OS, or — with a seed — the next of a SplitMix64 sequence shared by all requests.
@@ -179,6 +192,7 @@ mod tests {
                 throttled: 0.2,
                 unavailable: 0.1,
                 dropped: 0.05,
+                substituted: 0.0,
                 latency: Duration::from_millis(50),
                 retry_after: 2,
                 methods: Vec::new(),

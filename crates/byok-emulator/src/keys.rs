@@ -468,9 +468,36 @@ fn import_inner(shared: &Shared, name: &str, body: &[u8]) -> ApiResult {
             Some(_) => {}
         }
     }
-    let material = material_of(&target);
+    let material = if crate::faults::substitute(shared) {
+        // A vault that lies (an injected fault): it keeps a fresh key of the same kind, not the one it was sent.
+        substitute_material(target.kind())?
+    } else {
+        material_of(&target)
+    };
     let version = new_version(kty_text, ops, &v, "byok", material)?;
     store(shared, name, version)
+}
+
+fn substitute_material(kind: KeyKind) -> Result<Material, ApiError> {
+    Ok(match kind {
+        KeyKind::Rsa(size) => {
+            let key = KekPrivateKey::generate(size).map_err(|e| ApiError::bad(e.to_string()))?;
+            let der = key.to_pkcs8_der().map_err(|e| ApiError::bad(e.to_string()))?;
+            Material::Rsa {
+                pkcs8: STANDARD.encode(&*der),
+            }
+        }
+        KeyKind::Ec(curve) => Material::Ec {
+            pkcs8: STANDARD.encode(generate_ec(curve)?),
+        },
+        KeyKind::Aes(size) => {
+            let mut key = zeroize::Zeroizing::new(vec![0u8; size.bytes()]);
+            getrandom::fill(&mut key).map_err(|_| ApiError::bad("The OS random generator failed."))?;
+            Material::Oct {
+                key: STANDARD.encode(&*key),
+            }
+        }
+    })
 }
 
 /// A private key given as a JSON Web Key (the service accepts them; the key then existed in plaintext).

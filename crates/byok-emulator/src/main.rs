@@ -32,7 +32,9 @@ struct Args {
     #[arg(long)]
     allow_remote: bool,
     /// Inject faults into vault requests: e.g. 429=0.2,503=0.1,drop=0.05,latency=50ms,retry-after=1 (shares of
-    /// requests; `drop` processes the request, then breaks the connection before the response body).
+    /// requests; `drop` processes the request, then breaks the connection before the response body; `substitute`
+    /// keeps a fresh key instead of an imported one; `methods=PUT+POST` limits faults to those methods; `seed=N`
+    /// makes them repeatable).
     #[arg(long, value_name = "SPEC")]
     faults: Option<byok_emulator::Faults>,
 }
