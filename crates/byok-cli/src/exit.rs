@@ -20,6 +20,8 @@ pub(crate) enum Exit {
     Hsm = 6,
     /// 7: the vault or the network refused or failed.
     Vault = 7,
+    /// 8: the vault holds a different key than the one wrapped in the HSM.
+    Verification = 8,
 }
 
 impl Exit {
@@ -36,6 +38,7 @@ impl Exit {
             Self::Refused => "refused",
             Self::Hsm => "hsm",
             Self::Vault => "vault",
+            Self::Verification => "verification-failed",
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::ui::{Output, Ui};
 /// Bring Your Own Key to Azure Key Vault and Managed HSM.
 ///
 /// Exit codes: 0 success, 1 internal error, 2 usage error, 3 invalid input, 4 file I/O error,
-/// 5 refused by a safety rule, 6 HSM error, 7 vault error. See docs/exit-codes.md.
+/// 5 refused by a safety rule, 6 HSM error, 7 vault error, 8 verification failed. See docs/exit-codes.md.
 #[derive(Debug, Parser)]
 #[command(name = "byok-cli", version, max_term_width = 110)]
 struct Cli {
@@ -51,6 +51,10 @@ enum Command {
     /// The Key Exchange Key in the vault: create it, download its public key.
     #[command(subcommand)]
     Kek(cmd::kek::Command),
+    /// Import a .byok file into the vault, after checking it against the vault and its KEK.
+    Import(cmd::import::Args),
+    /// The whole transfer: KEK, download, wrap in the HSM, import, and verify the vault holds the HSM's key.
+    FullTransfer(cmd::transfer::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(ui, args),
         Command::Hsm(command) => cmd::hsm::run(ui, command),
         Command::Kek(command) => cmd::kek::run(ui, command),
+        Command::Import(args) => cmd::import::run(ui, args),
+        Command::FullTransfer(args) => cmd::transfer::run(ui, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -276,7 +276,7 @@ pub(crate) fn cbc(v: &KeyVersion, alg_name: &str, encrypt: bool, input: &[u8], i
     let iv: [u8; 16] = iv
         .try_into()
         .map_err(|_| ApiError::bad(format!("{alg_name} needs a 16-byte 'iv'.")))?;
-    if !padded && (input.is_empty() || input.len() % 16 != 0) {
+    if !padded && (input.is_empty() || !input.len().is_multiple_of(16)) {
         return Err(ApiError::bad(format!(
             "{alg_name} takes a value whose length is a multiple of 16 bytes (use {alg_name}PAD otherwise)."
         )));

@@ -358,7 +358,6 @@ fn create_inner(shared: &Shared, name: &str, body: &[u8]) -> ApiResult {
 }
 
 fn generate_ec(curve: Curve) -> Result<Vec<u8>, ApiError> {
-    use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::signature::{
         ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256K1_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING,
         ECDSA_P521_SHA512_ASN1_SIGNING, EcdsaKeyPair,
@@ -370,9 +369,9 @@ fn generate_ec(curve: Curve) -> Result<Vec<u8>, ApiError> {
         Curve::P256K => &ECDSA_P256K1_SHA256_ASN1_SIGNING,
     };
     let pair = EcdsaKeyPair::generate(alg).map_err(|_| ApiError::bad("EC key generation failed."))?;
+    // PKCS#8, as every stored EC key is (the public half is read back from it).
     let der = pair
-        .private_key()
-        .as_der()
+        .to_pkcs8v1()
         .map_err(|_| ApiError::bad("EC key encoding failed."))?;
     Ok(der.as_ref().to_vec())
 }

@@ -855,3 +855,97 @@ async fn listens_on_loopback_only_unless_allowed() {
         "0.0.0.0 is not a loopback address; pass --allow-remote to listen on it"
     );
 }
+
+#[tokio::test]
+async fn created_ec_keys_show_their_public_half_and_aes_cbc_matches_ecb() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new(dir.path().to_path_buf());
+    config.managed_hsm = true;
+    let vault = start(config).await;
+    for (crv, alg) in [
+        ("P-256", "ES256"),
+        ("P-384", "ES384"),
+        ("P-521", "ES512"),
+        ("P-256K", "ES256K"),
+    ] {
+        let name = format!("ec-{}", crv.replace('-', ""));
+        let ec = vault
+            .create(
+                &name,
+                json!({"kty": "EC-HSM", "crv": crv, "key_ops": ["sign", "verify"]}),
+            )
+            .await;
+        let x = ec["key"]["x"].as_str().unwrap_or_else(|| panic!("{crv}: no x in {ec}"));
+        assert!(!x.is_empty() && ec["key"]["y"].is_string(), "{crv}: {ec}");
+        assert_eq!(ec["key"]["crv"], crv);
+        let digest = URL_SAFE_NO_PAD.encode(vec![
+            7u8;
+            if alg == "ES384" {
+                48
+            } else if alg == "ES512" {
+                64
+            } else {
+                32
+            }
+        ]);
+        let kid = ec["key"]["kid"].as_str().expect("kid").to_owned();
+        let version = kid.rsplit('/').next().expect("version");
+        let (s, signed) = vault
+            .call(
+                Method::POST,
+                &format!("/keys/{name}/{version}/sign"),
+                Some(json!({"alg": alg, "value": digest}).to_string().into_bytes()),
+            )
+            .await;
+        assert_eq!(s, 200, "{crv}: {signed}");
+    }
+    // AES-CBC with a zero IV over one block is AES-ECB of that block: what byok compares with an HSM.
+    // NIST SP 800-38A F.1.5 (ECB-AES256.Encrypt), first block.
+    let key = hex::decode("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4").expect("hex");
+    let kek = vault.kek("kek", 2048).await;
+    let file = blob(&kek.0, &kek.1, &key);
+    let (s, v) = vault
+        .import("aes", &import_body("oct-HSM", None, &["encrypt", "decrypt"], &file))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let version = v["key"]["kid"]
+        .as_str()
+        .expect("kid")
+        .rsplit('/')
+        .next()
+        .expect("v")
+        .to_owned();
+    let block = hex::decode("6bc1bee22e409f96e93d7e117393172a").expect("hex");
+    let (s, out) = vault
+        .call(
+            Method::POST,
+            &format!("/keys/aes/{version}/encrypt"),
+            Some(
+                json!({"alg": "A256CBC", "iv": URL_SAFE_NO_PAD.encode([0u8; 16]), "value": URL_SAFE_NO_PAD.encode(&block)})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{out}");
+    let got = URL_SAFE_NO_PAD
+        .decode(out["value"].as_str().expect("value"))
+        .expect("b64");
+    assert_eq!(hex::encode(got), "f3eed1bdb5d2a03c064b5a7e3db181f8");
+    let (s, v) = vault
+        .call(
+            Method::POST,
+            &format!("/keys/aes/{version}/encrypt"),
+            Some(
+                json!({"alg": "A256CBC", "value": URL_SAFE_NO_PAD.encode(&block)})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["message"].as_str()),
+        (400, Some("The property 'iv' is required."))
+    );
+}

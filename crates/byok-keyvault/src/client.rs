@@ -192,7 +192,10 @@ impl ImportRequest {
         match (self.kty, self.curve) {
             (Kty::Ec, None) => return bad("an EC key needs its curve (P-256, P-384, P-521 or P-256K)".into()),
             (Kty::Rsa | Kty::Oct, Some(c)) => {
-                return bad(format!("a curve ({c}) is given, but the key type is {}, not EC", self.kty));
+                return bad(format!(
+                    "a curve ({c}) is given, but the key type is {}, not EC",
+                    self.kty
+                ));
             }
             _ => {}
         }
@@ -498,7 +501,10 @@ impl Connection {
             tokio::time::sleep(wait).await;
             match self.get_key(name, None).await {
                 Ok(key) if key.tags.get(TRANSFER_TAG) == Some(&request.transfer_id) => {
-                    self.notify(&format!("{OP} `{name}`: it was imported ({}); not sending again", key.kid));
+                    self.notify(&format!(
+                        "{OP} `{name}`: it was imported ({}); not sending again",
+                        key.kid
+                    ));
                     return Ok(Imported { key, ambiguous });
                 }
                 Ok(_) => self.notify(&format!("{OP} `{name}`: it was not imported; sending again")),
@@ -553,7 +559,10 @@ impl Connection {
                         key_version: Some(version.to_owned()),
                         ..Default::default()
                     };
-                    client.encrypt(name, params.try_into()?, Some(options)).await?.into_model()
+                    client
+                        .encrypt(name, params.try_into()?, Some(options))
+                        .await?
+                        .into_model()
                 }
             })
             .await

@@ -49,7 +49,12 @@ impl FromStr for AuthKind {
             "client-secret" => Self::ClientSecret,
             "managed-identity" => Self::ManagedIdentity,
             "workload-identity" => Self::WorkloadIdentity,
-            _ => return Err(format!("unknown credential kind `{s}` (expected {})", Self::NAMES.join(", "))),
+            _ => {
+                return Err(format!(
+                    "unknown credential kind `{s}` (expected {})",
+                    Self::NAMES.join(", ")
+                ));
+            }
         })
     }
 }
@@ -147,9 +152,8 @@ impl Credential {
         cli_present: impl Fn() -> bool,
     ) -> Result<Self, Error> {
         let get = |k: &str| var(k).filter(|v| !v.is_empty());
-        let require = |k: &str, why: &str| {
-            get(k).ok_or_else(|| Error::Credential(format!("{why} needs {k}, which is not set")))
-        };
+        let require =
+            |k: &str, why: &str| get(k).ok_or_else(|| Error::Credential(format!("{why} needs {k}, which is not set")));
         let authority_host = get("AZURE_AUTHORITY_HOST");
         let client_secret = || -> Result<Self, Error> {
             let why = "--auth client-secret";
@@ -295,14 +299,32 @@ mod tests {
             ("AZURE_FEDERATED_TOKEN_FILE", "/f"),
             ("IDENTITY_ENDPOINT", "http://localhost"),
         ];
-        let kind = |vars, cli| {
-            Credential::from_lookup(AuthKind::Auto, lookup(vars), move || cli).map(|c| c.kind_name())
-        };
+        let kind =
+            |vars, cli| Credential::from_lookup(AuthKind::Auto, lookup(vars), move || cli).map(|c| c.kind_name());
         assert_eq!(kind(all, true), Ok("client-secret"));
-        assert_eq!(kind(&all[3..], true).err(), Some(Error::Credential("--auth workload-identity needs AZURE_TENANT_ID, which is not set".into())));
-        assert_eq!(kind(&[("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_FEDERATED_TOKEN_FILE", "/f")], true), Ok("workload-identity"));
+        assert_eq!(
+            kind(&all[3..], true).err(),
+            Some(Error::Credential(
+                "--auth workload-identity needs AZURE_TENANT_ID, which is not set".into()
+            ))
+        );
+        assert_eq!(
+            kind(
+                &[
+                    ("AZURE_TENANT_ID", "t"),
+                    ("AZURE_CLIENT_ID", "c"),
+                    ("AZURE_FEDERATED_TOKEN_FILE", "/f")
+                ],
+                true
+            ),
+            Ok("workload-identity")
+        );
         assert_eq!(kind(&all[4..], true), Ok("managed-identity"));
-        assert_eq!(kind(&[("AZURE_CLIENT_SECRET", "")], true), Ok("cli"), "an empty variable is unset");
+        assert_eq!(
+            kind(&[("AZURE_CLIENT_SECRET", "")], true),
+            Ok("cli"),
+            "an empty variable is unset"
+        );
         assert_eq!(kind(&[], false), Err(Error::NoCredential));
     }
 
@@ -319,7 +341,11 @@ mod tests {
             "{:?}",
             Credential::from_lookup(
                 AuthKind::ClientSecret,
-                lookup(&[("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_CLIENT_SECRET", "hunter2")]),
+                lookup(&[
+                    ("AZURE_TENANT_ID", "t"),
+                    ("AZURE_CLIENT_ID", "c"),
+                    ("AZURE_CLIENT_SECRET", "hunter2")
+                ]),
                 || false
             )
             .expect("complete")

@@ -10,7 +10,7 @@ use std::fmt;
 
 use byok_blob::VaultKind;
 
-pub use client::{Connection, ImportRequest, Imported, Kek, Timestamp, VaultKey, TRANSFER_TAG};
+pub use client::{Connection, ImportRequest, Imported, Kek, TRANSFER_TAG, Timestamp, VaultKey};
 pub use credential::{AuthKind, Credential};
 pub use retry::RetryPolicy;
 
@@ -112,12 +112,16 @@ impl fmt::Display for Vault {
     }
 }
 
-
 impl Vault {
     /// Whether a key identifier names a key of this vault (scheme and host compared case-insensitively; `:443` is
     /// the default port).
     pub fn owns(&self, kid: &byok_blob::KeyId) -> bool {
-        let norm = |u: &str| u.to_ascii_lowercase().trim_end_matches('/').trim_end_matches(":443").to_owned();
+        let norm = |u: &str| {
+            u.to_ascii_lowercase()
+                .trim_end_matches('/')
+                .trim_end_matches(":443")
+                .to_owned()
+        };
         norm(kid.vault_url()) == norm(&self.url)
     }
 }
@@ -128,14 +132,26 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(Vault::from_vault_name("contoso").map(|v| v.kind()), Ok(VaultKind::KeyVault));
-        assert_eq!(Vault::from_hsm_name("contoso").map(|v| v.kind()), Ok(VaultKind::ManagedHsm));
+        assert_eq!(
+            Vault::from_vault_name("contoso").map(|v| v.kind()),
+            Ok(VaultKind::KeyVault)
+        );
+        assert_eq!(
+            Vault::from_hsm_name("contoso").map(|v| v.kind()),
+            Ok(VaultKind::ManagedHsm)
+        );
         assert!(matches!(Vault::from_url("http://127.0.0.1:8443"), Err(Error::Address(_, r)) if r.contains("https")));
         assert!(Vault::from_url("https://h/keys").is_err());
         let v = Vault::from_url("https://Contoso.vault.azure.net/").expect("valid");
         let kid = |s: &str| byok_blob::KeyId::parse(s).expect("valid kid");
-        assert!(v.owns(&kid("https://contoso.vault.azure.net/keys/k/0123456789abcdef0123456789abcdef")));
-        assert!(v.owns(&kid("https://contoso.vault.azure.net:443/keys/k/0123456789abcdef0123456789abcdef")));
-        assert!(!v.owns(&kid("https://fabrikam.vault.azure.net/keys/k/0123456789abcdef0123456789abcdef")));
+        assert!(v.owns(&kid(
+            "https://contoso.vault.azure.net/keys/k/0123456789abcdef0123456789abcdef"
+        )));
+        assert!(v.owns(&kid(
+            "https://contoso.vault.azure.net:443/keys/k/0123456789abcdef0123456789abcdef"
+        )));
+        assert!(!v.owns(&kid(
+            "https://fabrikam.vault.azure.net/keys/k/0123456789abcdef0123456789abcdef"
+        )));
     }
 }

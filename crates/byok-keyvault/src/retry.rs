@@ -58,7 +58,11 @@ pub(crate) enum Failure {
 
 /// Sorts an SDK error. `idempotent` requests (reads) are retried where a write would be ambiguous.
 pub(crate) fn classify(e: &azure_core::Error, idempotent: bool) -> Failure {
-    let in_doubt = if idempotent { Failure::Retry(None) } else { Failure::Ambiguous };
+    let in_doubt = if idempotent {
+        Failure::Retry(None)
+    } else {
+        Failure::Ambiguous
+    };
     match e.kind() {
         ErrorKind::HttpResponse {
             status, raw_response, ..
@@ -148,7 +152,13 @@ mod tests {
         let io = Error::new(ErrorKind::Io, "reset");
         assert_eq!(classify(&io, false), Failure::Ambiguous);
         assert_eq!(classify(&io, true), Failure::Retry(None));
-        assert_eq!(classify(&Error::new(ErrorKind::Connection, "refused"), false), Failure::Retry(None));
-        assert_eq!(classify(&Error::new(ErrorKind::Credential, "bad secret"), true), Failure::Final);
+        assert_eq!(
+            classify(&Error::new(ErrorKind::Connection, "refused"), false),
+            Failure::Retry(None)
+        );
+        assert_eq!(
+            classify(&Error::new(ErrorKind::Credential, "bad secret"), true),
+            Failure::Final
+        );
     }
 }

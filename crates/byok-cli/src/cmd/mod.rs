@@ -1,6 +1,9 @@
 pub(crate) mod hsm;
+pub(crate) mod import;
 pub(crate) mod inspect;
 pub(crate) mod kek;
+pub(crate) mod transfer;
+pub(crate) mod vault;
 pub(crate) mod wrap;
 
 use byok_encoding::Error as EncodingError;

@@ -78,7 +78,7 @@ fn parse_kty(s: &str) -> std::result::Result<Kty, String> {
     s.parse::<Kty>().map_err(|e| e.to_string())
 }
 
-fn parse_choice(s: &str) -> std::result::Result<WrapChoice, String> {
+pub(crate) fn parse_choice(s: &str) -> std::result::Result<WrapChoice, String> {
     if s == "auto" {
         return Ok(WrapChoice::Auto);
     }

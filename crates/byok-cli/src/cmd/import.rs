@@ -1,0 +1,231 @@
+//! `byok-cli import`: step 4 of BYOK — send a `.byok` file to the vault, after checking everything that can be
+//! checked before sending.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use byok_blob::ByokBlob;
+use byok_encoding::{Curve, Kty};
+use byok_keyvault::{Connection, ImportRequest, Imported, Kek, Timestamp};
+use serde_json::json;
+
+use crate::cmd::vault::{self, VaultArgs, runtime};
+use crate::exit::{CliError, Exit, Result};
+use crate::files;
+use crate::stdout_error;
+use crate::ui::Ui;
+
+/// What the new key version gets: operations, tags and attributes. Shared by `import` and `full-transfer`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct KeyPropertiesArgs {
+    /// Operations the key allows (default: all its type supports; EC: sign verify).
+    #[arg(long, value_name = "OP", num_args = 1.., value_parser = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey", "import", "export"])]
+    ops: Vec<String>,
+    /// Tags, as NAME=VALUE (repeatable, or several after one --tags).
+    #[arg(long, value_name = "NAME=VALUE", num_args = 1.., value_parser = parse_tag)]
+    tags: Vec<(String, String)>,
+    /// Import the key disabled.
+    #[arg(long)]
+    disabled: bool,
+    /// Not usable before this time (RFC 3339, e.g. 2027-01-01T00:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    not_before: Option<Timestamp>,
+    /// Not usable after this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    expires: Option<Timestamp>,
+    /// Allow the key to be released (exported) under --policy (Managed HSM, Premium vaults).
+    #[arg(long, requires = "policy")]
+    exportable: bool,
+    /// The release policy (JSON) for an exportable key.
+    #[arg(long, value_name = "FILE", requires = "exportable")]
+    policy: Option<PathBuf>,
+}
+
+fn parse_tag(s: &str) -> std::result::Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("`{s}` has an empty tag name"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+fn parse_time(s: &str) -> std::result::Result<Timestamp, String> {
+    Timestamp::parse(s).map_err(|e| e.to_string())
+}
+
+impl KeyPropertiesArgs {
+    /// The import request for a blob, with a fresh transfer id; checked against the vault.
+    pub(crate) fn request(
+        &self,
+        conn: &Connection,
+        name: &str,
+        byok: Vec<u8>,
+        kty: Kty,
+        curve: Option<Curve>,
+    ) -> Result<ImportRequest> {
+        let mut tags = BTreeMap::new();
+        for (k, v) in &self.tags {
+            if tags.insert(k.clone(), v.clone()).is_some() {
+                return Err(CliError::msg(Exit::Usage, format!("the tag `{k}` is given twice")));
+            }
+        }
+        let release_policy = match &self.policy {
+            Some(p) => Some(files::read_input(p, "release policy file")?),
+            None => None,
+        };
+        let request = ImportRequest {
+            name: name.to_owned(),
+            byok,
+            kty,
+            curve,
+            key_ops: if self.ops.is_empty() {
+                ImportRequest::default_ops(kty)
+            } else {
+                self.ops.clone()
+            },
+            enabled: !self.disabled,
+            not_before: self.not_before,
+            expires: self.expires,
+            tags,
+            exportable: self.exportable,
+            release_policy,
+            transfer_id: transfer_id()?,
+        };
+        request.validate(conn.vault()).map_err(vault::error)?;
+        Ok(request)
+    }
+}
+
+/// A random 128-bit id, hex: names one transfer in the vault's tag and in the record.
+pub(crate) fn transfer_id() -> Result<String> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id)
+        .map_err(|e| CliError::msg(Exit::Internal, format!("the OS random generator failed: {e}")))?;
+    Ok(hex::encode(id))
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// The key's name in the vault (a new version is added if it exists).
+    #[arg(long)]
+    name: String,
+    /// The .byok file to import.
+    #[arg(long, value_name = "FILE")]
+    byok_file: PathBuf,
+    /// The key type inside the blob: RSA, EC or oct (sent as RSA-HSM, EC-HSM, oct-HSM).
+    #[arg(long, value_parser = |s: &str| s.parse::<Kty>().map_err(|e| e.to_string()))]
+    kty: Kty,
+    /// The curve, for EC keys only: P-256, P-384, P-521, P-256K.
+    #[arg(long, value_parser = |s: &str| s.parse::<Curve>().map_err(|e| e.to_string()))]
+    curve: Option<Curve>,
+    #[command(flatten)]
+    properties: KeyPropertiesArgs,
+}
+
+/// Checks that the KEK a blob names is this vault's and is a proper KEK.
+pub(crate) fn check_kek(conn: &Connection, rt: &tokio::runtime::Runtime, blob: &ByokBlob) -> Result<Kek> {
+    let kid = blob.kid();
+    if !conn.vault().owns(kid) {
+        return Err(CliError::msg(
+            Exit::InvalidInput,
+            format!(
+                "the blob was wrapped to a KEK of another vault ({kid}), not {}",
+                conn.vault()
+            ),
+        )
+        .hint(
+            "a blob opens only in the vault that holds its KEK: import it there, or wrap again to this vault's KEK",
+        ));
+    }
+    let kek = rt
+        .block_on(conn.get_kek(kid.name(), Some(kid.version())))
+        .map_err(|e| match e {
+            byok_keyvault::Error::Service { status: Some(404), .. } => CliError::msg(
+                Exit::Vault,
+                format!("the KEK the blob names ({kid}) does not exist in {}", conn.vault()),
+            )
+            .hint("it was deleted, or the blob names a version that never existed: check the KEK and wrap again"),
+            other => vault::error(other),
+        })?;
+    if !kek.is_import_only_hsm() {
+        return Err(CliError::msg(
+            Exit::InvalidInput,
+            format!(
+                "the key the blob names ({kid}) is {} with key_ops {:?}, not a Key Exchange Key (RSA-HSM, key_ops [\"import\"])",
+                kek.kty, kek.key_ops
+            ),
+        )
+        .hint("create a KEK with `byok-cli kek create`, download it, and wrap again"));
+    }
+    let expected = kek.public.ciphertext_len();
+    if blob.ciphertext().len() <= expected {
+        return Err(CliError::msg(
+            Exit::InvalidInput,
+            format!(
+                "the blob's ciphertext ({} bytes) is too short for the {}-bit KEK it names: it was wrapped to another key",
+                blob.ciphertext().len(),
+                expected * 8
+            ),
+        ));
+    }
+    Ok(kek)
+}
+
+/// Hints for the vault's refusal of an import.
+pub(crate) fn import_error(e: byok_keyvault::Error) -> CliError {
+    let bad_parameter = matches!(&e, byok_keyvault::Error::Service { status: Some(400), .. });
+    let err = vault::error(e);
+    if bad_parameter {
+        err.hint(
+            "the vault refused the blob: it was wrapped to a different KEK than it names, or --kty/--curve contradict \
+             the key inside (byok-cli inspect shows what the blob names; byok-cli hsm verify opens it in an HSM)",
+        )
+    } else {
+        err
+    }
+}
+
+pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
+    let document = files::read_input(&args.byok_file, ".byok file")?;
+    let blob = ByokBlob::from_json(&document).map_err(|e| {
+        CliError::new(
+            Exit::InvalidInput,
+            anyhow::Error::new(e).context(format!("{} is not a valid .byok file", args.byok_file.display())),
+        )
+    })?;
+    let conn = args.vault.connect(ui)?;
+    let request = args
+        .properties
+        .request(&conn, &args.name, document, args.kty, args.curve)?;
+    let rt = runtime()?;
+    let kek = check_kek(&conn, &rt, &blob)?;
+    ui.verbose(&format!("KEK {} is import-only RSA-HSM; importing", kek.kid));
+    let imported: Imported = rt.block_on(conn.import_key(&request)).map_err(import_error)?;
+    let key = &imported.key;
+    let fingerprint = key.public.as_ref().map(|p| p.fingerprint_sha256());
+    let mut human = format!(
+        "imported {}\n  {} key_ops {:?}{}\n  transfer  {}\n",
+        key.kid,
+        key.kty,
+        key.key_ops,
+        if key.enabled == Some(false) { " (disabled)" } else { "" },
+        request.transfer_id
+    );
+    if let Some(fp) = &fingerprint {
+        human.push_str(&format!("  public key SHA-256 {fp}\n"));
+    }
+    let json = json!({
+        "format_version": 1,
+        "kid": key.kid.to_string(),
+        "kty": key.kty,
+        "key_ops": key.key_ops,
+        "enabled": key.enabled,
+        "public_key_sha256": fingerprint,
+        "transfer_id": request.transfer_id,
+        "kek_kid": kek.kid.to_string(),
+        "ambiguous_sends": imported.ambiguous,
+    });
+    ui.result(&human, &json).map_err(stdout_error)
+}

@@ -1,0 +1,405 @@
+//! `byok-cli full-transfer`: the four steps of BYOK in one go — KEK, download, wrap in the HSM, import — and then
+//! the proof that the vault holds the key the HSM holds. Optionally a transfer record for the key-ceremony file.
+
+use std::path::PathBuf;
+
+use byok_blob::ByokBlob;
+use byok_encoding::KeyKind;
+use byok_keyvault::{Connection, Imported, Kek, VaultKey};
+use byok_pkcs11::{Error as HsmError, KeyInfo, KeyKindInfo, Pkcs11Uri, TokenSession, WrapChoice, WrapOptions};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::cmd::hsm::{self, HsmArgs};
+use crate::cmd::import::{KeyPropertiesArgs, import_error};
+use crate::cmd::vault::{self, VaultArgs, runtime};
+use crate::cmd::wrap::parse_choice;
+use crate::exit::{CliError, Exit, Result};
+use crate::files;
+use crate::stdout_error;
+use crate::ui::Ui;
+
+const STEPS: usize = 6;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Steps: find the key in the HSM; reuse or create the KEK; download its public key; wrap in the \
+                        HSM (after the wrap self-test); import; verify that the vault holds the same key (RSA/EC: the \
+                        public half; AES: one block encrypted on both sides). Exit code 8 when verification fails."
+)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// The Key Exchange Key's name: reused if it is an import-only RSA-HSM key, created if it does not exist.
+    #[arg(long, value_name = "NAME")]
+    kek_name: String,
+    /// The KEK's modulus bits when it is created: 2048, 3072 or 4096.
+    #[arg(long, value_name = "BITS", default_value_t = 4096)]
+    kek_size: usize,
+    /// Create a new KEK version even if one exists.
+    #[arg(long)]
+    new_kek: bool,
+    /// The key's name in the vault (a new version is added if it exists).
+    #[arg(long)]
+    name: String,
+    /// The key in the HSM, as an RFC 7512 URI: pkcs11:token=LABEL;object=LABEL[;id=%01]
+    #[arg(long, value_name = "URI", value_parser = hsm::parse_uri)]
+    key: Pkcs11Uri,
+    /// HSM wrap path: auto (the first that passes the self-test), rsa-aes-key-wrap, two-step-kwp, two-step-pad.
+    #[arg(long, value_name = "PATH", default_value = "auto", value_parser = parse_choice)]
+    wrap_mechanism: WrapChoice,
+    /// Wrap even with a path the self-test found non-conformant.
+    #[arg(long)]
+    allow_nonconformant_wrap: bool,
+    #[command(flatten)]
+    properties: KeyPropertiesArgs,
+    /// Also keep the .byok blob in this file.
+    #[arg(long, value_name = "FILE")]
+    keep_byok: Option<PathBuf>,
+    /// Write the transfer record (JSON, no secrets) to this file; see docs/record.md.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Replace --keep-byok and --record files that exist.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    hsm: HsmArgs,
+}
+
+/// How the vault's key compares with the HSM's.
+enum Verification {
+    Verified { method: &'static str, detail: String },
+    NotVerifiable { reason: String },
+    Mismatch { method: &'static str, detail: String },
+}
+
+impl Verification {
+    fn json(&self) -> Value {
+        match self {
+            Self::Verified { method, detail } => json!({"result": "verified", "method": method, "detail": detail}),
+            Self::NotVerifiable { reason } => json!({"result": "not-verifiable", "method": null, "detail": reason}),
+            Self::Mismatch { method, detail } => json!({"result": "mismatch", "method": method, "detail": detail}),
+        }
+    }
+}
+
+fn step(ui: Ui, n: usize, text: &str) {
+    ui.note(&format!("[{n}/{STEPS}] {text}"));
+}
+
+pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
+    for file in [&args.keep_byok, &args.record].into_iter().flatten() {
+        files::check_writable(file, args.force)?;
+    }
+    let kek_size = byok_encoding::RsaSize::from_bits(args.kek_size).ok_or_else(|| {
+        CliError::msg(
+            Exit::Usage,
+            format!("--kek-size {}: a KEK is 2048, 3072 or 4096 bits", args.kek_size),
+        )
+    })?;
+    let started = byok_keyvault::Timestamp::now();
+    let conn = args.vault.connect(ui)?;
+    let rt = runtime()?;
+    args.hsm.with_session(&args.key, |session| {
+        // 1. The source key, before anything is written anywhere.
+        step(ui, 1, "finding the key in the HSM");
+        let key = session.find_key(&args.key).map_err(hsm::error)?;
+        let KeyKindInfo::Supported(kind) = key.kind else {
+            return Err(hsm::error(HsmError::UnsupportedKey {
+                key: key.describe(),
+                what: key.kind.to_string(),
+            }));
+        };
+        if !key.extractable {
+            return Err(hsm::error(HsmError::NotExtractable(key.describe())));
+        }
+        let mut request = args
+            .properties
+            .request(&conn, &args.name, Vec::new(), kind.kty(), kind.curve())?;
+        ui.verbose(&format!("key {} in token `{}`", key.describe(), session.token().label));
+
+        // 2 and 3. The KEK and its public key.
+        step(ui, 2, &format!("KEK `{}` in {}", args.kek_name, conn.vault()));
+        let (kek, kek_created) = kek(ui, &conn, &rt, args, kek_size)?;
+        step(
+            ui,
+            3,
+            &format!(
+                "KEK public key {}, SHA-256 {}",
+                kek.public.size(),
+                kek.public.fingerprint_sha256()
+            ),
+        );
+
+        // 4. Wrap inside the HSM.
+        step(ui, 4, "wrapping in the HSM (with the wrap self-test)");
+        let options = WrapOptions {
+            choice: args.wrap_mechanism,
+            allow_nonconformant: args.allow_nonconformant_wrap,
+        };
+        let wrapped = session.wrap(&key, &kek.public, options).map_err(hsm::error)?;
+        let self_test = session
+            .self_test()
+            .map(|r| r.path(wrapped.path).verdict.to_string())
+            .unwrap_or_else(|e| format!("not available: {e}"));
+        if let Some(why) = &wrapped.nonconformant {
+            ui.warn(&format!("WRAPPED WITH A NON-CONFORMANT PATH ({}): {why}", wrapped.path));
+        }
+        let token = session.token().clone();
+        let mut generator = format!(
+            "byok-cli {}; source: {} via PKCS#11, {}",
+            env!("CARGO_PKG_VERSION"),
+            token.describe(),
+            wrapped.path.name()
+        );
+        if wrapped.nonconformant.is_some() {
+            generator.push_str("; NONCONFORMANT (--allow-nonconformant-wrap)");
+        }
+        let document = ByokBlob::new(kek.kid.clone(), wrapped.ciphertext, generator).to_json();
+        ByokBlob::from_json(&document).map_err(|e| {
+            CliError::new(
+                Exit::Internal,
+                anyhow::Error::new(e).context("the blob byok made does not validate"),
+            )
+        })?;
+        if let Some(file) = &args.keep_byok {
+            files::write_atomic(file, &document, args.force)?;
+            ui.verbose(&format!("kept the blob in {}", file.display()));
+        }
+        let blob_sha256 = hex::encode(Sha256::digest(&document));
+
+        // 5. Import.
+        step(ui, 5, &format!("importing `{}` ({} bytes)", args.name, document.len()));
+        let blob_len = document.len();
+        request.byok = document;
+        let imported = rt.block_on(conn.import_key(&request)).map_err(import_error)?;
+
+        // 6. Verify.
+        step(ui, 6, &format!("verifying {}", imported.key.kid));
+        let verification = verify(&conn, &rt, session, &key, kind, &imported.key)?;
+
+        let record = json!({
+            "format_version": 1,
+            "tool": { "name": "byok-cli", "version": env!("CARGO_PKG_VERSION") },
+            "transfer_id": request.transfer_id,
+            "started": started.to_string(),
+            "finished": byok_keyvault::Timestamp::now().to_string(),
+            "vault": { "url": conn.vault().url(), "kind": conn.vault().kind().name() },
+            "kek": {
+                "kid": kek.kid.to_string(),
+                "created_by_this_transfer": kek_created,
+                "size_bits": kek.public.size().bits(),
+                "fingerprint_sha256": kek.public.fingerprint_sha256(),
+            },
+            "source": {
+                "token": {
+                    "label": token.label,
+                    "manufacturer": token.manufacturer,
+                    "model": token.model,
+                    "serial": token.serial,
+                    "firmware": token.firmware,
+                },
+                "key_uri": byok_pkcs11::key_uri(&token.label, &key.label, &key.id),
+                "key_label": key.label,
+                "key_id": hsm::hex(&key.id),
+            },
+            "key": key_json(&imported, kind, &args.name),
+            "wrap": {
+                "path": wrapped.path.name(),
+                "mechanisms": wrapped.path.mechanisms(),
+                "conformant": wrapped.nonconformant.is_none(),
+                "self_test": self_test,
+            },
+            "blob": {
+                "sha256": blob_sha256,
+                "bytes": blob_len,
+                "kept_as": args.keep_byok,
+            },
+            "import": { "ambiguous_sends": imported.ambiguous },
+            "verification": verification.json(),
+        });
+        if let Some(file) = &args.record {
+            let mut text = serde_json::to_vec_pretty(&record)
+                .map_err(|e| CliError::msg(Exit::Internal, format!("cannot encode the record: {e}")))?;
+            text.push(b'\n');
+            files::write_atomic(file, &text, args.force)?;
+        }
+        finish(ui, &record, &verification, &imported, args)
+    })
+}
+
+/// Reuses an import-only KEK or creates one; refuses a key of that name that is something else.
+fn kek(
+    ui: Ui,
+    conn: &Connection,
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    size: byok_encoding::RsaSize,
+) -> Result<(Kek, bool)> {
+    let create = || -> Result<(Kek, bool)> {
+        let kek = rt
+            .block_on(conn.create_kek(&args.kek_name, size))
+            .map_err(vault::error)?;
+        ui.note(&format!("created KEK {} ({size})", kek.kid));
+        Ok((kek, true))
+    };
+    match rt.block_on(conn.get_kek(&args.kek_name, None)) {
+        Ok(_) if args.new_kek => create(),
+        Ok(k) if k.is_import_only_hsm() => {
+            ui.note(&format!("reusing KEK {} ({})", k.kid, k.public.size()));
+            Ok((k, false))
+        }
+        Ok(k) => Err(CliError::msg(
+            Exit::Refused,
+            format!(
+                "`{}` exists in {} but is {} with key_ops {:?}, not an import-only RSA-HSM KEK",
+                args.kek_name,
+                conn.vault(),
+                k.kty,
+                k.key_ops
+            ),
+        )
+        .hint(
+            "choose another --kek-name; byok does not add a KEK version on top of a key that is used for other things",
+        )),
+        Err(byok_keyvault::Error::Service { status: Some(404), .. }) => create(),
+        Err(byok_keyvault::Error::Answer { reason, .. }) => Err(CliError::msg(
+            Exit::Refused,
+            format!(
+                "`{}` exists in {} but is not an RSA KEK ({reason})",
+                args.kek_name,
+                conn.vault()
+            ),
+        )
+        .hint("choose another --kek-name")),
+        Err(e) => Err(vault::error(e)),
+    }
+}
+
+/// Compares the vault's key with the HSM's without either leaving its home.
+fn verify(
+    conn: &Connection,
+    rt: &tokio::runtime::Runtime,
+    session: &TokenSession<'_>,
+    key: &KeyInfo,
+    kind: KeyKind,
+    imported: &VaultKey,
+) -> Result<Verification> {
+    let expected_kty = kind.kty().azure_hsm_name();
+    if !imported.kty.eq_ignore_ascii_case(expected_kty) {
+        return Ok(Verification::Mismatch {
+            method: "key type",
+            detail: format!("the vault holds a {} key, the HSM a {kind} key", imported.kty),
+        });
+    }
+    match kind {
+        KeyKind::Rsa(_) | KeyKind::Ec(_) => {
+            let method = "public key comparison";
+            let (Some(hsm_public), Some(vault_public)) = (&key.public, &imported.public) else {
+                return Ok(Verification::NotVerifiable {
+                    reason: if key.public.is_none() {
+                        "the token does not show the key's public half".into()
+                    } else {
+                        "the vault did not return the key's public half".into()
+                    },
+                });
+            };
+            let (h, v) = (hsm_public.fingerprint_sha256(), vault_public.fingerprint_sha256());
+            Ok(if hsm_public == vault_public {
+                Verification::Verified {
+                    method,
+                    detail: format!("the vault's public key equals the HSM's (SHA-256 {h})"),
+                }
+            } else {
+                Verification::Mismatch {
+                    method,
+                    detail: format!("the vault's public key (SHA-256 {v}) differs from the HSM's (SHA-256 {h})"),
+                }
+            })
+        }
+        KeyKind::Aes(size) => {
+            let method = "one random block encrypted on both sides (HSM AES-ECB, vault AES-CBC with a zero IV)";
+            if !imported.key_ops.iter().any(|o| o == "encrypt") {
+                return Ok(Verification::NotVerifiable {
+                    reason: "the imported key does not allow `encrypt`, which the comparison needs".into(),
+                });
+            }
+            let mut block = [0u8; 16];
+            getrandom::fill(&mut block)
+                .map_err(|e| CliError::msg(Exit::Internal, format!("the OS random generator failed: {e}")))?;
+            let Some(from_hsm) = session.encrypt_block(key, &block).map_err(hsm::error)? else {
+                return Ok(Verification::NotVerifiable {
+                    reason: "the key in the token does not allow encryption (CKA_ENCRYPT), which the comparison needs"
+                        .into(),
+                });
+            };
+            let from_vault = rt
+                .block_on(conn.encrypt_block(imported.kid.name(), imported.kid.version(), size, &block))
+                .map_err(vault::error)?;
+            Ok(if from_hsm == from_vault {
+                Verification::Verified {
+                    method,
+                    detail: "both sides encrypt a random block to the same ciphertext".into(),
+                }
+            } else {
+                Verification::Mismatch {
+                    method,
+                    detail: "the vault's key encrypts a random block differently from the HSM's".into(),
+                }
+            })
+        }
+    }
+}
+
+fn key_json(imported: &Imported, kind: KeyKind, name: &str) -> Value {
+    let key = &imported.key;
+    json!({
+        "name": name,
+        "kid": key.kid.to_string(),
+        "version": key.kid.version(),
+        "kty": key.kty,
+        "kind": kind.to_string(),
+        "crv": kind.curve().map(|c| c.azure_name()),
+        "key_ops": key.key_ops,
+        "enabled": key.enabled,
+        "not_before": key.not_before.map(|t| t.to_string()),
+        "expires": key.expires.map(|t| t.to_string()),
+        "tags": key.tags,
+        "public_key_sha256": key.public.as_ref().map(|p| p.fingerprint_sha256()),
+    })
+}
+
+fn finish(ui: Ui, record: &Value, verification: &Verification, imported: &Imported, args: &Args) -> Result<()> {
+    let verdict = match verification {
+        Verification::Verified { detail, .. } => format!("verified: {detail}"),
+        Verification::NotVerifiable { reason } => format!("NOT VERIFIED: {reason}"),
+        Verification::Mismatch { detail, .. } => format!("MISMATCH: {detail}"),
+    };
+    let mut human = format!(
+        "transferred {}\n  key         {} {}\n  KEK         {}\n  wrap        {}\n  blob        SHA-256 {}\n  verification {verdict}\n",
+        imported.key.kid,
+        imported.key.kty,
+        record["key"]["kind"].as_str().unwrap_or_default(),
+        record["kek"]["kid"].as_str().unwrap_or_default(),
+        record["wrap"]["path"].as_str().unwrap_or_default(),
+        record["blob"]["sha256"].as_str().unwrap_or_default(),
+    );
+    if let Some(file) = &args.record {
+        human.push_str(&format!("  record      {}\n", file.display()));
+    }
+    if let Verification::NotVerifiable { reason } = verification {
+        ui.warn(&format!("the import could not be verified: {reason}"));
+    }
+    ui.result(&human, record).map_err(stdout_error)?;
+    if let Verification::Mismatch { detail, .. } = verification {
+        return Err(CliError::msg(
+            Exit::Verification,
+            format!("verification failed for {}: {detail}", imported.key.kid),
+        )
+        .hint(
+            "the vault holds a different key than the HSM: do not use this key version; disable it \
+             (az keyvault key set-attributes --enabled false) and investigate before trying again",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! Reaching the vault: which one, how to authenticate, and what its errors mean. Shared by `kek`, `import` and
+//! `full-transfer`.
+
+use std::path::PathBuf;
+
+use byok_keyvault::{AuthKind, Connection, Credential, Vault};
+
+use crate::exit::{CliError, Exit, Result};
+use crate::files;
+use crate::ui::Ui;
+
+/// Which vault, and how to reach it.
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("vault").required(true).args(["vault_name", "hsm_name", "vault_url"])))]
+pub(crate) struct VaultArgs {
+    /// A Key Vault by name (https://NAME.vault.azure.net).
+    #[arg(long, value_name = "NAME")]
+    vault_name: Option<String>,
+    /// A Managed HSM by name (https://NAME.managedhsm.azure.net).
+    #[arg(long, value_name = "NAME")]
+    hsm_name: Option<String>,
+    /// Any vault URL, https only (a local Key Vault included).
+    #[arg(long, value_name = "URL")]
+    vault_url: Option<String>,
+    /// An extra CA to trust (a local Key Vault, a TLS-inspecting proxy); verification is never switched off.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// How to authenticate: auto (client secret, workload identity, managed identity, Azure CLI — the first whose
+    /// settings are present), cli, client-secret, managed-identity, workload-identity. Settings come from
+    /// AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST.
+    #[arg(long, value_name = "KIND", default_value = "auto", value_parser = AuthKind::NAMES)]
+    auth: String,
+}
+
+impl VaultArgs {
+    pub(crate) fn vault(&self) -> Result<Vault> {
+        match (&self.vault_name, &self.hsm_name, &self.vault_url) {
+            (Some(n), _, _) => Vault::from_vault_name(n),
+            (_, Some(n), _) => Vault::from_hsm_name(n),
+            (_, _, Some(u)) => Vault::from_url(u),
+            _ => {
+                return Err(CliError::msg(
+                    Exit::Usage,
+                    "name the vault with --vault-name, --hsm-name or --vault-url",
+                ));
+            }
+        }
+        .map_err(error)
+    }
+
+    /// A connection whose retries are reported on stderr.
+    pub(crate) fn connect(&self, ui: Ui) -> Result<Connection> {
+        let vault = self.vault()?;
+        let kind: AuthKind = self.auth.parse().map_err(|e: String| CliError::msg(Exit::Usage, e))?;
+        let credential = Credential::from_env(kind).map_err(error)?;
+        ui.verbose(&format!("authenticating with {}", credential.kind_name()));
+        let ca = match &self.ca_file {
+            Some(path) => Some(files::read_input(path, "CA file")?),
+            None => None,
+        };
+        Ok(Connection::new(&vault, credential, ca.as_deref())
+            .map_err(error)?
+            .on_retry(move |line| ui.note(line)))
+    }
+}
+
+/// A vault error with its exit code and a hint.
+pub(crate) fn error(e: byok_keyvault::Error) -> CliError {
+    use byok_keyvault::Error as E;
+    let hint = match &e {
+        E::Service {
+            status: Some(401 | 403),
+            ..
+        } => Some(
+            "check the credential and its permissions on the vault: keys/get, keys/create and keys/import (Key Vault \
+             access policy or RBAC role 'Key Vault Crypto Officer'; Managed HSM local RBAC 'Managed HSM Crypto User')",
+        ),
+        E::Service {
+            status: None,
+            code: Some(c),
+            ..
+        } if c == "AuthenticationFailed" => Some(
+            "the credential was refused or could not get a token: check AZURE_TENANT_ID, AZURE_CLIENT_ID and the \
+             secret or token file (and AZURE_AUTHORITY_HOST), or choose another --auth",
+        ),
+        E::Service { status: Some(404), .. } => {
+            Some("check the key name and the vault (byok never creates keys you did not ask for)")
+        }
+        E::Service {
+            status: None,
+            code: None,
+            ..
+        } => Some("the vault could not be reached: check the URL, the network, and --ca-file for a private CA"),
+        E::NoCredential => Some("pass --auth to choose a credential kind explicitly"),
+        _ => None,
+    };
+    let exit = match e {
+        E::Address(..) | E::Credential(_) | E::NoCredential | E::Request(_) => Exit::Usage,
+        _ => Exit::Vault,
+    };
+    let err = CliError::new(exit, anyhow::Error::new(e));
+    match hint {
+        Some(h) => err.hint(h),
+        None => err,
+    }
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::msg(Exit::Internal, format!("cannot start the async runtime: {e}")))
+}
