@@ -344,7 +344,7 @@ fn cases() -> Vec<Case> {
             )
         },
         Case {
-            hint: Some("  hint: choose another --out path, or pass --force to replace the file"),
+            hint: Some("  hint: choose another path, or pass --force to replace the file"),
             ..case(
                 "output exists",
                 wrap_args(&["--out", "@existing.byok"]),

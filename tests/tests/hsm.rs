@@ -2,126 +2,15 @@
 //! and openCryptoki 3.27 (in its forky root). Every blob is opened in software, parsed strictly, compared with the
 //! token's own key (public half, or an AES key check value), and opened again by OpenSSL and Python.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::path::Path;
+use std::process::Command;
 
 use byok_blob::ByokBlob;
 use byok_encoding::{Kty, TargetKey};
-use byok_tests::{KID, binary, byok_cli, run, stderr, stdout, testdata};
+use byok_tests::hsm::{Token, workspace};
+use byok_tests::{KID, byok_cli, run, stderr, stdout, testdata};
 use byok_wrap::KekPrivateKey;
 use serde_json::Value;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn env() -> &'static Value {
-    static ENV: OnceLock<Value> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let path = workspace().join("target/hsm/env.json");
-        let text = std::fs::read(&path).unwrap_or_else(|_| {
-            panic!(
-                "{} is missing: run `cargo xtask setup` to make the test tokens",
-                path.display()
-            )
-        });
-        serde_json::from_slice(&text).expect("env.json")
-    })
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Token {
-    SoftHsm,
-    Nss,
-    Ock,
-}
-
-impl Token {
-    fn uri(self) -> String {
-        match self {
-            Self::SoftHsm => "pkcs11:token=byok-src".into(),
-            Self::Nss => "pkcs11:token=NSS%20Certificate%20DB".into(),
-            Self::Ock => "pkcs11:token=byok-ock".into(),
-        }
-    }
-
-    /// A directory the command can write to, and its path as the command sees it.
-    fn workdir(self, name: &str) -> (PathBuf, String) {
-        let unique = format!("{name}-{}", std::process::id());
-        match self {
-            Self::Ock => {
-                let host = Path::new(env()["opencryptoki"]["work"].as_str().expect("work")).join(&unique);
-                std::fs::create_dir_all(&host).expect("work dir");
-                (host, format!("/work/{unique}"))
-            }
-            _ => {
-                let host = workspace().join("target/hsm/work").join(&unique);
-                std::fs::create_dir_all(&host).expect("work dir");
-                let shown = host.display().to_string();
-                (host, shown)
-            }
-        }
-    }
-
-    /// `byok-cli ARGS` on this token, with the module, init args and PIN it needs.
-    fn cli(self, args: &[&str]) -> Output {
-        let e = env();
-        let mut cmd = match self {
-            Self::Ock => {
-                static COPIED: OnceLock<String> = OnceLock::new();
-                let inside = COPIED.get_or_init(|| {
-                    let root = Path::new(e["opencryptoki"]["root"].as_str().expect("root"));
-                    let name = format!("/opt/byok/byok-cli-{}", std::process::id());
-                    std::fs::copy(binary("byok-cli"), root.join(name.trim_start_matches('/')))
-                        .expect("copy the binary");
-                    name
-                });
-                let mut c = Command::new("chroot");
-                c.arg(e["opencryptoki"]["root"].as_str().expect("root")).arg(inside);
-                c
-            }
-            _ => byok_cli(),
-        };
-        cmd.args(args);
-        match self {
-            Self::SoftHsm => {
-                cmd.env("SOFTHSM2_CONF", e["softhsm"]["conf"].as_str().expect("conf"))
-                    .args(["--pkcs11-module", e["softhsm"]["module"].as_str().expect("module")])
-                    .args(["--pin-file", e["pin_file"].as_str().expect("pin")]);
-            }
-            Self::Nss => {
-                cmd.args(["--pkcs11-module", e["nss"]["module"].as_str().expect("module")])
-                    .args(["--pkcs11-init-args", e["nss"]["init_args"].as_str().expect("init")]);
-            }
-            Self::Ock => {
-                cmd.args(["--pkcs11-module", e["opencryptoki"]["module"].as_str().expect("module")])
-                    .args([
-                        "--pin-file",
-                        e["opencryptoki"]["pin_file_in_root"].as_str().expect("pin"),
-                    ]);
-            }
-        }
-        run(&mut cmd)
-    }
-
-    fn json(self, args: &[&str]) -> Value {
-        let mut all = vec!["--output", "json"];
-        all.extend(args);
-        let out = self.cli(&all);
-        assert!(out.status.success(), "{self:?} {args:?}: {}", stderr(&out));
-        serde_json::from_str(&stdout(&out)).expect("JSON result")
-    }
-
-    /// Generates a key with a label unique to this test process.
-    fn generate(self, spec: &[&str], name: &str) -> Value {
-        let label = format!("{name}-{}", std::process::id());
-        let uri = self.uri();
-        let mut args = vec!["hsm", "generate", "--token", &uri, "--label", &label];
-        args.extend(spec);
-        self.json(&args)
-    }
-}
 
 fn kek_private(bits: u32) -> KekPrivateKey {
     KekPrivateKey::from_private_key_file(

@@ -69,7 +69,7 @@ pub(crate) fn check_writable(path: &Path, force: bool) -> Result<()> {
     if !force && path.exists() {
         return Err(
             CliError::msg(Exit::Refused, format!("{} already exists", path.display()))
-                .hint("choose another --out path, or pass --force to replace the file"),
+                .hint("choose another path, or pass --force to replace the file"),
         );
     }
     Ok(())
@@ -98,7 +98,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], force: bool) -> Result<()> 
         tmp.persist_noclobber(path).map_err(|e| {
             if e.error.kind() == io::ErrorKind::AlreadyExists {
                 CliError::msg(Exit::Refused, format!("{shown} already exists"))
-                    .hint("choose another --out path, or pass --force to replace the file")
+                    .hint("choose another path, or pass --force to replace the file")
             } else {
                 io_err(e.error)
             }

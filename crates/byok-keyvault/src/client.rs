@@ -398,12 +398,20 @@ impl Connection {
         Fut: Future<Output = azure_core::Result<T>>,
     {
         let mut retry = 0;
+        let mut unreachable = 0;
         loop {
             let e = match call().await {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            match retry::classify(&e, idempotent) {
+            let failure = match retry::classify(&e, idempotent) {
+                Failure::Unreachable if unreachable < retry::UNREACHABLE_RETRIES.min(self.retry.max_retries) => {
+                    unreachable += 1;
+                    Failure::Retry(None)
+                }
+                other => other,
+            };
+            match failure {
                 Failure::Retry(after) if retry < self.retry.max_retries => {
                     let wait = self.retry.delay(retry, after);
                     self.notify(&format!(

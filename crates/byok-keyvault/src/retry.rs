@@ -45,11 +45,17 @@ impl RetryPolicy {
     }
 }
 
+/// Retries when the vault could not be reached at all: a vault that is down, a wrong host name or a blocked port
+/// rarely heals within seconds, so a few quick tries, not the full budget.
+pub(crate) const UNREACHABLE_RETRIES: u32 = 2;
+
 /// What one failed attempt means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Failure {
     /// Safe to send again, after the service's `Retry-After` if any.
     Retry(Option<Duration>),
+    /// No connection could be made: the request was never sent. Worth [`UNREACHABLE_RETRIES`] quick tries.
+    Unreachable,
     /// The request may have been carried out (the connection broke after sending): a write must first look.
     Ambiguous,
     /// Retrying cannot help.
@@ -72,12 +78,39 @@ pub(crate) fn classify(e: &azure_core::Error, idempotent: bool) -> Failure {
             500 | 502 | 504 => in_doubt,
             _ => Failure::Final,
         },
+        // The peer said something we refuse (a TLS certificate we do not trust, not HTTP): no retry heals that.
+        ErrorKind::Connection | ErrorKind::Io if refused_by_us(e) => Failure::Final,
         // No connection was made: the request was never sent.
-        ErrorKind::Connection => Failure::Retry(None),
+        ErrorKind::Connection => Failure::Unreachable,
         // The connection broke during the exchange, or the answer arrived cut short.
         ErrorKind::Io | ErrorKind::DataConversion => in_doubt,
         _ => Failure::Final,
     }
+}
+
+/// Whether an I/O error in the chain is `InvalidData`: how TLS and HTTP stacks report a certificate or protocol
+/// they reject, as opposed to a connection that failed or broke.
+fn refused_by_us(e: &azure_core::Error) -> bool {
+    // `io::Error::source` skips the error an `io::Error` wraps, so nested I/O errors are opened with `get_ref`.
+    fn invalid_data(mut io: &std::io::Error) -> bool {
+        loop {
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return true;
+            }
+            match io.get_ref().and_then(|inner| inner.downcast_ref::<std::io::Error>()) {
+                Some(inner) => io = inner,
+                None => return false,
+            }
+        }
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>().is_some_and(invalid_data) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// `retry-after-ms`, `x-ms-retry-after-ms` (milliseconds) or `Retry-After` (seconds or an HTTP date).
@@ -154,8 +187,18 @@ mod tests {
         assert_eq!(classify(&io, true), Failure::Retry(None));
         assert_eq!(
             classify(&Error::new(ErrorKind::Connection, "refused"), false),
-            Failure::Retry(None)
+            Failure::Unreachable
         );
+        let tls = Error::with_error(
+            ErrorKind::Connection,
+            // As hyper-rustls reports it: an `Other` I/O error around an `InvalidData` one.
+            std::io::Error::other(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "invalid peer certificate: UnknownIssuer",
+            )),
+            "connect",
+        );
+        assert_eq!(classify(&tls, true), Failure::Final);
         assert_eq!(
             classify(&Error::new(ErrorKind::Credential, "bad secret"), true),
             Failure::Final

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use byok_blob::ByokBlob;
 use byok_encoding::KeyKind;
 use byok_keyvault::{Connection, Imported, Kek, VaultKey};
-use byok_pkcs11::{Error as HsmError, KeyInfo, KeyKindInfo, Pkcs11Uri, TokenSession, WrapChoice, WrapOptions};
+use byok_pkcs11::{Error as HsmError, KeyInfo, KeyKindInfo, Pkcs11Uri, TokenSession, Verdict, WrapChoice, WrapOptions};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -138,10 +138,20 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
             allow_nonconformant: args.allow_nonconformant_wrap,
         };
         let wrapped = session.wrap(&key, &kek.public, options).map_err(hsm::error)?;
-        let self_test = session
-            .self_test()
-            .map(|r| r.path(wrapped.path).verdict.to_string())
-            .unwrap_or_else(|e| format!("not available: {e}"));
+        // The verdict for the path used, as it applies to this key: "aligned only" is conformant for an AES key.
+        let self_test = match session.self_test() {
+            Ok(report) => {
+                let verdict = &report.path(wrapped.path).verdict;
+                let applies = match verdict {
+                    Verdict::Conformant => "conformant",
+                    Verdict::AlignedOnly(_) if matches!(kind, KeyKind::Aes(_)) => "conformant",
+                    _ if wrapped.nonconformant.is_some() => "non-conformant (overridden)",
+                    _ => "not conformant",
+                };
+                json!({ "path_verdict": applies, "detail": verdict.to_string() })
+            }
+            Err(e) => json!({ "path_verdict": "not available", "detail": e.to_string() }),
+        };
         if let Some(why) = &wrapped.nonconformant {
             ui.warn(&format!("WRAPPED WITH A NON-CONFORMANT PATH ({}): {why}", wrapped.path));
         }

@@ -1,0 +1,519 @@
+//! `byok-cli full-transfer` and `import` end to end: keys generated in NSS softokn and SoftHSM, the local Key Vault
+//! in Vault and Managed HSM modes, client-secret credentials through its token endpoint, faults, and a vault that
+//! lies about what it imported.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use byok_tests::hsm::Token;
+use byok_tests::{byok_cli, run, stderr, stdout};
+use serde_json::Value;
+
+const RSA2048: &[&str] = &["--kty", "RSA", "--size", "2048"];
+const P256: &[&str] = &["--kty", "EC", "--curve", "P-256"];
+const P384: &[&str] = &["--kty", "EC", "--curve", "P-384"];
+const P521: &[&str] = &["--kty", "EC", "--curve", "P-521"];
+const AES128: &[&str] = &["--kty", "oct", "--size", "128"];
+const AES192: &[&str] = &["--kty", "oct", "--size", "192"];
+const AES256: &[&str] = &["--kty", "oct", "--size", "256"];
+
+/// The local Key Vault, started in-process on its own runtime thread so that tests can run the CLI synchronously.
+struct LocalVault {
+    info: byok_emulator::Info,
+    state: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalVault {
+    fn start(managed_hsm: bool, faults: &str, configure: impl FnOnce(&mut byok_emulator::Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("vault");
+        let mut config = byok_emulator::Config::new(state.clone());
+        config.managed_hsm = managed_hsm;
+        config.faults = faults.parse().expect("fault spec");
+        configure(&mut config);
+        let (info_tx, info_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(async move {
+                let running = byok_emulator::start(config).await.expect("the local Key Vault starts");
+                info_tx.send(running.info.clone()).expect("send info");
+                let _ = stop_rx.await;
+                running.shutdown().await.expect("stops");
+            });
+        });
+        let info = info_rx.recv().expect("the local Key Vault reports its address");
+        Self {
+            info,
+            state,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    /// The vault flags every command takes.
+    fn flags(&self) -> Vec<String> {
+        vec![
+            "--vault-url".into(),
+            self.info.vault_url.clone(),
+            "--ca-file".into(),
+            self.info.ca_file.display().to_string(),
+        ]
+    }
+
+    /// `byok-cli ARGS` (plus the vault flags) on a token, with client-secret credentials in the environment.
+    fn cli(&self, token: Option<Token>, args: &[&str]) -> Output {
+        let flags = self.flags();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(flags.iter().map(String::as_str));
+        let mut cmd = match token {
+            Some(t) => t.command(&all),
+            None => {
+                let mut c = byok_cli();
+                c.args(&all);
+                c
+            }
+        };
+        cmd.env("AZURE_TENANT_ID", &self.info.tenant_id)
+            .env("AZURE_CLIENT_ID", &self.info.client_id)
+            .env("AZURE_CLIENT_SECRET", &self.info.client_secret)
+            .env("AZURE_AUTHORITY_HOST", &self.info.authority_host);
+        run(&mut cmd)
+    }
+
+    /// How many versions the vault holds of a key (from its state file).
+    fn versions(&self, name: &str) -> usize {
+        let path = self.state.join("keys").join(format!("{name}.json"));
+        match std::fs::read(&path) {
+            Ok(text) => serde_json::from_slice::<Vec<Value>>(&text).expect("state file").len(),
+            Err(_) => 0,
+        }
+    }
+}
+
+impl Drop for LocalVault {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn ok(out: &Output, what: &str) -> Value {
+    assert!(
+        out.status.success(),
+        "{what}: exit {:?}\n{}",
+        out.status.code(),
+        stderr(out)
+    );
+    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {}", stdout(out)))
+}
+
+fn refused(out: &Output, code: i32, needle: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code} with `{needle}`:\n{}",
+        stderr(out)
+    );
+    assert!(stderr(out).contains(needle), "expected `{needle}` in:\n{}", stderr(out));
+    assert!(!stderr(out).contains("panicked"), "{}", stderr(out));
+}
+
+/// Generates a key in a token; returns its URI.
+fn generate(token: Token, spec: &[&str], name: &str) -> String {
+    let key = token.generate(spec, name);
+    key["uri"].as_str().expect("uri").to_owned()
+}
+
+fn full_transfer(vault: &LocalVault, token: Token, uri: &str, name: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--output",
+        "json",
+        "full-transfer",
+        "--kek-name",
+        "kek",
+        "--kek-size",
+        "2048",
+        "--name",
+        name,
+        "--key",
+        uri,
+    ];
+    args.extend(extra);
+    vault.cli(Some(token), &args)
+}
+
+/// The record's claims, checked against the vault's own state and the token's key.
+fn check_record(record: &Value, vault: &LocalVault, name: &str, kty: &str, token_label: &str) {
+    assert_eq!(record["format_version"], 1);
+    assert_eq!(record["verification"]["result"], "verified", "{record:#}");
+    assert_eq!(record["key"]["kty"], kty);
+    assert_eq!(record["source"]["token"]["label"], token_label);
+    assert_eq!(record["wrap"]["conformant"], true);
+    assert_eq!(record["wrap"]["self_test"]["path_verdict"], "conformant", "{record:#}");
+    assert_eq!(record["vault"]["url"], vault.info.vault_url.as_str());
+    let kid = record["key"]["kid"].as_str().expect("kid");
+    assert!(
+        kid.starts_with(&format!("{}/keys/{name}/", vault.info.vault_url)),
+        "{kid}"
+    );
+    assert_eq!(
+        record["key"]["tags"]["byok-transfer"], record["transfer_id"],
+        "the transfer tag ties the key to the record"
+    );
+    let text = record.to_string();
+    assert!(!text.contains(&vault.info.client_secret), "no secret in the record");
+}
+
+#[test]
+fn key_vault_mode_rsa_and_ec_from_nss() {
+    // Tokens live for 2 s: a transfer outlives several, so byok must get new ones as it goes.
+    let vault = LocalVault::start(false, "", |c| c.token_lifetime = std::time::Duration::from_secs(2));
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (spec, name) in [(RSA2048, "t-rsa"), (P256, "t-ec256"), (P521, "t-ec521")] {
+        let uri = generate(Token::Nss, spec, name);
+        let record_file = dir.path().join(format!("{name}.json"));
+        let byok_file = dir.path().join(format!("{name}.byok"));
+        let out = full_transfer(
+            &vault,
+            Token::Nss,
+            &uri,
+            name,
+            &[
+                "--record",
+                record_file.to_str().expect("utf-8"),
+                "--keep-byok",
+                byok_file.to_str().expect("utf-8"),
+                "--tags",
+                "owner=pki",
+                "ticket=CHG-1",
+            ],
+        );
+        let result = ok(&out, name);
+        let record: Value =
+            serde_json::from_slice(&std::fs::read(&record_file).expect("record written")).expect("record is JSON");
+        assert_eq!(result, record, "stdout carries the record");
+        check_record(
+            &record,
+            &vault,
+            name,
+            if name == "t-rsa" { "RSA-HSM" } else { "EC-HSM" },
+            "NSS Certificate DB",
+        );
+        assert_eq!(record["key"]["tags"]["owner"], "pki");
+        assert_eq!(record["key"]["tags"]["ticket"], "CHG-1");
+        assert_eq!(record["kek"]["created_by_this_transfer"], name == "t-rsa");
+        assert_eq!(vault.versions(name), 1);
+        let blob = std::fs::read(&byok_file).expect("blob kept");
+        assert_eq!(record["blob"]["sha256"], sha256_hex(&blob));
+        // The steps are shown on stderr.
+        for n in 1..=6 {
+            assert!(stderr(&out).contains(&format!("[{n}/6]")), "{}", stderr(&out));
+        }
+    }
+    assert_eq!(vault.versions("kek"), 1, "the KEK was reused");
+
+    // Refusals.
+    let uri = generate(Token::Nss, AES256, "t-aes-kv");
+    let out = full_transfer(&vault, Token::Nss, &uri, "t-aes-kv", &[]);
+    refused(&out, 7, "symmetric keys can be imported only into a Managed HSM");
+    let uri = generate(Token::Nss, P256, "t-ec-ops");
+    let out = full_transfer(&vault, Token::Nss, &uri, "t-ec-ops", &["--ops", "sign", "wrapKey"]);
+    refused(&out, 2, "EC keys sign and verify; they cannot encrypt or wrap");
+    assert_eq!(vault.versions("t-ec-ops"), 0, "nothing was sent");
+    let record = dir.path().join("t-rsa.json");
+    let out = full_transfer(
+        &vault,
+        Token::Nss,
+        &uri,
+        "t-ec-ops",
+        &["--record", record.to_str().expect("utf-8")],
+    );
+    refused(&out, 5, "already exists");
+    // A KEK name taken by a key that is not a KEK.
+    let out = full_transfer(&vault, Token::Nss, &uri, "t-other", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut args = vec![
+        "--output",
+        "json",
+        "full-transfer",
+        "--kek-name",
+        "t-rsa",
+        "--name",
+        "t-x",
+        "--key",
+    ];
+    args.push(&uri);
+    let out = vault.cli(Some(Token::Nss), &args);
+    refused(&out, 5, "not an import-only RSA-HSM KEK");
+    assert_eq!(
+        vault.versions("t-rsa"),
+        1,
+        "byok did not add a version to a key that is not a KEK"
+    );
+}
+
+#[test]
+fn managed_hsm_mode_aes_from_nss_and_softhsm() {
+    let vault = LocalVault::start(true, "", |_| {});
+    for (token, spec, name) in [
+        (Token::Nss, AES256, "m-nss-aes256"),
+        (Token::Nss, AES128, "m-nss-aes128"),
+        (Token::SoftHsm, AES192, "m-softhsm-aes192"),
+        (Token::Nss, P384, "m-nss-ec384"),
+    ] {
+        let uri = generate(token, spec, name);
+        let record = ok(&full_transfer(&vault, token, &uri, name, &[]), name);
+        let kty = if name.contains("aes") { "oct-HSM" } else { "EC-HSM" };
+        let label = if token == Token::Nss {
+            "NSS Certificate DB"
+        } else {
+            "byok-src"
+        };
+        check_record(&record, &vault, name, kty, label);
+        if kty == "oct-HSM" {
+            assert!(
+                record["verification"]["method"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("random block")),
+                "{record:#}"
+            );
+        }
+    }
+    // AES without `encrypt`: imported, and explicitly not verified — never a silent pass.
+    let uri = generate(Token::Nss, AES256, "m-wrap-only");
+    let out = full_transfer(
+        &vault,
+        Token::Nss,
+        &uri,
+        "m-wrap-only",
+        &["--ops", "wrapKey", "unwrapKey"],
+    );
+    let record = ok(&out, "wrap-only");
+    assert_eq!(record["verification"]["result"], "not-verifiable");
+    assert!(
+        stderr(&out).contains("warning: the import could not be verified"),
+        "{}",
+        stderr(&out)
+    );
+    // SoftHSM 2.6.1 pads PKCS#8 keys: its self-test refuses RSA and EC before anything reaches the vault.
+    let uri = generate(Token::SoftHsm, P256, "m-softhsm-ec");
+    let out = full_transfer(&vault, Token::SoftHsm, &uri, "m-softhsm-ec", &[]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("non-conformant") || stderr(&out).contains("pads"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(vault.versions("m-softhsm-ec"), 0);
+}
+
+#[test]
+fn faults_are_survived_without_duplicate_versions() {
+    // Every import's answer is lost after the vault carried it out: byok must look before sending again.
+    let vault = LocalVault::start(true, "drop=1,methods=PUT", |_| {});
+    for (spec, name) in [(RSA2048, "f-rsa"), (AES256, "f-aes")] {
+        let uri = generate(Token::Nss, spec, name);
+        let out = full_transfer(&vault, Token::Nss, &uri, name, &[]);
+        let record = ok(&out, name);
+        assert_eq!(record["verification"]["result"], "verified");
+        assert_eq!(record["import"]["ambiguous_sends"], 1);
+        assert!(stderr(&out).contains("not sending again"), "{}", stderr(&out));
+        assert_eq!(vault.versions(name), 1, "one import, one version");
+    }
+    drop(vault);
+
+    // Throttling and unavailability on every kind of request, repeatably (seeded), waited out.
+    let vault = LocalVault::start(true, "429=0.35,503=0.25,latency=5ms,retry-after=0,seed=11", |_| {});
+    let uri = generate(Token::Nss, P256, "f-ec");
+    let out = full_transfer(&vault, Token::Nss, &uri, "f-ec", &[]);
+    let record = ok(&out, "throttled");
+    assert_eq!(record["verification"]["result"], "verified");
+    assert!(stderr(&out).contains("HTTP 429 Throttled; retry"), "{}", stderr(&out));
+    assert_eq!(vault.versions("f-ec"), 1);
+    drop(vault);
+
+    // A vault that never stops throttling: byok gives up after its retries and names the step.
+    let vault = LocalVault::start(true, "429=1,retry-after=0", |_| {});
+    let out = full_transfer(&vault, Token::Nss, &uri, "f-never", &[]);
+    refused(&out, 7, "reading key `kek`");
+    assert!(stderr(&out).contains("HTTP 429"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("retry 6/6"), "{}", stderr(&out));
+}
+
+#[test]
+fn verification_catches_a_vault_that_keeps_another_key() {
+    let vault = LocalVault::start(true, "substitute=1", |_| {});
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (spec, name) in [(RSA2048, "s-rsa"), (P256, "s-ec"), (AES256, "s-aes")] {
+        let uri = generate(Token::Nss, spec, name);
+        let record_file = dir.path().join(format!("{name}.json"));
+        let out = full_transfer(
+            &vault,
+            Token::Nss,
+            &uri,
+            name,
+            &["--record", record_file.to_str().expect("utf-8")],
+        );
+        refused(&out, 8, "verification failed");
+        let record: Value =
+            serde_json::from_slice(&std::fs::read(&record_file).expect("the record is written")).expect("JSON");
+        assert_eq!(record["verification"]["result"], "mismatch", "{name}");
+        assert!(
+            stderr(&out).contains("\"kind\":\"verification-failed\"")
+                || stderr(&out).contains("error: verification failed")
+        );
+    }
+}
+
+#[test]
+fn import_checks_before_sending() {
+    let vault = LocalVault::start(false, "", |_| {});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = |n: &str| dir.path().join(n).display().to_string();
+    // A KEK, created and downloaded; `kek download --output json` names the versioned kid a blob must carry.
+    let make_kek = |name: &str| -> String {
+        let create = ["--output", "json", "kek", "create", "--name", name, "--size", "2048"];
+        ok(&vault.cli(None, &create), "kek create");
+        let pem = file(&format!("{name}.pem"));
+        let download = ["--output", "json", "kek", "download", "--name", name, "--file", &pem];
+        ok(&vault.cli(None, &download), "kek download")["kid"]
+            .as_str()
+            .expect("kid")
+            .to_owned()
+    };
+    let uri = generate(Token::Nss, P384, "i-ec");
+    let wrap = |kek_pem: &str, kid: &str, out: &str| {
+        let (pem, out) = (file(kek_pem), file(out));
+        let wrapped = Token::Nss.cli(&[
+            "wrap",
+            "--kek-file",
+            &pem,
+            "--kek-kid",
+            kid,
+            "--key",
+            &uri,
+            "--out",
+            &out,
+        ]);
+        assert!(wrapped.status.success(), "{}", stderr(&wrapped));
+    };
+    let kid = make_kek("kek");
+    wrap("kek.pem", &kid, "ec.byok");
+    let import = |extra: &[&str]| {
+        let mut args = vec!["--output", "json", "import", "--byok-file"];
+        let path = file("ec.byok");
+        args.push(&path);
+        args.extend(extra);
+        vault.cli(None, &args)
+    };
+    let done = ok(
+        &import(&["--name", "i-ec", "--kty", "EC", "--curve", "P-384"]),
+        "import",
+    );
+    assert_eq!(done["kty"], "EC-HSM");
+    assert_eq!(done["key_ops"], serde_json::json!(["sign", "verify"]));
+    assert_eq!(vault.versions("i-ec"), 1);
+
+    refused(&import(&["--name", "i-2", "--kty", "EC"]), 2, "needs its curve");
+    refused(
+        &import(&["--name", "i-2", "--kty", "RSA", "--curve", "P-384"]),
+        2,
+        "not EC",
+    );
+    refused(
+        &import(&["--name", "i-2", "--kty", "EC", "--curve", "P-384", "--ops", "encrypt"]),
+        2,
+        "cannot encrypt or wrap",
+    );
+    refused(
+        &import(&["--name", "bad_name", "--kty", "EC", "--curve", "P-384"]),
+        2,
+        "not a key name",
+    );
+    refused(
+        &import(&[
+            "--name",
+            "i-2",
+            "--kty",
+            "EC",
+            "--curve",
+            "P-384",
+            "--not-before",
+            "soon",
+        ]),
+        2,
+        "RFC 3339",
+    );
+    let import_as_ec = |blob: &str| {
+        let path = file(blob);
+        vault.cli(
+            None,
+            &[
+                "import",
+                "--name",
+                "i-2",
+                "--kty",
+                "EC",
+                "--curve",
+                "P-384",
+                "--byok-file",
+                &path,
+            ],
+        )
+    };
+    // --kty contradicting the content: the vault refuses, and the hint explains.
+    let out = import(&["--name", "i-2", "--kty", "RSA"]);
+    refused(&out, 7, "HTTP 400, BadParameter");
+    assert!(
+        stderr(&out).contains("--kty/--curve contradict the key inside"),
+        "{}",
+        stderr(&out)
+    );
+    // A blob for another vault.
+    let blob = std::fs::read_to_string(file("ec.byok")).expect("blob");
+    let host = vault.info.vault_url.trim_start_matches("https://");
+    std::fs::write(file("other.byok"), blob.replace(host, "fabrikam.vault.azure.net")).expect("write");
+    refused(&import_as_ec("other.byok"), 3, "wrapped to a KEK of another vault");
+    // A blob naming a KEK version that does not exist.
+    let missing = blob.replace(kid.rsplit('/').next().expect("version"), &"0".repeat(32));
+    std::fs::write(file("missing.byok"), missing).expect("write");
+    refused(&import_as_ec("missing.byok"), 7, "does not exist in");
+    // A blob naming a key that is not a KEK (the imported EC key itself).
+    let ec_kid = done["kid"].as_str().expect("kid");
+    std::fs::write(file("notkek.byok"), blob.replace(&kid, ec_kid)).expect("write");
+    let out = import_as_ec("notkek.byok");
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not an RSA key"), "{}", stderr(&out));
+    // A blob wrapped to another KEK than it names.
+    make_kek("kek2");
+    wrap("kek2.pem", &kid, "mixed.byok");
+    refused(&import_as_ec("mixed.byok"), 7, "cannot be opened with the KEK");
+    // Wrong secret, and unknown credentials.
+    let mut cmd = byok_cli();
+    cmd.args(["kek", "create", "--name", "k9"])
+        .args(vault.flags())
+        .env("AZURE_TENANT_ID", &vault.info.tenant_id)
+        .env("AZURE_CLIENT_ID", &vault.info.client_id)
+        .env("AZURE_CLIENT_SECRET", "wrong")
+        .env("AZURE_AUTHORITY_HOST", &vault.info.authority_host);
+    refused(&run(&mut cmd), 7, "the credential was refused");
+    let mut cmd = byok_cli();
+    cmd.args(["kek", "create", "--name", "k9", "--auth", "client-secret"])
+        .args(vault.flags());
+    refused(&run(&mut cmd), 2, "--auth client-secret needs AZURE_TENANT_ID");
+    assert_eq!(vault.versions("i-2"), 0, "no refused import left a version");
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
