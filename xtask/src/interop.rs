@@ -325,11 +325,99 @@ fn sdk_fidelity(python: &Path, dir: &Path, managed_hsm: bool) -> Result<(usize, 
         std::fs::write(&info_file, line.trim())?;
         let script = root().join("xtask/interop/sdk_python.py");
         let out = Command::new(python).arg(&script).arg(&info_file).output()?;
-        python_report(&out, "the SDK script")
+        let (mut passed, mut failed) = python_report(&out, "the SDK script")?;
+        let manifest = transfers(&info_file, &state, managed_hsm)?;
+        let script = root().join("xtask/interop/confirm_transfer.py");
+        let out = Command::new(python)
+            .arg(&script)
+            .arg(&info_file)
+            .arg(&manifest)
+            .output()?;
+        let (p, f) = python_report(&out, "the transfer confirmation script")?;
+        passed += p;
+        failed.extend(f);
+        Ok((passed, failed))
     })();
     let _ = child.kill();
     let _ = child.wait();
     result
+}
+
+/// `byok-cli full-transfer` of keys generated in the NSS test token into the running local Key Vault; returns a
+/// manifest for `confirm_transfer.py`.
+fn transfers(info_file: &Path, dir: &Path, managed_hsm: bool) -> Result<std::path::PathBuf> {
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(info_file)?)?;
+    let env: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(crate::hsm::env_file()).context("the test tokens are missing: run `cargo xtask setup`")?,
+    )?;
+    let cli = crate::util::build_cli(false)?;
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned).context("a string in env.json / info");
+    let byok = |args: &[&str]| -> Result<serde_json::Value> {
+        let mut cmd = Command::new(&cli);
+        cmd.arg("--output")
+            .arg("json")
+            .args(args)
+            .args(["--pkcs11-module", &text(&env["nss"]["module"])?])
+            .args(["--pkcs11-init-args", &text(&env["nss"]["init_args"])?])
+            .env("AZURE_TENANT_ID", text(&info["tenant_id"])?)
+            .env("AZURE_CLIENT_ID", text(&info["client_id"])?)
+            .env("AZURE_CLIENT_SECRET", text(&info["client_secret"])?)
+            .env("AZURE_AUTHORITY_HOST", text(&info["authority_host"])?);
+        Ok(serde_json::from_slice(&capture(&mut cmd)?)?)
+    };
+    let mut specs = vec![
+        ("rsa", vec!["--kty", "RSA", "--size", "3072"]),
+        ("ec256", vec!["--kty", "EC", "--curve", "P-256"]),
+        ("ec384", vec!["--kty", "EC", "--curve", "P-384"]),
+    ];
+    if managed_hsm {
+        specs.push(("aes", vec!["--kty", "oct", "--size", "256"]));
+    }
+    let (vault_url, ca) = (text(&info["vault_url"])?, text(&info["ca_file"])?);
+    let mut manifest = Vec::new();
+    for (name, spec) in specs {
+        let mode = if managed_hsm { "mhsm" } else { "vault" };
+        let label = format!("interop-{mode}-{name}-{}", std::process::id());
+        let mut args = vec![
+            "hsm",
+            "generate",
+            "--token",
+            "pkcs11:token=NSS%20Certificate%20DB",
+            "--label",
+            &label,
+        ];
+        args.extend(&spec);
+        let key = byok(&args)?;
+        let uri = text(&key["uri"])?;
+        let vault_name = format!("transfer-{name}");
+        let record = byok(&[
+            "full-transfer",
+            "--vault-url",
+            &vault_url,
+            "--ca-file",
+            &ca,
+            "--kek-name",
+            "transfer-kek",
+            "--name",
+            &vault_name,
+            "--key",
+            &uri,
+        ])
+        .with_context(|| format!("full-transfer of {name}"))?;
+        if record["verification"]["result"] != "verified" {
+            bail!("full-transfer of {name} was not verified: {}", record["verification"]);
+        }
+        manifest.push(serde_json::json!({
+            "name": vault_name,
+            "kid": record["key"]["kid"],
+            "kty": record["key"]["kty"],
+            "hsm_public_sha256": key["public_key_sha256"],
+            "transfer_id": record["transfer_id"],
+        }));
+    }
+    let path = dir.join("transfers.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
+    Ok(path)
 }
 
 fn byok_opens(cli: &Path, kek: &KekPrivateKey, blob: &Path, kek_pub: &Path, kty: Kty, expected: &Path) -> Result<()> {
