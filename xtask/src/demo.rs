@@ -1,27 +1,66 @@
-//! `cargo xtask demo`: the BYOK flow that exists today, narrated, on throwaway keys. OpenSSL stands in for the
-//! vault (its KEK, and the unwrap that Key Vault does on import); an NSS softokn database stands in for the HSM.
+//! `cargo xtask demo`: the whole BYOK transfer, narrated, on throwaway parts: a local Managed HSM (`byok-emulator`)
+//! stands in for Azure, a fresh NSS softokn database for the on-premises HSM. `byok-cli full-transfer` does the
+//! four steps and proves the vault holds the HSM's key; the transfer record is printed at the end.
 
+use std::io::BufRead as _;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{self, apt_install, build_cli, capture, ensure_openssl, fresh_dir, root};
+use crate::util::{self, apt_install, build_bin, build_cli, capture, fresh_dir, root};
 
 fn step(n: u32, text: &str) {
     println!("\n== {n}. {text}");
 }
 
+/// The local vault, stopped when dropped.
+struct LocalVault(Child);
+
+impl Drop for LocalVault {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub(crate) fn run() -> Result<()> {
-    ensure_openssl()?;
     if !Path::new(crate::hsm::NSS_MODULE).exists() || !util::works(Command::new("certutil").arg("-H")) {
         apt_install(&["libnss3", "libnss3-tools"])?;
     }
     let cli = build_cli(false)?;
+    let emulator = build_bin("byok-emulator")?;
     let dir = root().join("target/demo");
     fresh_dir(&dir)?;
     let p = |name: &str| dir.join(name);
-    let kid = "https://contoso.vault.azure.net/keys/demo-kek/0123456789abcdef0123456789abcdef";
+
+    step(
+        1,
+        "A local Managed HSM over HTTPS (byok-emulator) stands in for Azure: its own CA, an Entra-like token \
+         endpoint, and a BYOK import that really unwraps and checks what it is sent.",
+    );
+    let mut child = Command::new(&emulator)
+        .arg("--state-dir")
+        .arg(p("vault"))
+        .arg("--managed-hsm")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start byok-emulator")?;
+    let stdout = child.stdout.take().context("byok-emulator's stdout")?;
+    let vault = LocalVault(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let info: serde_json::Value =
+        serde_json::from_str(&line).with_context(|| format!("byok-emulator printed no address: {line:?}"))?;
+    let field = |k: &str| info[k].as_str().map(str::to_owned).context("the local vault's address line");
+    let (vault_url, ca_file) = (field("vault_url")?, field("ca_file")?);
+    println!("vault {vault_url}, CA {ca_file}; a service principal's secret in AZURE_CLIENT_SECRET, as in CI");
+
+    step(
+        2,
+        "A throwaway HSM: a new NSS softokn database. Which wrap path produces what Azure expects?",
+    );
     let nss = p("hsm");
     std::fs::create_dir_all(&nss)?;
     capture(
@@ -31,121 +70,93 @@ pub(crate) fn run() -> Result<()> {
             .arg(format!("sql:{}", nss.display()))
             .arg("--empty-password"),
     )?;
-    let hsm = |args: &[&str]| {
+    let byok = |args: &[&str]| -> Result<Command> {
         let mut c = Command::new(&cli);
-        c.args(args).env("BYOK_PKCS11_MODULE", crate::hsm::NSS_MODULE).env(
-            "BYOK_PKCS11_INIT_ARGS",
-            format!(
-                "configdir='sql:{}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=",
-                nss.display()
-            ),
-        );
-        c
+        c.args(args)
+            .env("BYOK_PKCS11_MODULE", crate::hsm::NSS_MODULE)
+            .env(
+                "BYOK_PKCS11_INIT_ARGS",
+                format!(
+                    "configdir='sql:{}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=",
+                    nss.display()
+                ),
+            )
+            .env("AZURE_TENANT_ID", field("tenant_id")?)
+            .env("AZURE_CLIENT_ID", field("client_id")?)
+            .env("AZURE_CLIENT_SECRET", field("client_secret")?)
+            .env("AZURE_AUTHORITY_HOST", field("authority_host")?);
+        Ok(c)
     };
     let token = "pkcs11:token=NSS%20Certificate%20DB";
-
-    step(
-        1,
-        "The vault's Key Exchange Key (KEK): RSA-4096, import-only. Here OpenSSL stands in for Key Vault.",
-    );
-    capture(
-        Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:4096",
-                "-out",
-            ])
-            .arg(p("kek-private.pem")),
-    )?;
-    step(
-        2,
-        "Download the KEK's public key as PEM (az keyvault key download --encoding PEM).",
-    );
-    util::exec(
-        Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(p("kek-private.pem"))
-            .arg("-out")
-            .arg(p("kek.pem")),
-    )?;
+    util::exec(&mut byok(&["hsm", "info", "--token", token])?)?;
 
     step(
         3,
-        "The HSM (an NSS softokn database here): which wrap path produces what Azure expects?",
+        "The key to move: an EC P-256 signing key generated inside the HSM (extractable only wrapped).",
     );
-    util::exec(&mut hsm(&["hsm", "info", "--token", token]))?;
+    util::exec(&mut byok(&[
+        "hsm", "generate", "--token", token, "--kty", "EC", "--curve", "P-256", "--label", "app-signing-key",
+    ])?)?;
+
     step(
         4,
-        "The key to move: an EC P-256 key generated inside the HSM, extractable only wrapped.",
+        "byok-cli full-transfer: create the import-only KEK, download it, wrap inside the HSM, import, verify.",
     );
-    util::exec(&mut hsm(&[
-        "hsm", "generate", "--token", token, "--kty", "EC", "--curve", "P-256", "--label", "app-key",
-    ]))?;
+    let record = p("app-signing-key.record.json").display().to_string();
+    let byok_file = p("app-signing-key.byok").display().to_string();
+    util::exec(&mut byok(&[
+        "full-transfer",
+        "--vault-url",
+        &vault_url,
+        "--ca-file",
+        &ca_file,
+        "--kek-name",
+        "byok-kek",
+        "--name",
+        "app-signing-key",
+        "--key",
+        &format!("{token};object=app-signing-key"),
+        "--tags",
+        "owner=demo",
+        "--keep-byok",
+        &byok_file,
+        "--record",
+        &record,
+    ])?)?;
 
     step(
         5,
-        "Wrap it inside the HSM to the KEK (CKM_RSA_AES_KEY_WRAP) and write the .byok transfer blob.",
+        "And an AES-256 key (Managed HSM only), verified by encrypting one random block on both sides.",
     );
-    let kek = p("kek.pem").display().to_string();
-    let out = p("app-key.byok").display().to_string();
-    util::exec(&mut hsm(&[
-        "wrap",
+    util::exec(&mut byok(&[
+        "hsm", "generate", "--token", token, "--kty", "oct", "--size", "256", "--label", "app-data-key",
+    ])?)?;
+    util::exec(&mut byok(&[
+        "full-transfer",
+        "--vault-url",
+        &vault_url,
+        "--ca-file",
+        &ca_file,
+        "--kek-name",
+        "byok-kek",
+        "--name",
+        "app-data-key",
         "--key",
-        &format!("{token};object=app-key"),
-        "--kek-file",
-        &kek,
-        "--kek-kid",
-        kid,
-        "--out",
-        &out,
-    ]))?;
+        &format!("{token};object=app-data-key"),
+    ])?)?;
 
-    step(6, "Look inside the blob and check it fits the KEK.");
-    util::exec(
-        Command::new(&cli)
-            .arg("inspect")
-            .arg(p("app-key.byok"))
-            .arg("--kek-file")
-            .arg(p("kek.pem")),
-    )?;
-
-    step(
-        7,
-        "What Key Vault does on import, done here with OpenSSL: unwrap with the KEK's private key.",
-    );
-    println!("OpenSSL: `pkeyutl -decrypt` (RSA-OAEP, SHA-1) on the RSA part, `enc -d -id-aes256-wrap-pad` on the rest");
-    let unwrapped =
-        byok_tests::openssl_unwrap(&p("app-key.byok"), &p("kek-private.pem"), 512).map_err(anyhow::Error::msg)?;
-    std::fs::write(p("unwrapped.der"), &unwrapped)?;
-    let public = capture(
-        Command::new("openssl")
-            .args(["pkey", "-inform", "DER", "-pubout", "-outform", "DER", "-in"])
-            .arg(p("unwrapped.der")),
-    )
-    .context("OpenSSL cannot read the unwrapped PKCS#8")?;
-    let listed: serde_json::Value = serde_json::from_slice(&capture(&mut hsm(&[
-        "--output", "json", "hsm", "list", "--token", token,
-    ]))?)?;
-    let in_hsm = listed["keys"][0]["public_key_sha256"]
-        .as_str()
-        .context("public key in the HSM")?;
-    let unwrapped_fp = sha256_hex(&public)?;
-    println!("public key in the HSM      SHA-256 {in_hsm}\npublic key of the unwrapped SHA-256 {unwrapped_fp}");
-    if unwrapped_fp != in_hsm {
-        bail!("the unwrapped key is not the HSM's key");
+    step(6, "The transfer record of the first key, for the key-ceremony file (no secrets in it).");
+    let text = std::fs::read_to_string(&record).context("the record was not written")?;
+    println!("{text}");
+    let parsed: serde_json::Value = serde_json::from_str(&text)?;
+    if parsed["verification"]["result"] != "verified" {
+        bail!("the transfer was not verified: {}", parsed["verification"]);
     }
-    println!("\nThe key the vault would unwrap is the HSM's key; it never existed in plaintext outside the HSM.");
+    drop(vault);
     println!(
-        "Files are in {}. Next in byok: `byok-cli full-transfer` against the local Key Vault.",
+        "The vault holds the HSM's key; it never existed in plaintext outside an HSM. Files are in {}.\n\
+         Against Azure: the same command with --vault-name or --hsm-name (docs/runbook.md).",
         dir.display()
     );
     Ok(())
-}
-
-fn sha256_hex(data: &[u8]) -> Result<String> {
-    use sha2::Digest as _;
-    Ok(sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect())
 }
