@@ -20,7 +20,7 @@ tasks:
   setup     the source HSMs the tests use: SoftHSM, NSS softokn, openCryptoki (in a cached forky root)
   ci        format check, clippy (warnings denied), cargo-deny, interop, the whole test suite
   interop   OpenSSL CLI and Python `cryptography` judge byok's blobs, and byok opens theirs
-  demo      the BYOK flow that exists today: make a KEK and a key, wrap, inspect, unwrap-check
+  demo      a whole transfer on throwaway parts: local Managed HSM, NSS token, full-transfer, the record
   bench     software wrap vs Python and OpenSSL; one-key processes; writes docs/performance.md";
 
 fn main() -> ExitCode {
