@@ -517,3 +517,55 @@ fn sha256_hex(data: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn workload_identity_and_auto() {
+    let vault = LocalVault::start(false, "", |_| {});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = vault.info.federated_token_file.display().to_string();
+    let kek = |auth: &str, name: &str, file: &str| {
+        let mut cmd = byok_cli();
+        cmd.args([
+            "--output", "json", "-v", "kek", "create", "--size", "2048", "--name", name, "--auth", auth,
+        ])
+        .args(vault.flags())
+        .env("AZURE_TENANT_ID", &vault.info.tenant_id)
+        .env("AZURE_CLIENT_ID", &vault.info.client_id)
+        .env("AZURE_FEDERATED_TOKEN_FILE", file)
+        .env("AZURE_AUTHORITY_HOST", &vault.info.authority_host)
+        .env_remove("AZURE_CLIENT_SECRET");
+        run(&mut cmd)
+    };
+    let out = kek("workload-identity", "wi-kek", &token_file);
+    assert_eq!(ok(&out, "workload identity")["key_ops"], serde_json::json!(["import"]));
+    // `auto` without a secret but with a token file chooses workload identity, and says so with -v.
+    let out = kek("auto", "wi-kek2", &token_file);
+    ok(&out, "auto");
+    assert!(
+        stderr(&out).contains("authenticating with workload-identity"),
+        "{}",
+        stderr(&out)
+    );
+    // A token the tenant does not know, an empty file, a missing file.
+    let forged = dir.path().join("forged");
+    std::fs::write(&forged, "not-the-federated-token").expect("write");
+    refused(
+        &kek("workload-identity", "wi-x", forged.to_str().expect("utf-8")),
+        7,
+        "no matching federated identity record",
+    );
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").expect("write");
+    refused(
+        &kek("workload-identity", "wi-x", empty.to_str().expect("utf-8")),
+        2,
+        "is empty",
+    );
+    let missing = dir.path().join("missing").display().to_string();
+    refused(
+        &kek("workload-identity", "wi-x", &missing),
+        2,
+        "cannot read the federated token file",
+    );
+    assert_eq!(vault.versions("wi-x"), 0);
+}

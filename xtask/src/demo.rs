@@ -53,7 +53,12 @@ pub(crate) fn run() -> Result<()> {
     std::io::BufReader::new(stdout).read_line(&mut line)?;
     let info: serde_json::Value =
         serde_json::from_str(&line).with_context(|| format!("byok-emulator printed no address: {line:?}"))?;
-    let field = |k: &str| info[k].as_str().map(str::to_owned).context("the local vault's address line");
+    let field = |k: &str| {
+        info[k]
+            .as_str()
+            .map(str::to_owned)
+            .context("the local vault's address line")
+    };
     let (vault_url, ca_file) = (field("vault_url")?, field("ca_file")?);
     println!("vault {vault_url}, CA {ca_file}; a service principal's secret in AZURE_CLIENT_SECRET, as in CI");
 
@@ -95,7 +100,16 @@ pub(crate) fn run() -> Result<()> {
         "The key to move: an EC P-256 signing key generated inside the HSM (extractable only wrapped).",
     );
     util::exec(&mut byok(&[
-        "hsm", "generate", "--token", token, "--kty", "EC", "--curve", "P-256", "--label", "app-signing-key",
+        "hsm",
+        "generate",
+        "--token",
+        token,
+        "--kty",
+        "EC",
+        "--curve",
+        "P-256",
+        "--label",
+        "app-signing-key",
     ])?)?;
 
     step(
@@ -129,7 +143,16 @@ pub(crate) fn run() -> Result<()> {
         "And an AES-256 key (Managed HSM only), verified by encrypting one random block on both sides.",
     );
     util::exec(&mut byok(&[
-        "hsm", "generate", "--token", token, "--kty", "oct", "--size", "256", "--label", "app-data-key",
+        "hsm",
+        "generate",
+        "--token",
+        token,
+        "--kty",
+        "oct",
+        "--size",
+        "256",
+        "--label",
+        "app-data-key",
     ])?)?;
     util::exec(&mut byok(&[
         "full-transfer",
@@ -145,7 +168,10 @@ pub(crate) fn run() -> Result<()> {
         &format!("{token};object=app-data-key"),
     ])?)?;
 
-    step(6, "The transfer record of the first key, for the key-ceremony file (no secrets in it).");
+    step(
+        6,
+        "The transfer record of the first key, for the key-ceremony file (no secrets in it).",
+    );
     let text = std::fs::read_to_string(&record).context("the record was not written")?;
     println!("{text}");
     let parsed: serde_json::Value = serde_json::from_str(&text)?;

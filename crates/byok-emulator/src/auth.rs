@@ -54,8 +54,12 @@ pub(crate) struct TokenRequest {
     grant_type: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
     scope: Option<String>,
 }
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 fn oauth_error(status: StatusCode, error: &str, description: String) -> Response {
     (
@@ -71,12 +75,13 @@ pub(crate) async fn token(
     Path(tenant): Path<String>,
     Form(req): Form<TokenRequest>,
 ) -> Response {
-    let (tenant_id, client_id, secret) = {
+    let (tenant_id, client_id, secret, federated) = {
         let state = shared.state.lock().expect("state lock");
         (
             state.tenant_id.clone(),
             state.client_id.clone(),
             state.client_secret.clone(),
+            state.federated_token.clone(),
         )
     };
     if tenant != tenant_id {
@@ -100,12 +105,38 @@ pub(crate) async fn token(
             "AADSTS700016: unknown client_id".into(),
         );
     }
-    if req.client_secret.as_deref() != Some(secret.as_str()) {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "AADSTS7000215: invalid client secret".into(),
-        );
+    match (&req.client_secret, &req.client_assertion) {
+        (Some(given), None) if *given == secret => {}
+        (Some(_), None) => {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "AADSTS7000215: invalid client secret".into(),
+            );
+        }
+        (None, Some(assertion)) => {
+            if req.client_assertion_type.as_deref() != Some(JWT_BEARER) {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("AADSTS50027: client_assertion_type must be {JWT_BEARER}"),
+                );
+            }
+            if assertion.trim() != federated {
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "AADSTS700213: no matching federated identity record found for the presented assertion".into(),
+                );
+            }
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "AADSTS7000218: the request must contain exactly one of client_secret and client_assertion".into(),
+            );
+        }
     }
     let wanted = format!("{}/.default", shared.audience);
     if req.scope.as_deref().map(|s| s.split(' ').any(|s| s == wanted)) != Some(true) {

@@ -69,6 +69,9 @@ pub struct Info {
     pub client_id: String,
     /// The client secret (a local test credential).
     pub client_secret: String,
+    /// A file holding a federated token the token endpoint accepts as a client assertion (workload identity:
+    /// `AZURE_FEDERATED_TOKEN_FILE`).
+    pub federated_token_file: PathBuf,
     /// The authority host of the token endpoint (`https://127.0.0.1:{port}`).
     pub authority_host: String,
     /// `https://vault.azure.net` or `https://managedhsm.azure.net`.
@@ -173,6 +176,7 @@ pub async fn start(config: Config) -> Result<Running> {
         tenant_id: state.tenant_id.clone(),
         client_id: state.client_id.clone(),
         client_secret: state.client_secret.clone(),
+        federated_token_file: config.state_dir.join("federated-token"),
         authority_host: base.clone(),
         audience: audience.to_owned(),
         connect_to: addr.to_string(),

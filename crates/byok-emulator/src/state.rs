@@ -55,6 +55,8 @@ pub(crate) struct State {
     pub(crate) tenant_id: String,
     pub(crate) client_id: String,
     pub(crate) client_secret: String,
+    /// The federated token the client-assertion grant accepts (workload identity).
+    pub(crate) federated_token: String,
     /// Key name -> versions, oldest first.
     pub(crate) keys: BTreeMap<String, Vec<KeyVersion>>,
     /// Soft-deleted keys: name -> (deleted at, versions).
@@ -77,6 +79,13 @@ struct Credentials {
     tenant_id: String,
     client_id: String,
     client_secret: String,
+    /// Added later: state directories made before it get one on their next start.
+    #[serde(default = "federated_token")]
+    federated_token: String,
+}
+
+fn federated_token() -> String {
+    random_hex(32)
 }
 
 impl State {
@@ -91,14 +100,19 @@ impl State {
                 tenant_id: uuid(),
                 client_id: uuid(),
                 client_secret: random_hex(24),
+                federated_token: federated_token(),
             };
             write_private(&file, &serde_json::to_vec_pretty(&c)?)?;
             c
         };
+        // The token file a workload-identity client reads (`AZURE_FEDERATED_TOKEN_FILE`); rewritten at every start.
+        write_private(&file, &serde_json::to_vec_pretty(&credentials)?)?;
+        write_private(&dir.join("federated-token"), credentials.federated_token.as_bytes())?;
         let mut state = Self {
             tenant_id: credentials.tenant_id,
             client_id: credentials.client_id,
             client_secret: credentials.client_secret,
+            federated_token: credentials.federated_token,
             keys: BTreeMap::new(),
             deleted: BTreeMap::new(),
         };
