@@ -220,6 +220,32 @@ fn key_vault_mode_rsa_and_ec_from_nss() {
         }
     }
     assert_eq!(vault.versions("kek"), 1, "the KEK was reused");
+    // `import` of a blob that names a key which is RSA-HSM but not import-only.
+    let blob = std::fs::read_to_string(dir.path().join("t-ec256.byok")).expect("blob");
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("t-rsa.json")).expect("record")).expect("JSON");
+    let (kek_kid, rsa_kid) = (
+        record["kek"]["kid"].as_str().expect("kid"),
+        record["key"]["kid"].as_str().expect("kid"),
+    );
+    let not_kek = dir.path().join("not-kek.byok");
+    std::fs::write(&not_kek, blob.replace(kek_kid, rsa_kid)).expect("write");
+    let path = not_kek.display().to_string();
+    let out = vault.cli(
+        None,
+        &[
+            "import",
+            "--name",
+            "t-y",
+            "--kty",
+            "EC",
+            "--curve",
+            "P-256",
+            "--byok-file",
+            &path,
+        ],
+    );
+    refused(&out, 3, "not a Key Exchange Key");
 
     // Refusals.
     let uri = generate(Token::Nss, AES256, "t-aes-kv");
@@ -329,6 +355,16 @@ fn faults_are_survived_without_duplicate_versions() {
         assert!(stderr(&out).contains("not sending again"), "{}", stderr(&out));
         assert_eq!(vault.versions(name), 1, "one import, one version");
     }
+    drop(vault);
+
+    // A KEK creation whose answer is lost is not repeated: the transfer stops at that step, one version exists.
+    let vault = LocalVault::start(true, "drop=1,methods=POST", |_| {});
+    let uri = generate(Token::Nss, P256, "f-kek-lost");
+    let out = full_transfer(&vault, Token::Nss, &uri, "f-kek-lost", &[]);
+    refused(&out, 7, "creating key `kek`");
+    assert!(stderr(&out).contains("the KEK may exist now"), "{}", stderr(&out));
+    assert_eq!(vault.versions("kek"), 1);
+    assert_eq!(vault.versions("f-kek-lost"), 0);
     drop(vault);
 
     // Throttling and unavailability on every kind of request, repeatably (seeded), waited out.
@@ -506,6 +542,20 @@ fn import_checks_before_sending() {
         .env("AZURE_CLIENT_SECRET", "wrong")
         .env("AZURE_AUTHORITY_HOST", &vault.info.authority_host);
     refused(&run(&mut cmd), 7, "the credential was refused");
+    // A vault host that does not resolve: two quick tries, then a clear refusal.
+    let mut cmd = byok_cli();
+    cmd.args([
+        "kek",
+        "create",
+        "--name",
+        "k9",
+        "--vault-url",
+        "https://byok-test.invalid",
+    ])
+    .env("AZURE_TENANT_ID", &vault.info.tenant_id)
+    .env("AZURE_CLIENT_ID", &vault.info.client_id)
+    .env("AZURE_CLIENT_SECRET", &vault.info.client_secret);
+    refused(&run(&mut cmd), 7, "the vault could not be reached");
     let mut cmd = byok_cli();
     cmd.args(["kek", "create", "--name", "k9", "--auth", "client-secret"])
         .args(vault.flags());

@@ -457,7 +457,22 @@ impl Connection {
                 client.create_key(name, params.try_into()?, None).await?.into_model()
             })
             .await
-            .map_err(|(_, e)| self.service("creating key", name, &e))?;
+            .map_err(|(failure, e)| match failure {
+                Failure::Ambiguous => Error::Service {
+                    operation: "creating key",
+                    vault: self.vault.url().to_owned(),
+                    key: name.to_owned(),
+                    status: None,
+                    code: Some("Ambiguous".into()),
+                    message: format!(
+                        "the connection broke after the request was sent ({}), so the KEK may exist now; byok does \
+                         not send it again, which could make a second version. Look with `byok-cli kek download \
+                         --name {name}`; `full-transfer` reuses it when it is there",
+                        short(&e)
+                    ),
+                },
+                _ => self.service("creating key", name, &e),
+            })?;
         kek_from(name, key.key)
     }
 

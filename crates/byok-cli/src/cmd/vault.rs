@@ -86,6 +86,9 @@ pub(crate) fn error(e: byok_keyvault::Error) -> CliError {
         E::Service { status: Some(404), .. } => {
             Some("check the key name and the vault (byok never creates keys you did not ask for)")
         }
+        E::Service { code: Some(c), .. } if c == "Ambiguous" => {
+            Some("nothing was sent twice; look at the key in the vault before trying again")
+        }
         E::Service {
             status: None,
             code: None,
