@@ -2,10 +2,10 @@
 //! in Vault and Managed HSM modes, client-secret credentials through its token endpoint, faults, and a vault that
 //! lies about what it imported.
 
-use std::path::PathBuf;
 use std::process::Output;
 
 use byok_tests::hsm::Token;
+use byok_tests::vault::LocalVault;
 use byok_tests::{byok_cli, run, stderr, stdout};
 use serde_json::Value;
 
@@ -16,95 +16,6 @@ const P521: &[&str] = &["--kty", "EC", "--curve", "P-521"];
 const AES128: &[&str] = &["--kty", "oct", "--size", "128"];
 const AES192: &[&str] = &["--kty", "oct", "--size", "192"];
 const AES256: &[&str] = &["--kty", "oct", "--size", "256"];
-
-/// The local Key Vault, started in-process on its own runtime thread so that tests can run the CLI synchronously.
-struct LocalVault {
-    info: byok_emulator::Info,
-    state: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl LocalVault {
-    fn start(managed_hsm: bool, faults: &str, configure: impl FnOnce(&mut byok_emulator::Config)) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state = dir.path().join("vault");
-        let mut config = byok_emulator::Config::new(state.clone());
-        config.managed_hsm = managed_hsm;
-        config.faults = faults.parse().expect("fault spec");
-        configure(&mut config);
-        let (info_tx, info_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(async move {
-                let running = byok_emulator::start(config).await.expect("the local Key Vault starts");
-                info_tx.send(running.info.clone()).expect("send info");
-                let _ = stop_rx.await;
-                running.shutdown().await.expect("stops");
-            });
-        });
-        let info = info_rx.recv().expect("the local Key Vault reports its address");
-        Self {
-            info,
-            state,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
-
-    /// The vault flags every command takes.
-    fn flags(&self) -> Vec<String> {
-        vec![
-            "--vault-url".into(),
-            self.info.vault_url.clone(),
-            "--ca-file".into(),
-            self.info.ca_file.display().to_string(),
-        ]
-    }
-
-    /// `byok-cli ARGS` (plus the vault flags) on a token, with client-secret credentials in the environment.
-    fn cli(&self, token: Option<Token>, args: &[&str]) -> Output {
-        let flags = self.flags();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(flags.iter().map(String::as_str));
-        let mut cmd = match token {
-            Some(t) => t.command(&all),
-            None => {
-                let mut c = byok_cli();
-                c.args(&all);
-                c
-            }
-        };
-        cmd.env("AZURE_TENANT_ID", &self.info.tenant_id)
-            .env("AZURE_CLIENT_ID", &self.info.client_id)
-            .env("AZURE_CLIENT_SECRET", &self.info.client_secret)
-            .env("AZURE_AUTHORITY_HOST", &self.info.authority_host);
-        run(&mut cmd)
-    }
-
-    /// How many versions the vault holds of a key (from its state file).
-    fn versions(&self, name: &str) -> usize {
-        let path = self.state.join("keys").join(format!("{name}.json"));
-        match std::fs::read(&path) {
-            Ok(text) => serde_json::from_slice::<Vec<Value>>(&text).expect("state file").len(),
-            Err(_) => 0,
-        }
-    }
-}
-
-impl Drop for LocalVault {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 fn ok(out: &Output, what: &str) -> Value {
     assert!(

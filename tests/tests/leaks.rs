@@ -1,0 +1,161 @@
+//! The BYOK promise, checked on the outputs: a `full-transfer` run at full verbosity, with JSON output, a kept blob
+//! and a record, must leave no trace of the key it moved, of the ephemeral AES key, or of the client secret — in
+//! stdout, stderr or any file it wrote. The plaintext is learned the only way it can be: by opening the blob with
+//! the KEK's private key, taken from the local Key Vault's state.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use byok_blob::ByokBlob;
+use byok_tests::hsm::Token;
+use byok_tests::vault::LocalVault;
+use byok_tests::{stderr, stdout};
+use byok_wrap::KekPrivateKey;
+use serde_json::Value;
+
+/// Every way a secret could show up in text or bytes: raw, hex (both cases), base64 and base64url (padded or not, at
+/// every alignment, any 12 bytes of it), and any 16-byte window of it, raw or hex.
+fn needles(secret: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![secret.to_vec()];
+    out.push(hex(secret).into_bytes());
+    out.push(hex(secret).to_uppercase().into_bytes());
+    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+        // A secret embedded in longer data encodes differently at each of the three byte alignments; inner runs
+        // of whole 4-character groups are the same whatever surrounds them.
+        for skip in 0..3 {
+            let text = engine.encode(&secret[skip.min(secret.len())..]);
+            // Every run of 16 characters (12 bytes) starting at a group boundary, minus the possibly partial last
+            // group.
+            let chars: Vec<u8> = text.trim_end_matches('=').bytes().collect();
+            let whole = chars.len() / 4 * 4;
+            for start in (0..whole.saturating_sub(16) + 1).step_by(4).filter(|s| s + 16 <= whole) {
+                out.push(chars[start..start + 16].to_vec());
+            }
+        }
+    }
+    for window in secret.windows(16) {
+        out.push(window.to_vec());
+        out.push(hex(window).into_bytes());
+    }
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn count(haystack: &[u8], needles: &[Vec<u8>]) -> usize {
+    needles
+        .iter()
+        .map(|n| haystack.windows(n.len()).filter(|w| w == &n.as_slice()).count())
+        .sum()
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("readable") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The KEK's private key, from the local Key Vault's state (the only place it exists).
+fn kek_private(vault: &LocalVault, kid: &str) -> KekPrivateKey {
+    let versions: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(vault.state.join("keys/kek.json")).expect("the KEK's state file"))
+            .expect("JSON");
+    let version = kid.rsplit('/').next().expect("version");
+    let v = versions
+        .iter()
+        .find(|v| v["version"].as_str() == Some(version))
+        .expect("the KEK version the blob names");
+    let der = STANDARD
+        .decode(v["material"]["pkcs8"].as_str().expect("RSA material"))
+        .expect("base64");
+    KekPrivateKey::from_pkcs8_der(&der).expect("a KEK")
+}
+
+#[test]
+fn full_transfer_leaves_no_trace_of_what_it_moved() {
+    let vault = LocalVault::start(true, "", |_| {});
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut scanned = 0usize;
+    for (spec, name) in [
+        (&["--kty", "RSA", "--size", "2048"][..], "leak-rsa"),
+        (&["--kty", "EC", "--curve", "P-384"][..], "leak-ec"),
+        (&["--kty", "oct", "--size", "256"][..], "leak-aes"),
+    ] {
+        let uri = Token::Nss.generate(spec, name)["uri"].as_str().expect("uri").to_owned();
+        let (blob_file, record_file) = (
+            work.path().join(format!("{name}.byok")),
+            work.path().join(format!("{name}.json")),
+        );
+        let out = vault.cli(
+            Some(Token::Nss),
+            &[
+                "-vvv",
+                "--output",
+                "json",
+                "full-transfer",
+                "--kek-name",
+                "kek",
+                "--kek-size",
+                "2048",
+                "--name",
+                name,
+                "--key",
+                &uri,
+                "--keep-byok",
+                blob_file.to_str().expect("utf-8"),
+                "--record",
+                record_file.to_str().expect("utf-8"),
+            ],
+        );
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let record: Value = serde_json::from_str(&stdout(&out)).expect("JSON record");
+        assert_eq!(record["verification"]["result"], "verified");
+
+        // Learn the secrets: open the blob with the KEK's private key.
+        let blob = ByokBlob::from_json(&std::fs::read(&blob_file).expect("kept blob")).expect("valid blob");
+        let kek = kek_private(&vault, &blob.kid().to_string());
+        let plaintext = kek.unwrap(blob.ciphertext()).expect("the KEK opens it");
+        let rsa_len = 256; // the 2048-bit KEK's RSA part
+        let aes_key = kek
+            .decrypt_aes_key(&blob.ciphertext()[..rsa_len])
+            .expect("the ephemeral AES key");
+        assert!(plaintext.len() >= 32, "{name}: a real key");
+
+        let mut secrets = needles(&plaintext);
+        secrets.extend(needles(&aes_key));
+        secrets.extend(needles(vault.info.client_secret.as_bytes()));
+        let mut places: Vec<(String, Vec<u8>)> = vec![
+            ("stdout".into(), out.stdout.clone()),
+            ("stderr".into(), out.stderr.clone()),
+        ];
+        for f in files(work.path()) {
+            places.push((f.display().to_string(), std::fs::read(&f).expect("readable")));
+        }
+        for (place, bytes) in &places {
+            assert_eq!(count(bytes, &secrets), 0, "{name}: a secret shows in {place}");
+            scanned += bytes.len();
+        }
+        // The check itself can fail: the plaintext planted in a copy of stderr is found.
+        let mut planted = out.stderr.clone();
+        planted.extend(hex(&plaintext[7..30]).bytes());
+        assert!(count(&planted, &secrets) > 0, "{name}: the scan finds a planted secret");
+        let mut planted = out.stderr.clone();
+        planted.extend(URL_SAFE_NO_PAD.encode(&plaintext[5..]).bytes());
+        assert!(
+            count(&planted, &secrets) > 0,
+            "{name}: the scan finds a planted base64url secret"
+        );
+    }
+    assert!(scanned > 10_000, "the scan covered the outputs ({scanned} bytes)");
+}
