@@ -80,6 +80,26 @@ impl LocalVault {
         run(&mut cmd)
     }
 
+    /// `byok-cli --output json full-transfer` of a token key into this vault, with KEK `kek` (2048 bits when created)
+    /// and `extra` flags.
+    pub fn full_transfer(&self, token: Token, uri: &str, name: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "--output",
+            "json",
+            "full-transfer",
+            "--kek-name",
+            "kek",
+            "--kek-size",
+            "2048",
+            "--name",
+            name,
+            "--key",
+            uri,
+        ];
+        args.extend(extra);
+        self.cli(Some(token), &args)
+    }
+
     /// How many versions the vault holds of a key (from its state file).
     pub fn versions(&self, name: &str) -> usize {
         let path = self.state.join("keys").join(format!("{name}.json"));

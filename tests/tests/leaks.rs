@@ -97,26 +97,12 @@ fn full_transfer_leaves_no_trace_of_what_it_moved() {
             work.path().join(format!("{name}.byok")),
             work.path().join(format!("{name}.json")),
         );
-        let out = vault.cli(
-            Some(Token::Nss),
-            &[
-                "-vvv",
-                "--output",
-                "json",
-                "full-transfer",
-                "--kek-name",
-                "kek",
-                "--kek-size",
-                "2048",
-                "--name",
-                name,
-                "--key",
-                &uri,
-                "--keep-byok",
-                blob_file.to_str().expect("utf-8"),
-                "--record",
-                record_file.to_str().expect("utf-8"),
-            ],
+        let (blob_arg, record_arg) = (blob_file.to_str().expect("utf-8"), record_file.to_str().expect("utf-8"));
+        let out = vault.full_transfer(
+            Token::Nss,
+            &uri,
+            name,
+            &["-vvv", "--keep-byok", blob_arg, "--record", record_arg],
         );
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         let record: Value = serde_json::from_str(&stdout(&out)).expect("JSON record");

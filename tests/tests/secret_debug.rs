@@ -24,7 +24,10 @@ fn hidden(what: &str, shown: &str, secret: &[u8]) {
         }
     }
     for form in &forms {
-        assert!(!shown.contains(form.as_str()), "{what}: `{shown}` shows the secret as `{form}`");
+        assert!(
+            !shown.contains(form.as_str()),
+            "{what}: `{shown}` shows the secret as `{form}`"
+        );
     }
 }
 

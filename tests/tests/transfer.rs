@@ -45,21 +45,7 @@ fn generate(token: Token, spec: &[&str], name: &str) -> String {
 }
 
 fn full_transfer(vault: &LocalVault, token: Token, uri: &str, name: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "--output",
-        "json",
-        "full-transfer",
-        "--kek-name",
-        "kek",
-        "--kek-size",
-        "2048",
-        "--name",
-        name,
-        "--key",
-        uri,
-    ];
-    args.extend(extra);
-    vault.cli(Some(token), &args)
+    vault.full_transfer(token, uri, name, extra)
 }
 
 /// The record's claims, checked against the vault's own state and the token's key.
