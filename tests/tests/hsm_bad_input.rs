@@ -158,6 +158,9 @@ fn hsm_bad_input_catalogue() {
             "error: invalid pkcs11 URI: name the key with object= (its label) or id=".into()),
         c("URI with a bad escape", with(wrap("pkcs11:token=byok-src;object=%zz", &[]), &module, &pin_file), 2,
             "error: invalid value 'pkcs11:token=byok-src;object=%zz' for '--key <URI>': invalid pkcs11 URI: `object` has a bad percent escape at `%zz`".into()),
+        // Found by fuzzing: this panicked before (a slice inside the multi-byte `ō`).
+        c("URI with a bad escape before a multi-byte character", with(wrap("pkcs11:token=byok-src;object=%2\u{14d}", &[]), &module, &pin_file), 2,
+            "error: invalid value 'pkcs11:token=byok-src;object=%2\u{14d}' for '--key <URI>': invalid pkcs11 URI: `object` has a bad percent escape at `%2\u{14d}`".into()),
         c("KEK not RSA", {
             let mut a = with(wrap(&key("rsa1024"), &[]), &module, &pin_file);
             let i = a.iter().position(|x| x == &kek).expect("kek arg");

@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 mod hsm;
 mod interop;
 mod util;
@@ -18,10 +19,11 @@ usage: cargo xtask <task>
 
 tasks:
   setup     the source HSMs the tests use: SoftHSM, NSS softokn, openCryptoki (in a cached forky root)
-  ci        format check, clippy (warnings denied), cargo-deny, interop, the whole test suite
+  ci        format check, clippy (warnings denied), cargo-deny, interop, fuzz smoke, the whole test suite
   interop   OpenSSL CLI and Python `cryptography` judge byok's blobs, and byok opens theirs
   demo      a whole transfer on throwaway parts: local Managed HSM, NSS token, full-transfer, the record
-  bench     software wrap vs Python and OpenSSL; one-key processes; writes docs/performance.md";
+  bench     software wrap vs Python and OpenSSL; one-key processes; writes docs/performance.md
+  fuzz      cargo-fuzz on the parsers: --smoke (15 s each, in CI), --seconds S, --runs N, [TARGET…]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Some("setup") => hsm::setup().map(|_| ()),
         Some("demo") => demo::run(),
         Some("bench") => bench::run(),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -68,6 +71,8 @@ fn ci() -> Result<()> {
     hsm::setup()?;
     interop::run()?;
     exec(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
+    // Each parser briefly under libFuzzer (nightly), the saved regressions among the seeds.
+    fuzz::run(&["--smoke".to_owned()])?;
     // Last, so that the test runner's summary closes the output.
     let nextest = util::works(cargo().args(["nextest", "--version"]));
     if nextest {

@@ -73,7 +73,8 @@ fn decode(value: &str, attr: &str) -> Result<Vec<u8>, Error> {
                 .ok_or_else(|| {
                     Error::Uri(format!(
                         "`{attr}` has a bad percent escape at `{}`",
-                        &value[i..value.len().min(i + 3)]
+                        // Characters, not bytes: a multi-byte character may follow the `%` (found by fuzzing).
+                        value[i..].chars().take(3).collect::<String>()
                     ))
                 })?;
             let text = std::str::from_utf8(hex).map_err(|_| Error::Uri("bad escape".into()))?;
@@ -157,29 +158,45 @@ impl FromStr for Pkcs11Uri {
 }
 
 impl fmt::Display for Pkcs11Uri {
-    /// A readable form for messages (not re-encoded; never shows a PIN).
+    /// The URI, percent-encoded as RFC 7512 requires, so that a message shows one that can be pasted back; never
+    /// a `pin-value` (it was never kept).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts = Vec::new();
-        if let Some(t) = &self.token {
-            parts.push(format!("token={t}"));
-        }
-        if let Some(s) = &self.serial {
-            parts.push(format!("serial={s}"));
-        }
-        if let Some(o) = &self.object {
-            parts.push(format!("object={o}"));
+        let enc = |s: &str| percent_encoding::utf8_percent_encode(s, VALUE).to_string();
+        let mut path = Vec::new();
+        for (name, value) in [
+            ("token", &self.token),
+            ("manufacturer", &self.manufacturer),
+            ("model", &self.model),
+            ("serial", &self.serial),
+            ("object", &self.object),
+        ] {
+            if let Some(v) = value {
+                path.push(format!("{name}={}", enc(v)));
+            }
         }
         if let Some(id) = &self.id {
             let hex: String = id.iter().map(|b| format!("%{b:02X}")).collect();
-            parts.push(format!("id={hex}"));
+            path.push(format!("id={hex}"));
         }
         match self.object_type {
-            Some(ObjectType::Private) => parts.push("type=private".into()),
-            Some(ObjectType::SecretKey) => parts.push("type=secret-key".into()),
-            Some(ObjectType::Public) => parts.push("type=public".into()),
+            Some(ObjectType::Private) => path.push("type=private".into()),
+            Some(ObjectType::SecretKey) => path.push("type=secret-key".into()),
+            Some(ObjectType::Public) => path.push("type=public".into()),
             None => {}
         }
-        write!(f, "pkcs11:{}", parts.join(";"))
+        let query_enc = |s: &str| percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string();
+        let mut query = Vec::new();
+        if let Some(p) = &self.pin_source {
+            query.push(format!("pin-source={}", query_enc(p)));
+        }
+        if let Some(m) = &self.module_path {
+            query.push(format!("module-path={}", query_enc(&m.to_string_lossy())));
+        }
+        write!(f, "pkcs11:{}", path.join(";"))?;
+        if !query.is_empty() {
+            write!(f, "?{}", query.join("&"))?;
+        }
+        Ok(())
     }
 }
 
@@ -202,6 +219,9 @@ const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'+')
     .remove(b',')
     .remove(b'=');
+
+/// Query attribute values may also hold `/` and `?` unescaped (a path, a `file:` URI); `&` and `%` stay escaped.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &VALUE.remove(b'/').remove(b'?');
 
 /// The URI of a key, percent-encoded as RFC 7512 requires: `pkcs11:token=…;object=…;id=%..`.
 pub fn key_uri(token: &str, object: &str, id: &[u8]) -> String {
@@ -238,7 +258,7 @@ mod tests {
         assert_eq!(m.module_path, Some(PathBuf::from("/usr/lib/softhsm/libsofthsm2.so")));
         assert_eq!(
             u.to_string(),
-            "pkcs11:token=byok-src;object=app key;id=%01%FF;type=private"
+            "pkcs11:token=byok-src;object=app%20key;id=%01%FF;type=private?pin-source=file:/run/pin"
         );
     }
 
@@ -252,6 +272,23 @@ mod tests {
         assert_eq!(parsed.id, Some(vec![0x0a, 0xff]));
     }
 
+    /// Found by the `pkcs11_uri` fuzz target (fuzz/regressions/pkcs11_uri): printing dropped model and manufacturer
+    /// and did not escape values, so a printed URI named another token.
+    #[test]
+    fn printed_uris_parse_back_to_the_same() {
+        for text in [
+            "pkcs11:model=SoftHSM%20v2;manufacturer=SoftHSM%20project;token=t",
+            "pkcs11:token=a%3Bb%3Fc;object=x%25y;serial=1?module-path=/usr/lib/x%26y.so&pin-source=file:/p?q",
+            "pkcs11:",
+        ] {
+            let uri: Pkcs11Uri = text.parse().expect("valid");
+            let again: Pkcs11Uri = uri.to_string().parse().expect("printed URIs parse");
+            assert_eq!(again, uri, "{text} → {uri}");
+        }
+        let with_pin: Pkcs11Uri = "pkcs11:token=t?pin-value=1234".parse().expect("valid");
+        assert_eq!(with_pin.to_string(), "pkcs11:token=t");
+    }
+
     #[test]
     fn refuses_with_reasons() {
         let err = |s: &str| match s.parse::<Pkcs11Uri>() {
@@ -260,6 +297,11 @@ mod tests {
         };
         assert_eq!(err("token=x"), "it must start with `pkcs11:`");
         assert_eq!(err("pkcs11:object=a%2"), "`object` has a bad percent escape at `%2`");
+        // fuzz/regressions/pkcs11_uri/escape-before-multibyte-char: this used to panic slicing inside `ō`.
+        assert_eq!(
+            err("pkcs11:model=x%2\u{14d}aS"),
+            "`model` has a bad percent escape at `%2\u{14d}`"
+        );
         assert_eq!(err("pkcs11:object=a%zz"), "`object` has a bad percent escape at `%zz`");
         assert_eq!(err("pkcs11:colour=red"), "unknown path attribute `colour`");
         assert_eq!(err("pkcs11:object=a;object=b"), "`object` appears twice");
