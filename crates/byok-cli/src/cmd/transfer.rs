@@ -1,11 +1,11 @@
 //! `byok-cli full-transfer`: the four steps of BYOK in one go — KEK, download, wrap in the HSM, import — and then
 //! the proof that the vault holds the key the HSM holds. Optionally a transfer record for the key-ceremony file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use byok_blob::ByokBlob;
 use byok_encoding::KeyKind;
-use byok_keyvault::{Connection, Imported, Kek, VaultKey};
+use byok_keyvault::{Connection, ImportRequest, Imported, Kek, VaultKey};
 use byok_pkcs11::{Error as HsmError, KeyInfo, KeyKindInfo, Pkcs11Uri, TokenSession, Verdict, WrapChoice, WrapOptions};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -67,7 +67,7 @@ pub(crate) struct Args {
 }
 
 /// How the vault's key compares with the HSM's.
-enum Verification {
+pub(crate) enum Verification {
     Verified { method: &'static str, detail: String },
     NotVerifiable { reason: String },
     Mismatch { method: &'static str, detail: String },
@@ -104,23 +104,15 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         // 1. The source key, before anything is written anywhere.
         step(ui, 1, "finding the key in the HSM");
         let key = session.find_key(&args.key).map_err(hsm::error)?;
-        let KeyKindInfo::Supported(kind) = key.kind else {
-            return Err(hsm::error(HsmError::UnsupportedKey {
-                key: key.describe(),
-                what: key.kind.to_string(),
-            }));
-        };
-        if !key.extractable {
-            return Err(hsm::error(HsmError::NotExtractable(key.describe())));
-        }
-        let mut request = args
+        let kind = transferable(&key)?;
+        let request = args
             .properties
             .request(&conn, &args.name, Vec::new(), kind.kty(), kind.curve())?;
         ui.verbose(&format!("key {} in token `{}`", key.describe(), session.token().label));
 
         // 2 and 3. The KEK and its public key.
         step(ui, 2, &format!("KEK `{}` in {}", args.kek_name, conn.vault()));
-        let (kek, kek_created) = kek(ui, &conn, &rt, args, kek_size)?;
+        let (kek, kek_created) = kek(ui, &conn, &rt, &args.kek_name, args.new_kek, kek_size)?;
         step(
             ui,
             3,
@@ -131,130 +123,191 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
             ),
         );
 
-        // 4. Wrap inside the HSM.
-        step(ui, 4, "wrapping in the HSM (with the wrap self-test)");
-        let options = WrapOptions {
-            choice: args.wrap_mechanism,
-            allow_nonconformant: args.allow_nonconformant_wrap,
+        // 4 to 6: wrap, import, verify.
+        let pipeline = Pipeline {
+            ui,
+            conn: &conn,
+            rt: &rt,
+            kek: &kek,
+            kek_created,
+            options: WrapOptions {
+                choice: args.wrap_mechanism,
+                allow_nonconformant: args.allow_nonconformant_wrap,
+            },
+            show_steps: true,
         };
-        let wrapped = session.wrap(&key, &kek.public, options).map_err(hsm::error)?;
-        // The verdict for the path used, as it applies to this key: "aligned only" is conformant for an AES key.
-        let self_test = match session.self_test() {
-            Ok(report) => {
-                let verdict = &report.path(wrapped.path).verdict;
-                let applies = match verdict {
-                    Verdict::Conformant => "conformant",
-                    Verdict::AlignedOnly(_) if matches!(kind, KeyKind::Aes(_)) => "conformant",
-                    _ if wrapped.nonconformant.is_some() => "non-conformant (overridden)",
-                    _ => "not conformant",
-                };
-                json!({ "path_verdict": applies, "detail": verdict.to_string() })
-            }
-            Err(e) => json!({ "path_verdict": "not available", "detail": e.to_string() }),
-        };
-        if let Some(why) = &wrapped.nonconformant {
-            ui.warn(&format!("WRAPPED WITH A NON-CONFORMANT PATH ({}): {why}", wrapped.path));
-        }
-        let token = session.token().clone();
-        let mut generator = format!(
-            "byok-cli {}; source: {} via PKCS#11, {}",
-            env!("CARGO_PKG_VERSION"),
-            token.describe(),
-            wrapped.path.name()
-        );
-        if wrapped.nonconformant.is_some() {
-            generator.push_str("; NONCONFORMANT (--allow-nonconformant-wrap)");
-        }
-        let document = ByokBlob::new(kek.kid.clone(), wrapped.ciphertext, generator).to_json();
-        ByokBlob::from_json(&document).map_err(|e| {
-            CliError::new(
-                Exit::Internal,
-                anyhow::Error::new(e).context("the blob byok made does not validate"),
-            )
-        })?;
-        if let Some(file) = &args.keep_byok {
-            files::write_atomic(file, &document, args.force)?;
-            ui.verbose(&format!("kept the blob in {}", file.display()));
-        }
-        let blob_sha256 = hex::encode(Sha256::digest(&document));
-
-        // 5. Import.
-        step(ui, 5, &format!("importing `{}` ({} bytes)", args.name, document.len()));
-        let blob_len = document.len();
-        request.byok = document;
-        let imported = rt.block_on(conn.import_key(&request)).map_err(import_error)?;
-
-        // 6. Verify.
-        step(ui, 6, &format!("verifying {}", imported.key.kid));
-        let verification = verify(&conn, &rt, session, &key, kind, &imported.key)?;
-
-        let record = json!({
-            "format_version": 1,
-            "tool": { "name": "byok-cli", "version": env!("CARGO_PKG_VERSION") },
-            "transfer_id": request.transfer_id,
-            "started": started.to_string(),
-            "finished": byok_keyvault::Timestamp::now().to_string(),
-            "vault": { "url": conn.vault().url(), "kind": conn.vault().kind().name() },
-            "kek": {
-                "kid": kek.kid.to_string(),
-                "created_by_this_transfer": kek_created,
-                "size_bits": kek.public.size().bits(),
-                "fingerprint_sha256": kek.public.fingerprint_sha256(),
-            },
-            "source": {
-                "token": {
-                    "label": token.label,
-                    "manufacturer": token.manufacturer,
-                    "model": token.model,
-                    "serial": token.serial,
-                    "firmware": token.firmware,
-                },
-                "key_uri": byok_pkcs11::key_uri(&token.label, &key.label, &key.id),
-                "key_label": key.label,
-                "key_id": hsm::hex(&key.id),
-            },
-            "key": key_json(&imported, kind, &args.name),
-            "wrap": {
-                "path": wrapped.path.name(),
-                "mechanisms": wrapped.path.mechanisms(),
-                "conformant": wrapped.nonconformant.is_none(),
-                "self_test": self_test,
-            },
-            "blob": {
-                "sha256": blob_sha256,
-                "bytes": blob_len,
-                "kept_as": args.keep_byok,
-            },
-            "import": { "ambiguous_sends": imported.ambiguous },
-            "verification": verification.json(),
-        });
+        let keep = args.keep_byok.as_deref().map(|f| (f, args.force));
+        let (record, verification) = transfer_key(&pipeline, session, &key, kind, request, started, keep)?;
         if let Some(file) = &args.record {
             let mut text = serde_json::to_vec_pretty(&record)
                 .map_err(|e| CliError::msg(Exit::Internal, format!("cannot encode the record: {e}")))?;
             text.push(b'\n');
             files::write_atomic(file, &text, args.force)?;
         }
-        finish(ui, &record, &verification, &imported, args)
+        finish(ui, &record, &verification, args)
     })
 }
 
+/// What every key of a transfer shares: the vault, the KEK, how to wrap.
+pub(crate) struct Pipeline<'a> {
+    pub(crate) ui: Ui,
+    pub(crate) conn: &'a Connection,
+    pub(crate) rt: &'a tokio::runtime::Runtime,
+    pub(crate) kek: &'a Kek,
+    pub(crate) kek_created: bool,
+    pub(crate) options: WrapOptions,
+    /// Show `[n/6]` progress lines (one transfer), or only `-v` detail (a batch).
+    pub(crate) show_steps: bool,
+}
+
+impl Pipeline<'_> {
+    fn step(&self, n: usize, text: &str) {
+        if self.show_steps {
+            step(self.ui, n, text);
+        } else {
+            self.ui.verbose(text);
+        }
+    }
+}
+
+/// Steps 4 to 6 for one key that was found and checked: wrap in the HSM, import, verify. Returns the transfer
+/// record and the verification; a mismatch is not an error here (the caller decides, and still writes the record).
+pub(crate) fn transfer_key(
+    p: &Pipeline<'_>,
+    session: &mut TokenSession<'_>,
+    key: &KeyInfo,
+    kind: KeyKind,
+    mut request: ImportRequest,
+    started: byok_keyvault::Timestamp,
+    keep_byok: Option<(&Path, bool)>,
+) -> Result<(Value, Verification)> {
+    let (ui, conn, rt, kek, kek_created) = (p.ui, p.conn, p.rt, p.kek, p.kek_created);
+    // 4. Wrap inside the HSM.
+    p.step(4, "wrapping in the HSM (with the wrap self-test)");
+    let wrapped = session.wrap(key, &kek.public, p.options).map_err(hsm::error)?;
+    // The verdict for the path used, as it applies to this key: "aligned only" is conformant for an AES key.
+    let self_test = match session.self_test() {
+        Ok(report) => {
+            let verdict = &report.path(wrapped.path).verdict;
+            let applies = match verdict {
+                Verdict::Conformant => "conformant",
+                Verdict::AlignedOnly(_) if matches!(kind, KeyKind::Aes(_)) => "conformant",
+                _ if wrapped.nonconformant.is_some() => "non-conformant (overridden)",
+                _ => "not conformant",
+            };
+            json!({ "path_verdict": applies, "detail": verdict.to_string() })
+        }
+        Err(e) => json!({ "path_verdict": "not available", "detail": e.to_string() }),
+    };
+    if let Some(why) = &wrapped.nonconformant {
+        ui.warn(&format!("WRAPPED WITH A NON-CONFORMANT PATH ({}): {why}", wrapped.path));
+    }
+    let token = session.token().clone();
+    let mut generator = format!(
+        "byok-cli {}; source: {} via PKCS#11, {}",
+        env!("CARGO_PKG_VERSION"),
+        token.describe(),
+        wrapped.path.name()
+    );
+    if wrapped.nonconformant.is_some() {
+        generator.push_str("; NONCONFORMANT (--allow-nonconformant-wrap)");
+    }
+    let document = ByokBlob::new(kek.kid.clone(), wrapped.ciphertext, generator).to_json();
+    ByokBlob::from_json(&document).map_err(|e| {
+        CliError::new(
+            Exit::Internal,
+            anyhow::Error::new(e).context("the blob byok made does not validate"),
+        )
+    })?;
+    if let Some((file, force)) = keep_byok {
+        files::write_atomic(file, &document, force)?;
+        ui.verbose(&format!("kept the blob in {}", file.display()));
+    }
+    let blob_sha256 = hex::encode(Sha256::digest(&document));
+
+    // 5. Import.
+    p.step(5, &format!("importing `{}` ({} bytes)", request.name, document.len()));
+    let blob_len = document.len();
+    request.byok = document;
+    let imported = rt.block_on(conn.import_key(&request)).map_err(import_error)?;
+
+    // 6. Verify.
+    p.step(6, &format!("verifying {}", imported.key.kid));
+    let verification = verify(conn, rt, session, key, kind, &imported.key)?;
+
+    let record = json!({
+        "format_version": 1,
+        "tool": { "name": "byok-cli", "version": env!("CARGO_PKG_VERSION") },
+        "transfer_id": request.transfer_id,
+        "started": started.to_string(),
+        "finished": byok_keyvault::Timestamp::now().to_string(),
+        "vault": { "url": conn.vault().url(), "kind": conn.vault().kind().name() },
+        "kek": {
+            "kid": kek.kid.to_string(),
+            "created_by_this_transfer": kek_created,
+            "size_bits": kek.public.size().bits(),
+            "fingerprint_sha256": kek.public.fingerprint_sha256(),
+        },
+        "source": {
+            "token": {
+                "label": token.label,
+                "manufacturer": token.manufacturer,
+                "model": token.model,
+                "serial": token.serial,
+                "firmware": token.firmware,
+            },
+            "key_uri": byok_pkcs11::key_uri(&token.label, &key.label, &key.id),
+            "key_label": key.label,
+            "key_id": hsm::hex(&key.id),
+        },
+        "key": key_json(&imported, kind, &request.name),
+        "wrap": {
+            "path": wrapped.path.name(),
+            "mechanisms": wrapped.path.mechanisms(),
+            "conformant": wrapped.nonconformant.is_none(),
+            "self_test": self_test,
+        },
+        "blob": {
+            "sha256": blob_sha256,
+            "bytes": blob_len,
+            "kept_as": keep_byok.map(|(f, _)| f),
+        },
+        "import": { "ambiguous_sends": imported.ambiguous },
+        "verification": verification.json(),
+    });
+    Ok((record, verification))
+}
+
+/// The key's kind, if byok can transfer it: a kind Azure takes, and extractable (wrapped).
+pub(crate) fn transferable(key: &KeyInfo) -> Result<KeyKind> {
+    let KeyKindInfo::Supported(kind) = key.kind else {
+        return Err(hsm::error(HsmError::UnsupportedKey {
+            key: key.describe(),
+            what: key.kind.to_string(),
+        }));
+    };
+    if !key.extractable {
+        return Err(hsm::error(HsmError::NotExtractable(key.describe())));
+    }
+    Ok(kind)
+}
+
 /// Reuses an import-only KEK or creates one; refuses a key of that name that is something else.
-fn kek(
+pub(crate) fn kek(
     ui: Ui,
     conn: &Connection,
     rt: &tokio::runtime::Runtime,
-    args: &Args,
+    name: &str,
+    new_kek: bool,
     size: byok_encoding::RsaSize,
 ) -> Result<(Kek, bool)> {
     let create = || -> Result<(Kek, bool)> {
-        let kek = rt
-            .block_on(conn.create_kek(&args.kek_name, size))
-            .map_err(vault::error)?;
+        let kek = rt.block_on(conn.create_kek(name, size)).map_err(vault::error)?;
         ui.note(&format!("created KEK {} ({size})", kek.kid));
         Ok((kek, true))
     };
-    match rt.block_on(conn.get_kek(&args.kek_name, None)) {
-        Ok(_) if args.new_kek => create(),
+    match rt.block_on(conn.get_kek(name, None)) {
+        Ok(_) if new_kek => create(),
         Ok(k) if k.is_import_only_hsm() => {
             ui.note(&format!("reusing KEK {} ({})", k.kid, k.public.size()));
             Ok((k, false))
@@ -263,7 +316,7 @@ fn kek(
             Exit::Refused,
             format!(
                 "`{}` exists in {} but is {} with key_ops {:?}, not an import-only RSA-HSM KEK",
-                args.kek_name,
+                name,
                 conn.vault(),
                 k.kty,
                 k.key_ops
@@ -275,11 +328,7 @@ fn kek(
         Err(byok_keyvault::Error::Service { status: Some(404), .. }) => create(),
         Err(byok_keyvault::Error::Answer { reason, .. }) => Err(CliError::msg(
             Exit::Refused,
-            format!(
-                "`{}` exists in {} but is not an RSA KEK ({reason})",
-                args.kek_name,
-                conn.vault()
-            ),
+            format!("`{}` exists in {} but is not an RSA KEK ({reason})", name, conn.vault()),
         )
         .hint("choose another --kek-name")),
         Err(e) => Err(vault::error(e)),
@@ -379,16 +428,16 @@ fn key_json(imported: &Imported, kind: KeyKind, name: &str) -> Value {
     })
 }
 
-fn finish(ui: Ui, record: &Value, verification: &Verification, imported: &Imported, args: &Args) -> Result<()> {
+fn finish(ui: Ui, record: &Value, verification: &Verification, args: &Args) -> Result<()> {
+    let kid = record["key"]["kid"].as_str().unwrap_or_default();
     let verdict = match verification {
         Verification::Verified { detail, .. } => format!("verified: {detail}"),
         Verification::NotVerifiable { reason } => format!("NOT VERIFIED: {reason}"),
         Verification::Mismatch { detail, .. } => format!("MISMATCH: {detail}"),
     };
     let mut human = format!(
-        "transferred {}\n  key         {} {}\n  KEK         {}\n  wrap        {}\n  blob        SHA-256 {}\n  verification {verdict}\n",
-        imported.key.kid,
-        imported.key.kty,
+        "transferred {kid}\n  key         {} {}\n  KEK         {}\n  wrap        {}\n  blob        SHA-256 {}\n  verification {verdict}\n",
+        record["key"]["kty"].as_str().unwrap_or_default(),
         record["key"]["kind"].as_str().unwrap_or_default(),
         record["kek"]["kid"].as_str().unwrap_or_default(),
         record["wrap"]["path"].as_str().unwrap_or_default(),
@@ -402,14 +451,12 @@ fn finish(ui: Ui, record: &Value, verification: &Verification, imported: &Import
     }
     ui.result(&human, record).map_err(stdout_error)?;
     if let Verification::Mismatch { detail, .. } = verification {
-        return Err(CliError::msg(
-            Exit::Verification,
-            format!("verification failed for {}: {detail}", imported.key.kid),
-        )
-        .hint(
-            "the vault holds a different key than the HSM: do not use this key version; disable it \
+        return Err(
+            CliError::msg(Exit::Verification, format!("verification failed for {kid}: {detail}")).hint(
+                "the vault holds a different key than the HSM: do not use this key version; disable it \
              (az keyvault key set-attributes --enabled false) and investigate before trying again",
-        ));
+            ),
+        );
     }
     Ok(())
 }
