@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use byok_blob::ByokBlob;
-use byok_encoding::KeyKind;
+use byok_encoding::{KeyKind, TargetPublicKey};
 use byok_keyvault::{Connection, ImportRequest, Imported, Kek, VaultKey};
 use byok_pkcs11::{Error as HsmError, KeyInfo, KeyKindInfo, Pkcs11Uri, TokenSession, Verdict, WrapChoice, WrapOptions};
 use serde_json::{Value, json};
@@ -127,7 +127,6 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         let pipeline = Pipeline {
             ui,
             conn: &conn,
-            rt: &rt,
             kek: &kek,
             kek_created,
             options: WrapOptions {
@@ -137,7 +136,8 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
             show_steps: true,
         };
         let keep = args.keep_byok.as_deref().map(|f| (f, args.force));
-        let (record, verification) = transfer_key(&pipeline, session, &key, kind, request, started, keep)?;
+        let prepared = prepare(&pipeline, session, &key, kind, request, started, keep)?;
+        let (record, verification) = rt.block_on(complete(&conn, ui, true, prepared))?;
         if let Some(file) = &args.record {
             let mut text = serde_json::to_vec_pretty(&record)
                 .map_err(|e| CliError::msg(Exit::Internal, format!("cannot encode the record: {e}")))?;
@@ -152,7 +152,6 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
 pub(crate) struct Pipeline<'a> {
     pub(crate) ui: Ui,
     pub(crate) conn: &'a Connection,
-    pub(crate) rt: &'a tokio::runtime::Runtime,
     pub(crate) kek: &'a Kek,
     pub(crate) kek_created: bool,
     pub(crate) options: WrapOptions,
@@ -170,9 +169,31 @@ impl Pipeline<'_> {
     }
 }
 
-/// Steps 4 to 6 for one key that was found and checked: wrap in the HSM, import, verify. Returns the transfer
-/// record and the verification; a mismatch is not an error here (the caller decides, and still writes the record).
-pub(crate) fn transfer_key(
+/// One key, wrapped and ready to import: the request with its blob, what verification will compare, and the
+/// record's parts that come from the HSM.
+pub(crate) struct Prepared {
+    pub(crate) request: ImportRequest,
+    kind: KeyKind,
+    expectation: Expectation,
+    /// The record so far (source, KEK, wrap, blob); `complete` adds the key, import and verification.
+    record: Value,
+}
+
+/// What the vault's key must match, taken from the HSM before the import.
+enum Expectation {
+    Public(TargetPublicKey),
+    /// A random block and the HSM's AES-ECB encryption of it.
+    Block {
+        block: [u8; 16],
+        from_hsm: [u8; 16],
+        size: byok_encoding::AesSize,
+    },
+    Unverifiable(String),
+}
+
+/// Step 4 for one key that was found and checked, inside the HSM: wrap it (after the self-test) and take what
+/// verification will need. Nothing is sent yet.
+pub(crate) fn prepare(
     p: &Pipeline<'_>,
     session: &mut TokenSession<'_>,
     key: &KeyInfo,
@@ -180,8 +201,8 @@ pub(crate) fn transfer_key(
     mut request: ImportRequest,
     started: byok_keyvault::Timestamp,
     keep_byok: Option<(&Path, bool)>,
-) -> Result<(Value, Verification)> {
-    let (ui, conn, rt, kek, kek_created) = (p.ui, p.conn, p.rt, p.kek, p.kek_created);
+) -> Result<Prepared> {
+    let (ui, conn, kek, kek_created) = (p.ui, p.conn, p.kek, p.kek_created);
     // 4. Wrap inside the HSM.
     p.step(4, "wrapping in the HSM (with the wrap self-test)");
     let wrapped = session.wrap(key, &kek.public, p.options).map_err(hsm::error)?;
@@ -225,22 +246,15 @@ pub(crate) fn transfer_key(
     }
     let blob_sha256 = hex::encode(Sha256::digest(&document));
 
-    // 5. Import.
-    p.step(5, &format!("importing `{}` ({} bytes)", request.name, document.len()));
     let blob_len = document.len();
     request.byok = document;
-    let imported = rt.block_on(conn.import_key(&request)).map_err(import_error)?;
-
-    // 6. Verify.
-    p.step(6, &format!("verifying {}", imported.key.kid));
-    let verification = verify(conn, rt, session, key, kind, &imported.key)?;
-
+    let expectation = expectation(session, key, kind, &request)?;
     let record = json!({
         "format_version": 1,
         "tool": { "name": "byok-cli", "version": env!("CARGO_PKG_VERSION") },
         "transfer_id": request.transfer_id,
         "started": started.to_string(),
-        "finished": byok_keyvault::Timestamp::now().to_string(),
+        "finished": null,
         "vault": { "url": conn.vault().url(), "kind": conn.vault().kind().name() },
         "kek": {
             "kid": kek.kid.to_string(),
@@ -260,7 +274,7 @@ pub(crate) fn transfer_key(
             "key_label": key.label,
             "key_id": hsm::hex(&key.id),
         },
-        "key": key_json(&imported, kind, &request.name),
+        "key": null,
         "wrap": {
             "path": wrapped.path.name(),
             "mechanisms": wrapped.path.mechanisms(),
@@ -272,9 +286,49 @@ pub(crate) fn transfer_key(
             "bytes": blob_len,
             "kept_as": keep_byok.map(|(f, _)| f),
         },
-        "import": { "ambiguous_sends": imported.ambiguous },
-        "verification": verification.json(),
+        "import": null,
+        "verification": null,
     });
+    Ok(Prepared {
+        request,
+        kind,
+        expectation,
+        record,
+    })
+}
+
+/// Steps 5 and 6: import, then verify against what the HSM showed. Returns the complete record and the
+/// verification; a mismatch is not an error here (the caller decides, and still writes the record).
+pub(crate) async fn complete(
+    conn: &Connection,
+    ui: Ui,
+    show_steps: bool,
+    prepared: Prepared,
+) -> Result<(Value, Verification)> {
+    let Prepared {
+        request,
+        kind,
+        expectation,
+        mut record,
+    } = prepared;
+    let say = |n: usize, text: String| {
+        if show_steps {
+            step(ui, n, &text);
+        } else {
+            ui.verbose(&text);
+        }
+    };
+    say(
+        5,
+        format!("importing `{}` ({} bytes)", request.name, request.byok.len()),
+    );
+    let imported = conn.import_key(&request).await.map_err(import_error)?;
+    say(6, format!("verifying {}", imported.key.kid));
+    let verification = check(conn, kind, expectation, &imported.key).await?;
+    record["finished"] = byok_keyvault::Timestamp::now().to_string().into();
+    record["key"] = key_json(&imported, kind, &request.name);
+    record["import"] = json!({ "ambiguous_sends": imported.ambiguous });
+    record["verification"] = verification.json();
     Ok((record, verification))
 }
 
@@ -335,15 +389,39 @@ pub(crate) fn kek(
     }
 }
 
-/// Compares the vault's key with the HSM's without either leaving its home.
-fn verify(
-    conn: &Connection,
-    rt: &tokio::runtime::Runtime,
+/// What verification will compare, taken from the HSM before anything is sent.
+fn expectation(
     session: &TokenSession<'_>,
     key: &KeyInfo,
     kind: KeyKind,
-    imported: &VaultKey,
-) -> Result<Verification> {
+    request: &ImportRequest,
+) -> Result<Expectation> {
+    Ok(match kind {
+        KeyKind::Rsa(_) | KeyKind::Ec(_) => match &key.public {
+            Some(p) => Expectation::Public(p.clone()),
+            None => Expectation::Unverifiable("the token does not show the key's public half".into()),
+        },
+        KeyKind::Aes(size) => {
+            if !request.key_ops.iter().any(|o| o == "encrypt") {
+                return Ok(Expectation::Unverifiable(
+                    "the imported key does not allow `encrypt`, which the comparison needs".into(),
+                ));
+            }
+            let mut block = [0u8; 16];
+            getrandom::fill(&mut block)
+                .map_err(|e| CliError::msg(Exit::Internal, format!("the OS random generator failed: {e}")))?;
+            match session.encrypt_block(key, &block).map_err(hsm::error)? {
+                Some(from_hsm) => Expectation::Block { block, from_hsm, size },
+                None => Expectation::Unverifiable(
+                    "the key in the token does not allow encryption (CKA_ENCRYPT), which the comparison needs".into(),
+                ),
+            }
+        }
+    })
+}
+
+/// Compares the vault's key with what the HSM showed, without either key leaving its home.
+async fn check(conn: &Connection, kind: KeyKind, expected: Expectation, imported: &VaultKey) -> Result<Verification> {
     let expected_kty = kind.kty().azure_hsm_name();
     if !imported.kty.eq_ignore_ascii_case(expected_kty) {
         return Ok(Verification::Mismatch {
@@ -351,20 +429,17 @@ fn verify(
             detail: format!("the vault holds a {} key, the HSM a {kind} key", imported.kty),
         });
     }
-    match kind {
-        KeyKind::Rsa(_) | KeyKind::Ec(_) => {
+    match expected {
+        Expectation::Unverifiable(reason) => Ok(Verification::NotVerifiable { reason }),
+        Expectation::Public(hsm_public) => {
             let method = "public key comparison";
-            let (Some(hsm_public), Some(vault_public)) = (&key.public, &imported.public) else {
+            let Some(vault_public) = &imported.public else {
                 return Ok(Verification::NotVerifiable {
-                    reason: if key.public.is_none() {
-                        "the token does not show the key's public half".into()
-                    } else {
-                        "the vault did not return the key's public half".into()
-                    },
+                    reason: "the vault did not return the key's public half".into(),
                 });
             };
             let (h, v) = (hsm_public.fingerprint_sha256(), vault_public.fingerprint_sha256());
-            Ok(if hsm_public == vault_public {
+            Ok(if &hsm_public == vault_public {
                 Verification::Verified {
                     method,
                     detail: format!("the vault's public key equals the HSM's (SHA-256 {h})"),
@@ -376,24 +451,11 @@ fn verify(
                 }
             })
         }
-        KeyKind::Aes(size) => {
+        Expectation::Block { block, from_hsm, size } => {
             let method = "one random block encrypted on both sides (HSM AES-ECB, vault AES-CBC with a zero IV)";
-            if !imported.key_ops.iter().any(|o| o == "encrypt") {
-                return Ok(Verification::NotVerifiable {
-                    reason: "the imported key does not allow `encrypt`, which the comparison needs".into(),
-                });
-            }
-            let mut block = [0u8; 16];
-            getrandom::fill(&mut block)
-                .map_err(|e| CliError::msg(Exit::Internal, format!("the OS random generator failed: {e}")))?;
-            let Some(from_hsm) = session.encrypt_block(key, &block).map_err(hsm::error)? else {
-                return Ok(Verification::NotVerifiable {
-                    reason: "the key in the token does not allow encryption (CKA_ENCRYPT), which the comparison needs"
-                        .into(),
-                });
-            };
-            let from_vault = rt
-                .block_on(conn.encrypt_block(imported.kid.name(), imported.kid.version(), size, &block))
+            let from_vault = conn
+                .encrypt_block(imported.kid.name(), imported.kid.version(), size, &block)
+                .await
                 .map_err(vault::error)?;
             Ok(if from_hsm == from_vault {
                 Verification::Verified {
