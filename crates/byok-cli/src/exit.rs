@@ -22,6 +22,10 @@ pub(crate) enum Exit {
     Vault = 7,
     /// 8: the vault holds a different key than the one wrapped in the HSM.
     Verification = 8,
+    /// 9: a batch finished, but some of its keys failed (each is reported), or a dry run found problems.
+    Partial = 9,
+    /// 130: interrupted (Ctrl-C); what was in flight finished and was recorded.
+    Interrupted = 130,
 }
 
 impl Exit {
@@ -39,6 +43,8 @@ impl Exit {
             Self::Hsm => "hsm",
             Self::Vault => "vault",
             Self::Verification => "verification-failed",
+            Self::Partial => "partial",
+            Self::Interrupted => "interrupted",
         }
     }
 }

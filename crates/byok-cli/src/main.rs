@@ -19,7 +19,8 @@ use crate::ui::{Output, Ui};
 /// Bring Your Own Key to Azure Key Vault and Managed HSM.
 ///
 /// Exit codes: 0 success, 1 internal error, 2 usage error, 3 invalid input, 4 file I/O error,
-/// 5 refused by a safety rule, 6 HSM error, 7 vault error, 8 verification failed. See docs/exit-codes.md.
+/// 5 refused by a safety rule, 6 HSM error, 7 vault error, 8 verification failed, 9 some keys of a batch failed,
+/// 130 interrupted. See docs/exit-codes.md.
 #[derive(Debug, Parser)]
 #[command(name = "byok-cli", version, max_term_width = 110)]
 struct Cli {
@@ -55,6 +56,8 @@ enum Command {
     Import(cmd::import::Args),
     /// The whole transfer: KEK, download, wrap in the HSM, import, and verify the vault holds the HSM's key.
     FullTransfer(cmd::transfer::Args),
+    /// Many keys from one token, from a manifest: bounded concurrency, a result per key, resumable.
+    Batch(cmd::batch::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Kek(command) => cmd::kek::run(ui, command),
         Command::Import(args) => cmd::import::run(ui, args),
         Command::FullTransfer(args) => cmd::transfer::run(ui, args),
+        Command::Batch(args) => cmd::batch::run(ui, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -63,6 +63,22 @@ impl Ui {
         result
     }
 
+    /// A progress bar on stderr (done, rate, ETA) when stderr is a terminal, the output is human and not --quiet.
+    pub(crate) fn progress_bar(self, total: u64) -> Option<indicatif::ProgressBar> {
+        use std::io::IsTerminal;
+        if self.verbosity < 0 || self.is_json() || !io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::new(total);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} keys, {msg}, {per_sec}, ETA {eta}")
+        {
+            bar.set_style(style);
+        }
+        bar.set_message("0 failed");
+        Some(bar)
+    }
+
     /// Progress detail on stderr with -v.
     pub(crate) fn verbose(self, message: &str) {
         if self.verbosity >= 1 {
@@ -84,6 +100,14 @@ impl Ui {
                 out.write_all(b"\n")?;
             }
         }
+        out.flush()
+    }
+
+    /// One JSON document on one line on stdout (a batch's per-key results), flushed at once.
+    pub(crate) fn json_line(self, value: &serde_json::Value) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer(&mut out, value)?;
+        out.write_all(b"\n")?;
         out.flush()
     }
 

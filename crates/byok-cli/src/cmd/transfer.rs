@@ -420,6 +420,31 @@ fn expectation(
     })
 }
 
+/// Whether a key already in the vault is the one prepared (a batch run again skips it).
+pub(crate) async fn compare_existing(
+    conn: &Connection,
+    prepared: &Prepared,
+    existing: &VaultKey,
+) -> Result<Verification> {
+    let expected = match &prepared.expectation {
+        Expectation::Public(p) => Expectation::Public(p.clone()),
+        Expectation::Block { block, from_hsm, size } => Expectation::Block {
+            block: *block,
+            from_hsm: *from_hsm,
+            size: *size,
+        },
+        Expectation::Unverifiable(r) => Expectation::Unverifiable(r.clone()),
+    };
+    if let Expectation::Block { .. } = expected
+        && !existing.key_ops.iter().any(|o| o == "encrypt")
+    {
+        return Ok(Verification::NotVerifiable {
+            reason: "the existing key does not allow `encrypt`".into(),
+        });
+    }
+    check(conn, prepared.kind, expected, existing).await
+}
+
 /// Compares the vault's key with what the HSM showed, without either key leaving its home.
 async fn check(conn: &Connection, kind: KeyKind, expected: Expectation, imported: &VaultKey) -> Result<Verification> {
     let expected_kty = kind.kty().azure_hsm_name();
