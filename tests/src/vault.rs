@@ -62,6 +62,11 @@ impl LocalVault {
 
     /// `byok-cli ARGS` (plus the vault flags) on a token, with client-secret credentials in the environment.
     pub fn cli(&self, token: Option<Token>, args: &[&str]) -> Output {
+        run(&mut self.command(token, args))
+    }
+
+    /// The command `cli` runs, not yet started (to run it in the background).
+    pub fn command(&self, token: Option<Token>, args: &[&str]) -> std::process::Command {
         let flags = self.flags();
         let mut all: Vec<&str> = args.to_vec();
         all.extend(flags.iter().map(String::as_str));
@@ -77,7 +82,7 @@ impl LocalVault {
             .env("AZURE_CLIENT_ID", &self.info.client_id)
             .env("AZURE_CLIENT_SECRET", &self.info.client_secret)
             .env("AZURE_AUTHORITY_HOST", &self.info.authority_host);
-        run(&mut cmd)
+        cmd
     }
 
     /// `byok-cli --output json full-transfer` of a token key into this vault, with KEK `kek` (2048 bits when created)

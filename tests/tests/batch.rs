@@ -56,7 +56,7 @@ fn manifest(dir: &Path, labels: &[String], name_prefix: &str) -> std::path::Path
     path
 }
 
-fn batch(vault: &LocalVault, token: Token, manifest: &Path, extra: &[&str]) -> Output {
+fn batch_command(vault: &LocalVault, token: Token, manifest: &Path, extra: &[&str]) -> std::process::Command {
     let m = manifest.display().to_string();
     let mut args = vec![
         "--output",
@@ -70,7 +70,11 @@ fn batch(vault: &LocalVault, token: Token, manifest: &Path, extra: &[&str]) -> O
         &m,
     ];
     args.extend(extra);
-    vault.cli(Some(token), &args)
+    vault.command(Some(token), &args)
+}
+
+fn batch(vault: &LocalVault, token: Token, manifest: &Path, extra: &[&str]) -> Output {
+    byok_tests::run(&mut batch_command(vault, token, manifest, extra))
 }
 
 /// The per-key result lines and the summary of a `--output json` batch.
@@ -102,7 +106,6 @@ fn thousand(managed_hsm: bool) {
     std::fs::create_dir(&records).expect("records dir");
     let state = dir.path().join("state.jsonl");
     let (records_arg, state_arg) = (records.display().to_string(), state.display().to_string());
-    let started = Instant::now();
     let out = batch(
         &vault,
         Token::Nss,
@@ -124,7 +127,6 @@ fn thousand(managed_hsm: bool) {
         assert_eq!(record["verification"]["result"], "verified", "{mode}: {name}");
         assert_eq!(record["key"]["tags"]["migration"], "batch-test");
     }
-    eprintln!("{mode}: 1000 keys in {:.1} s", started.elapsed().as_secs_f64());
 
     // Run again without the state file: every key is found in the vault with the same key, and skipped.
     let out = batch(&vault, Token::Nss, &manifest, &["--jobs", "8"]);
@@ -159,31 +161,8 @@ fn interrupted_and_resumed_imports_every_key_once() {
     let manifest = manifest(dir.path(), &labels, "r");
     let state = dir.path().join("state.jsonl");
     let state_arg = state.display().to_string();
-    let m = manifest.display().to_string();
-    let flags = vault.flags();
-    let mut cmd = Token::Nss.command(&[
-        "--output",
-        "json",
-        "batch",
-        "--kek-name",
-        "kek",
-        "--kek-size",
-        "2048",
-        "--manifest",
-        &m,
-        "--resume",
-        &state_arg,
-        "--jobs",
-        "4",
-    ]);
-    cmd.args(&flags)
-        .env("AZURE_TENANT_ID", &vault.info.tenant_id)
-        .env("AZURE_CLIENT_ID", &vault.info.client_id)
-        .env("AZURE_CLIENT_SECRET", &vault.info.client_secret)
-        .env("AZURE_AUTHORITY_HOST", &vault.info.authority_host)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = batch_command(&vault, Token::Nss, &manifest, &["--resume", &state_arg, "--jobs", "4"]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().expect("batch starts");
     let lines = || std::fs::read_to_string(&state).map(|t| t.lines().count()).unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(60);
