@@ -10,7 +10,7 @@ mod hsm;
 mod interop;
 mod util;
 
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 use anyhow::{Result, bail};
 
@@ -23,6 +23,7 @@ tasks:
   interop   OpenSSL CLI and Python `cryptography` judge byok's blobs, and byok opens theirs
   demo      a whole transfer on throwaway parts: local Managed HSM, NSS token, full-transfer, the record
   bench     software wrap vs Python and OpenSSL; one-key processes; writes docs/performance.md
+  man       regenerate docs/man from the clap definition (a test checks it is fresh)
   fuzz      cargo-fuzz on the parsers: --smoke (15 s each, in CI), --seconds S, --runs N, [TARGET…]";
 
 fn main() -> ExitCode {
@@ -34,6 +35,8 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(),
         Some("bench") => bench::run(),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("man") => util::build_cli(false)
+            .and_then(|cli| util::exec(Command::new(cli).arg("man").arg(util::root().join("docs/man")))),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

@@ -58,6 +58,17 @@ enum Command {
     FullTransfer(cmd::transfer::Args),
     /// Many keys from one token, from a manifest: bounded concurrency, a result per key, resumable.
     Batch(cmd::batch::Args),
+    /// Print a shell completion script: `byok-cli completions bash > /etc/bash_completion.d/byok-cli`.
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (byok-cli.1 and one per subcommand) into DIR (`cargo xtask man` keeps docs/man fresh).
+    #[command(hide = true)]
+    Man {
+        /// Where to write the pages.
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,6 +82,8 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::import::run(ui, args),
         Command::FullTransfer(args) => cmd::transfer::run(ui, args),
         Command::Batch(args) => cmd::batch::run(ui, args),
+        Command::Completions { shell } => completions(*shell),
+        Command::Man { dir } => write_man_pages(dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,6 +93,45 @@ fn main() -> ExitCode {
             e.exit.into()
         }
     }
+}
+
+fn completions(shell: clap_complete::Shell) -> exit::Result<()> {
+    use clap::CommandFactory;
+    let mut out = io::stdout().lock();
+    clap_complete::generate(shell, &mut Cli::command(), "byok-cli", &mut out);
+    io::Write::flush(&mut out).map_err(stdout_error)
+}
+
+/// The man pages, rendered from the clap definition: `byok-cli.1` and `byok-cli-SUBCOMMAND.1` for each visible
+/// subcommand.
+fn man_pages() -> io::Result<Vec<(String, Vec<u8>)>> {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let mut pages = Vec::new();
+    let mut top = Vec::new();
+    clap_mangen::Man::new(cli.clone()).render(&mut top)?;
+    pages.push(("byok-cli.1".to_owned(), top));
+    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("byok-cli-{}", sub.get_name());
+        let mut page = Vec::new();
+        let command = sub
+            .clone()
+            .name(name.clone())
+            .bin_name(format!("byok-cli {}", sub.get_name()));
+        clap_mangen::Man::new(command).render(&mut page)?;
+        pages.push((format!("{name}.1"), page));
+    }
+    Ok(pages)
+}
+
+fn write_man_pages(dir: &std::path::Path) -> exit::Result<()> {
+    let pages = man_pages().map_err(|e| CliError::msg(Exit::Internal, format!("cannot render the man pages: {e}")))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::msg(Exit::Io, format!("cannot create {}: {e}", dir.display())))?;
+    for (name, page) in pages {
+        files::write_atomic(&dir.join(name), &page, true)?;
+    }
+    Ok(())
 }
 
 /// A reader that stopped reading (`byok-cli inspect x.byok | head -1`) is not an error.
@@ -105,5 +157,30 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// docs/man holds what the clap definition renders today: `cargo xtask man` after changing flags or help.
+    #[test]
+    fn man_pages_are_fresh() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/man");
+        let pages = super::man_pages().expect("renders");
+        assert!(pages.len() > 8, "a page per subcommand");
+        for (name, page) in &pages {
+            let on_disk = std::fs::read(dir.join(name)).unwrap_or_default();
+            assert!(
+                on_disk == *page,
+                "docs/man/{name} is stale or missing: run `cargo xtask man`"
+            );
+        }
+        let listed: Vec<String> = std::fs::read_dir(&dir)
+            .expect("docs/man")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        for name in listed {
+            assert!(
+                pages.iter().any(|(n, _)| *n == name),
+                "docs/man/{name} is no longer generated: remove it"
+            );
+        }
     }
 }

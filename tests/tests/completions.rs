@@ -1,0 +1,31 @@
+//! `byok-cli completions SHELL`: a script for each shell that names every subcommand; bash's parses.
+
+use byok_tests::{byok_cli, run, stderr, stdout};
+
+#[test]
+fn completion_scripts_for_every_shell() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = run(byok_cli().args(["completions", shell]));
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        for word in ["full-transfer", "batch", "import", "kek", "vault-name", "pkcs11-module"] {
+            assert!(script.contains(word), "{shell}: `{word}` missing");
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("byok-cli.bash");
+    std::fs::write(&file, stdout(&run(byok_cli().args(["completions", "bash"])))).expect("write");
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .output()
+        .expect("bash runs");
+    assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
+    let unknown = run(byok_cli().args(["completions", "tcsh"]));
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("invalid value 'tcsh'"),
+        "{}",
+        stderr(&unknown)
+    );
+}
