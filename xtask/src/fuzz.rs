@@ -10,12 +10,13 @@ use anyhow::{Context, Result, bail};
 use crate::util::{self, root};
 
 /// The targets in `fuzz/fuzz_targets/`, with the testdata that seeds each.
-const TARGETS: [(&str, &[&str]); 5] = [
+const TARGETS: [(&str, &[&str]); 6] = [
     ("byok_blob", &["testdata/vectors"]),
     ("kek_public_key", &["testdata/keys"]),
     ("target_key", &["testdata/keys"]),
     ("kwp_unwrap", &[]),
     ("pkcs11_uri", &[]),
+    ("emulator_request", &[]),
 ];
 
 /// URIs for the `pkcs11_uri` seed corpus.
@@ -120,6 +121,40 @@ fn seed(corpus: &Path, target: &str, dirs: &[&str]) -> Result<()> {
     if target == "pkcs11_uri" {
         for (i, uri) in URIS.iter().enumerate() {
             std::fs::write(corpus.join(format!("seed-uri-{i}")), uri)?;
+        }
+    }
+    if target == "emulator_request" {
+        // One body per handler: the selector byte picks it (0 import, 1 create, 2 update, 3.. operations).
+        let bodies: [(u8, &str); 6] = [
+            (
+                0,
+                r#"{"key":{"kty":"EC-HSM","crv":"P-256","key_ops":["sign"],"key_hsm":"eyJraWQiOiJ4In0"}}"#,
+            ),
+            (
+                0,
+                r#"{"key":{"kty":"oct-HSM","k":"AAECAwQFBgcICQoLDA0ODw"},"Hsm":true}"#,
+            ),
+            (
+                1,
+                r#"{"kty":"EC-HSM","crv":"P-384","key_ops":["sign","verify"],"attributes":{"enabled":true},"tags":{"a":"b"}}"#,
+            ),
+            (
+                2,
+                r#"{"attributes":{"enabled":false,"exp":2000000000},"tags":{"x":"y"}}"#,
+            ),
+            (
+                3,
+                r#"{"alg":"A256CBC","iv":"AAAAAAAAAAAAAAAAAAAAAA","value":"AAAAAAAAAAAAAAAAAAAAAA"}"#,
+            ),
+            (
+                13,
+                r#"{"alg":"RS256","value":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"}"#,
+            ),
+        ];
+        for (i, (selector, body)) in bodies.iter().enumerate() {
+            let mut input = vec![*selector];
+            input.extend_from_slice(body.as_bytes());
+            std::fs::write(corpus.join(format!("seed-body-{i}")), input)?;
         }
     }
     if target == "kwp_unwrap" {

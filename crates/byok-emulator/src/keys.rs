@@ -974,6 +974,27 @@ fn operation_inner(shared: &Shared, name: &str, version: &str, op: &str, body: &
     Ok(Json(json!({ "value": ok })).into_response())
 }
 
+/// The handlers' inner functions, for the fuzz target (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_import(shared: &Shared, name: &str, body: &[u8]) -> ApiResult {
+    import_inner(shared, name, body)
+}
+
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_create(shared: &Shared, name: &str, body: &[u8]) -> ApiResult {
+    create_inner(shared, name, body)
+}
+
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_update(shared: &Shared, name: &str, version: &str, body: &[u8]) -> ApiResult {
+    update_inner(shared, name, version, body)
+}
+
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_operation(shared: &Shared, name: &str, version: &str, op: &str, body: &[u8]) -> ApiResult {
+    operation_inner(shared, name, version, op, body)
+}
+
 /// Anything else under /keys.
 pub(crate) async fn unsupported() -> Response {
     ApiError::forbidden("This operation is not emulated by the local Key Vault (yet).").into_response()

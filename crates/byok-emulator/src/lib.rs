@@ -4,6 +4,9 @@
 mod auth;
 mod crypto;
 mod faults;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
 mod state;
 mod tls;
