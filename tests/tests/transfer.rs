@@ -72,8 +72,11 @@ fn check_record(record: &Value, vault: &LocalVault, name: &str, kty: &str, token
 
 #[test]
 fn key_vault_mode_rsa_and_ec_from_nss() {
-    // Tokens live for 2 s: a transfer outlives several, so byok must get new ones as it goes.
-    let vault = LocalVault::start(false, "", |c| c.token_lifetime = std::time::Duration::from_secs(2));
+    // Tokens live for 1 s and every vault request takes 150 ms more: each transfer outlives its first token, so
+    // byok must get new ones as it goes (the vault refuses expired tokens).
+    let vault = LocalVault::start(false, "latency=150ms", |c| {
+        c.token_lifetime = std::time::Duration::from_secs(1)
+    });
     let dir = tempfile::tempdir().expect("tempdir");
     for (spec, name) in [(RSA2048, "t-rsa"), (P256, "t-ec256"), (P521, "t-ec521")] {
         let uri = generate(Token::Nss, spec, name);
@@ -515,4 +518,64 @@ fn workload_identity_and_auto() {
         "cannot read the federated token file",
     );
     assert_eq!(vault.versions("wi-x"), 0);
+}
+
+#[test]
+fn kek_and_import_commands_in_a_managed_hsm() {
+    let vault = LocalVault::start(true, "", |_| {});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = dir.path().join("kek.pem").display().to_string();
+    let blob = dir.path().join("aes.byok").display().to_string();
+    let created = ok(
+        &vault.cli(
+            None,
+            &["--output", "json", "kek", "create", "--name", "kek", "--size", "3072"],
+        ),
+        "kek create",
+    );
+    assert_eq!(created["kty"], "RSA-HSM");
+    let downloaded = ok(
+        &vault.cli(
+            None,
+            &["--output", "json", "kek", "download", "--name", "kek", "--file", &pem],
+        ),
+        "kek download",
+    );
+    let kid = downloaded["kid"].as_str().expect("kid");
+    assert_eq!(downloaded["import_only_hsm"], true);
+    let uri = generate(Token::Nss, AES256, "m-import-aes");
+    let wrapped = Token::Nss.cli(&[
+        "wrap",
+        "--kek-file",
+        &pem,
+        "--kek-kid",
+        kid,
+        "--key",
+        &uri,
+        "--out",
+        &blob,
+    ]);
+    assert!(wrapped.status.success(), "{}", stderr(&wrapped));
+    let imported = ok(
+        &vault.cli(
+            None,
+            &[
+                "--output",
+                "json",
+                "import",
+                "--name",
+                "m-aes",
+                "--kty",
+                "oct",
+                "--byok-file",
+                &blob,
+                "--tags",
+                "a=b",
+            ],
+        ),
+        "import",
+    );
+    assert_eq!(imported["kty"], "oct-HSM");
+    assert_eq!(imported["kek_kid"], kid);
+    assert_eq!(vault.versions("m-aes"), 1);
 }
