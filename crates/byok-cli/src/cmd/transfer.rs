@@ -324,7 +324,7 @@ pub(crate) async fn complete(
     );
     let imported = conn.import_key(&request).await.map_err(import_error)?;
     say(6, format!("verifying {}", imported.key.kid));
-    let verification = check(conn, kind, expectation, &imported.key).await?;
+    let verification = check(conn, kind, &expectation, &imported.key).await?;
     record["finished"] = byok_keyvault::Timestamp::now().to_string().into();
     record["key"] = key_json(&imported, kind, &request.name);
     record["import"] = json!({ "ambiguous_sends": imported.ambiguous });
@@ -426,27 +426,11 @@ pub(crate) async fn compare_existing(
     prepared: &Prepared,
     existing: &VaultKey,
 ) -> Result<Verification> {
-    let expected = match &prepared.expectation {
-        Expectation::Public(p) => Expectation::Public(p.clone()),
-        Expectation::Block { block, from_hsm, size } => Expectation::Block {
-            block: *block,
-            from_hsm: *from_hsm,
-            size: *size,
-        },
-        Expectation::Unverifiable(r) => Expectation::Unverifiable(r.clone()),
-    };
-    if let Expectation::Block { .. } = expected
-        && !existing.key_ops.iter().any(|o| o == "encrypt")
-    {
-        return Ok(Verification::NotVerifiable {
-            reason: "the existing key does not allow `encrypt`".into(),
-        });
-    }
-    check(conn, prepared.kind, expected, existing).await
+    check(conn, prepared.kind, &prepared.expectation, existing).await
 }
 
 /// Compares the vault's key with what the HSM showed, without either key leaving its home.
-async fn check(conn: &Connection, kind: KeyKind, expected: Expectation, imported: &VaultKey) -> Result<Verification> {
+async fn check(conn: &Connection, kind: KeyKind, expected: &Expectation, imported: &VaultKey) -> Result<Verification> {
     let expected_kty = kind.kty().azure_hsm_name();
     if !imported.kty.eq_ignore_ascii_case(expected_kty) {
         return Ok(Verification::Mismatch {
@@ -455,7 +439,7 @@ async fn check(conn: &Connection, kind: KeyKind, expected: Expectation, imported
         });
     }
     match expected {
-        Expectation::Unverifiable(reason) => Ok(Verification::NotVerifiable { reason }),
+        Expectation::Unverifiable(reason) => Ok(Verification::NotVerifiable { reason: reason.clone() }),
         Expectation::Public(hsm_public) => {
             let method = "public key comparison";
             let Some(vault_public) = &imported.public else {
@@ -464,7 +448,7 @@ async fn check(conn: &Connection, kind: KeyKind, expected: Expectation, imported
                 });
             };
             let (h, v) = (hsm_public.fingerprint_sha256(), vault_public.fingerprint_sha256());
-            Ok(if &hsm_public == vault_public {
+            Ok(if hsm_public == vault_public {
                 Verification::Verified {
                     method,
                     detail: format!("the vault's public key equals the HSM's (SHA-256 {h})"),
@@ -478,11 +462,16 @@ async fn check(conn: &Connection, kind: KeyKind, expected: Expectation, imported
         }
         Expectation::Block { block, from_hsm, size } => {
             let method = "one random block encrypted on both sides (HSM AES-ECB, vault AES-CBC with a zero IV)";
+            if !imported.key_ops.iter().any(|o| o == "encrypt") {
+                return Ok(Verification::NotVerifiable {
+                    reason: "the vault's key does not allow `encrypt`".into(),
+                });
+            }
             let from_vault = conn
-                .encrypt_block(imported.kid.name(), imported.kid.version(), size, &block)
+                .encrypt_block(imported.kid.name(), imported.kid.version(), *size, block)
                 .await
                 .map_err(vault::error)?;
-            Ok(if from_hsm == from_vault {
+            Ok(if *from_hsm == from_vault {
                 Verification::Verified {
                     method,
                     detail: "both sides encrypt a random block to the same ciphertext".into(),
