@@ -12,15 +12,15 @@ use std::time::Instant;
 
 use byok_encoding::{Curve, KeyKind, Kty};
 use byok_keyvault::{Connection, ImportRequest, Timestamp};
-use byok_pkcs11::{Pkcs11Uri, TokenSession, WrapChoice, WrapOptions};
+use byok_pkcs11::{Pkcs11Uri, TokenSession, WrapChoice};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::cmd::hsm::{self, HsmArgs};
 use crate::cmd::import::transfer_id;
-use crate::cmd::transfer::{self, Pipeline, Verification};
+use crate::cmd::transfer::{self, KekArgs, Pipeline, Verification};
 use crate::cmd::vault::VaultArgs;
-use crate::cmd::wrap::parse_choice;
+use crate::cmd::wrap::WrapArgs;
 use crate::exit::{CliError, Exit, Result};
 use crate::files;
 use crate::ui::Ui;
@@ -34,12 +34,8 @@ use crate::ui::Ui;
 pub(crate) struct Args {
     #[command(flatten)]
     vault: VaultArgs,
-    /// The Key Exchange Key's name: reused if it is an import-only RSA-HSM key, created if it does not exist.
-    #[arg(long, value_name = "NAME")]
-    kek_name: String,
-    /// The KEK's modulus bits when it is created: 2048, 3072 or 4096.
-    #[arg(long, value_name = "BITS", default_value_t = 4096)]
-    kek_size: usize,
+    #[command(flatten)]
+    kek: KekArgs,
     /// The manifest of keys to transfer (TOML).
     #[arg(long, value_name = "FILE")]
     manifest: PathBuf,
@@ -60,12 +56,8 @@ pub(crate) struct Args {
     /// Stop at the first key that fails (the ones in flight finish).
     #[arg(long)]
     fail_fast: bool,
-    /// HSM wrap path: auto (the first that passes the self-test), rsa-aes-key-wrap, two-step-kwp, two-step-pad.
-    #[arg(long, value_name = "PATH", default_value = "auto", value_parser = parse_choice)]
-    wrap_mechanism: WrapChoice,
-    /// Wrap even with a path the self-test found non-conformant.
-    #[arg(long)]
-    allow_nonconformant_wrap: bool,
+    #[command(flatten)]
+    wrap: WrapArgs,
     #[command(flatten)]
     hsm: HsmArgs,
 }
@@ -369,12 +361,7 @@ fn completed(state: &Path) -> Result<HashSet<String>> {
 
 pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     let items = read_manifest(&args.manifest)?;
-    let kek_size = byok_encoding::RsaSize::from_bits(args.kek_size).ok_or_else(|| {
-        CliError::msg(
-            Exit::Usage,
-            format!("--kek-size {}: a KEK is 2048, 3072 or 4096 bits", args.kek_size),
-        )
-    })?;
+    let kek_size = args.kek.size()?;
     if let Some(dir) = &args.record_dir
         && !dir.is_dir()
     {
@@ -459,16 +446,13 @@ fn transfer_all(
     });
     let started = Instant::now();
     if !todo.is_empty() {
-        let (kek, kek_created) = transfer::kek(ui, conn, rt, &args.kek_name, false, kek_size)?;
+        let (kek, kek_created) = transfer::kek(ui, conn, rt, &args.kek.kek_name, false, kek_size)?;
         let pipeline = Pipeline {
             ui,
             conn,
             kek: &kek,
             kek_created,
-            options: WrapOptions {
-                choice: args.wrap_mechanism,
-                allow_nonconformant: args.allow_nonconformant_wrap,
-            },
+            options: args.wrap.options(),
             show_steps: false,
         };
         let jobs = usize::from(args.jobs);
@@ -672,7 +656,7 @@ fn dry_run(
         }
     };
     let report = session.self_test().map_err(hsm::error)?.clone();
-    let forced = matches!(args.wrap_mechanism, WrapChoice::Path(_));
+    let forced = matches!(args.wrap.wrap_mechanism, WrapChoice::Path(_));
     // RSA and EC keys (PKCS#8) need a fully conformant path; AES keys also take one that is right for aligned keys.
     let pkcs8_ok = forced || report.best().is_some();
     let aes_ok = pkcs8_ok
@@ -692,18 +676,18 @@ fn dry_run(
             None => format!("no conformant wrap path:\n{}", report.summary()),
         },
     );
-    match rt.block_on(conn.get_kek(&args.kek_name, None)) {
+    match rt.block_on(conn.get_kek(&args.kek.kek_name, None)) {
         Ok(k) if k.is_import_only_hsm() => say("(KEK)", true, format!("reuses {}", k.kid)),
         Ok(k) => say(
             "(KEK)",
             false,
             format!(
                 "`{}` exists but is {} with key_ops {:?}",
-                args.kek_name, k.kty, k.key_ops
+                args.kek.kek_name, k.kty, k.key_ops
             ),
         ),
         Err(byok_keyvault::Error::Service { status: Some(404), .. }) => {
-            say("(KEK)", true, format!("would create `{}`", args.kek_name))
+            say("(KEK)", true, format!("would create `{}`", args.kek.kek_name))
         }
         Err(e) => say("(KEK)", false, e.to_string()),
     }

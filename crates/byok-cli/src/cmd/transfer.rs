@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use byok_blob::ByokBlob;
 use byok_encoding::{KeyKind, TargetPublicKey};
 use byok_keyvault::{Connection, ImportRequest, Imported, Kek, VaultKey};
-use byok_pkcs11::{Error as HsmError, KeyInfo, KeyKindInfo, Pkcs11Uri, TokenSession, Verdict, WrapChoice, WrapOptions};
+use byok_pkcs11::{Error as HsmError, KeyInfo, KeyKindInfo, Pkcs11Uri, TokenSession, Verdict, WrapOptions};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::cmd::hsm::{self, HsmArgs};
 use crate::cmd::import::{KeyPropertiesArgs, import_error};
 use crate::cmd::vault::{self, VaultArgs, runtime};
-use crate::cmd::wrap::parse_choice;
+use crate::cmd::wrap::WrapArgs;
 use crate::exit::{CliError, Exit, Result};
 use crate::files;
 use crate::stdout_error;
@@ -30,12 +30,8 @@ const STEPS: usize = 6;
 pub(crate) struct Args {
     #[command(flatten)]
     vault: VaultArgs,
-    /// The Key Exchange Key's name: reused if it is an import-only RSA-HSM key, created if it does not exist.
-    #[arg(long, value_name = "NAME")]
-    kek_name: String,
-    /// The KEK's modulus bits when it is created: 2048, 3072 or 4096.
-    #[arg(long, value_name = "BITS", default_value_t = 4096)]
-    kek_size: usize,
+    #[command(flatten)]
+    kek: KekArgs,
     /// Create a new KEK version even if one exists.
     #[arg(long)]
     new_kek: bool,
@@ -45,18 +41,14 @@ pub(crate) struct Args {
     /// The key in the HSM, as an RFC 7512 URI: pkcs11:token=LABEL;object=LABEL[;id=%01]
     #[arg(long, value_name = "URI", value_parser = hsm::parse_uri)]
     key: Pkcs11Uri,
-    /// HSM wrap path: auto (the first that passes the self-test), rsa-aes-key-wrap, two-step-kwp, two-step-pad.
-    #[arg(long, value_name = "PATH", default_value = "auto", value_parser = parse_choice)]
-    wrap_mechanism: WrapChoice,
-    /// Wrap even with a path the self-test found non-conformant.
-    #[arg(long)]
-    allow_nonconformant_wrap: bool,
+    #[command(flatten)]
+    wrap: WrapArgs,
     #[command(flatten)]
     properties: KeyPropertiesArgs,
     /// Also keep the .byok blob in this file.
     #[arg(long, value_name = "FILE")]
     keep_byok: Option<PathBuf>,
-    /// Write the transfer record (JSON, no secrets) to this file; see docs/record.md.
+    /// Write the transfer record (JSON, no secrets) to this file; schema in docs/cli/full-transfer.md.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
     /// Replace --keep-byok and --record files that exist.
@@ -64,6 +56,28 @@ pub(crate) struct Args {
     force: bool,
     #[command(flatten)]
     hsm: HsmArgs,
+}
+
+/// The Key Exchange Key a transfer uses. Shared by `full-transfer` and `batch`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct KekArgs {
+    /// The Key Exchange Key's name: reused if it is an import-only RSA-HSM key, created if it does not exist.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) kek_name: String,
+    /// The KEK's modulus bits when it is created: 2048, 3072 or 4096.
+    #[arg(long, value_name = "BITS", default_value_t = 4096)]
+    pub(crate) kek_size: usize,
+}
+
+impl KekArgs {
+    pub(crate) fn size(&self) -> Result<byok_encoding::RsaSize> {
+        byok_encoding::RsaSize::from_bits(self.kek_size).ok_or_else(|| {
+            CliError::msg(
+                Exit::Usage,
+                format!("--kek-size {}: a KEK is 2048, 3072 or 4096 bits", self.kek_size),
+            )
+        })
+    }
 }
 
 /// How the vault's key compares with the HSM's.
@@ -91,12 +105,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     for file in [&args.keep_byok, &args.record].into_iter().flatten() {
         files::check_writable(file, args.force)?;
     }
-    let kek_size = byok_encoding::RsaSize::from_bits(args.kek_size).ok_or_else(|| {
-        CliError::msg(
-            Exit::Usage,
-            format!("--kek-size {}: a KEK is 2048, 3072 or 4096 bits", args.kek_size),
-        )
-    })?;
+    let kek_size = args.kek.size()?;
     let started = byok_keyvault::Timestamp::now();
     let conn = args.vault.connect(ui)?;
     let rt = runtime()?;
@@ -111,8 +120,8 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         ui.verbose(&format!("key {} in token `{}`", key.describe(), session.token().label));
 
         // 2 and 3. The KEK and its public key.
-        step(ui, 2, &format!("KEK `{}` in {}", args.kek_name, conn.vault()));
-        let (kek, kek_created) = kek(ui, &conn, &rt, &args.kek_name, args.new_kek, kek_size)?;
+        step(ui, 2, &format!("KEK `{}` in {}", args.kek.kek_name, conn.vault()));
+        let (kek, kek_created) = kek(ui, &conn, &rt, &args.kek.kek_name, args.new_kek, kek_size)?;
         step(
             ui,
             3,
@@ -129,10 +138,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
             conn: &conn,
             kek: &kek,
             kek_created,
-            options: WrapOptions {
-                choice: args.wrap_mechanism,
-                allow_nonconformant: args.allow_nonconformant_wrap,
-            },
+            options: args.wrap.options(),
             show_steps: true,
         };
         let keep = args.keep_byok.as_deref().map(|f| (f, args.force));

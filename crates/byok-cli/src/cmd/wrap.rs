@@ -57,17 +57,33 @@ pub(crate) struct Args {
     #[arg(long)]
     force: bool,
 
+    #[command(flatten)]
+    wrap: WrapArgs,
+
+    #[command(flatten)]
+    hsm: HsmArgs,
+}
+
+/// How to wrap inside the HSM. Shared by `wrap --key`, `full-transfer` and `batch`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct WrapArgs {
     /// HSM wrap path: auto (the first that passes the self-test), rsa-aes-key-wrap, two-step-kwp, two-step-pad.
     #[arg(long, value_name = "PATH", default_value = "auto", value_parser = parse_choice)]
-    wrap_mechanism: WrapChoice,
+    pub(crate) wrap_mechanism: WrapChoice,
 
     /// Wrap even with a path the self-test found non-conformant (Key Vault may reject the blob; the blob's
     /// generator records it).
     #[arg(long)]
-    allow_nonconformant_wrap: bool,
+    pub(crate) allow_nonconformant_wrap: bool,
+}
 
-    #[command(flatten)]
-    hsm: HsmArgs,
+impl WrapArgs {
+    pub(crate) fn options(self) -> WrapOptions {
+        WrapOptions {
+            choice: self.wrap_mechanism,
+            allow_nonconformant: self.allow_nonconformant_wrap,
+        }
+    }
 }
 
 fn parse_kid(s: &str) -> std::result::Result<KeyId, String> {
@@ -78,7 +94,7 @@ fn parse_kty(s: &str) -> std::result::Result<Kty, String> {
     s.parse::<Kty>().map_err(|e| e.to_string())
 }
 
-pub(crate) fn parse_choice(s: &str) -> std::result::Result<WrapChoice, String> {
+fn parse_choice(s: &str) -> std::result::Result<WrapChoice, String> {
     if s == "auto" {
         return Ok(WrapChoice::Auto);
     }
@@ -227,10 +243,7 @@ fn from_hsm(ui: Ui, args: &Args, uri: &Pkcs11Uri, kek: &KekPublicKey) -> Result<
             ));
         }
         ui.verbose(&format!("key {} in token `{}`", key.describe(), session.token().label));
-        let options = WrapOptions {
-            choice: args.wrap_mechanism,
-            allow_nonconformant: args.allow_nonconformant_wrap,
-        };
+        let options = args.wrap.options();
         let wrapped = session.wrap(&key, kek, options).map_err(hsm::error)?;
         let KeyKindInfo::Supported(kind) = key.kind else {
             unreachable!("wrap refuses unsupported keys")
