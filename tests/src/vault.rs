@@ -15,6 +15,8 @@ pub struct LocalVault {
     pub info: byok_emulator::Info,
     /// Its state directory.
     pub state: PathBuf,
+    /// The access tokens it issued.
+    pub tokens: byok_emulator::IssuedTokens,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -35,15 +37,18 @@ impl LocalVault {
             let rt = tokio::runtime::Runtime::new().expect("runtime");
             rt.block_on(async move {
                 let running = byok_emulator::start(config).await.expect("the local Key Vault starts");
-                info_tx.send(running.info.clone()).expect("send info");
+                info_tx
+                    .send((running.info.clone(), running.issued_tokens()))
+                    .expect("send info");
                 let _ = stop_rx.await;
                 running.shutdown().await.expect("stops");
             });
         });
-        let info = info_rx.recv().expect("the local Key Vault reports its address");
+        let (info, tokens) = info_rx.recv().expect("the local Key Vault reports its address");
         Self {
             info,
             state,
+            tokens,
             stop: Some(stop_tx),
             thread: Some(thread),
             _dir: dir,

@@ -1,16 +1,18 @@
 //! The BYOK promise, checked on the outputs: a `full-transfer` run at full verbosity, with JSON output, a kept blob
 //! and a record, must leave no trace of the key it moved, of the ephemeral AES key, or of the client secret — in
 //! stdout, stderr or any file it wrote. The plaintext is learned the only way it can be: by opening the blob with
-//! the KEK's private key, taken from the local Key Vault's state.
+//! the KEK's private key, taken from the local Key Vault's state. `batch` gets the same scan, on a token that has a
+//! long PIN, also for that PIN and every access token the vault issued.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use byok_blob::ByokBlob;
 use byok_tests::hsm::Token;
 use byok_tests::vault::LocalVault;
-use byok_tests::{stderr, stdout};
+use byok_tests::{byok_cli, run, stderr, stdout};
 use byok_wrap::KekPrivateKey;
 use serde_json::Value;
 
@@ -121,6 +123,11 @@ fn full_transfer_leaves_no_trace_of_what_it_moved() {
         let mut secrets = needles(&plaintext);
         secrets.extend(needles(&aes_key));
         secrets.extend(needles(vault.info.client_secret.as_bytes()));
+        let tokens = vault.tokens.all();
+        assert!(!tokens.is_empty(), "{name}: the run was issued access tokens");
+        for token in &tokens {
+            secrets.extend(needles(token.as_bytes()));
+        }
         let mut places: Vec<(String, Vec<u8>)> = vec![
             ("stdout".into(), out.stdout.clone()),
             ("stderr".into(), out.stderr.clone()),
@@ -144,4 +151,163 @@ fn full_transfer_leaves_no_trace_of_what_it_moved() {
         );
     }
     assert!(scanned > 10_000, "the scan covered the outputs ({scanned} bytes)");
+}
+
+/// Where to look: stdout, stderr and every file under `dir`.
+fn places(out: &std::process::Output, dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut places: Vec<(String, Vec<u8>)> = vec![
+        ("stdout".into(), out.stdout.clone()),
+        ("stderr".into(), out.stderr.clone()),
+    ];
+    for f in files(dir) {
+        places.push((f.display().to_string(), std::fs::read(&f).expect("readable")));
+    }
+    places
+}
+
+/// A throwaway NSS database protected by `pin`, and the init args that open it.
+fn nss_with_pin(dir: &Path, pin: &str) -> String {
+    let db = dir.join("nss");
+    std::fs::create_dir(&db).expect("nss dir");
+    let pw = dir.join("nss-password");
+    std::fs::write(&pw, pin).expect("password file");
+    let out = run(Command::new("certutil")
+        .args(["-N", "-d"])
+        .arg(format!("sql:{}", db.display()))
+        .arg("-f")
+        .arg(&pw));
+    assert!(out.status.success(), "certutil -N: {}", stderr(&out));
+    std::fs::remove_file(&pw).expect("remove the password file");
+    format!(
+        "configdir='sql:{}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=",
+        db.display()
+    )
+}
+
+/// The private key material the vault keeps for `name` (its latest version): PKCS#8 DER or raw AES bytes.
+fn vault_material(vault: &LocalVault, name: &str) -> Vec<u8> {
+    let versions: Vec<Value> = serde_json::from_slice(
+        &std::fs::read(vault.state.join(format!("keys/{name}.json"))).expect("the key's state file"),
+    )
+    .expect("JSON");
+    assert_eq!(versions.len(), 1, "{name}: imported once");
+    let m = &versions[0]["material"];
+    let text = m["pkcs8"].as_str().or(m["key"].as_str()).expect("material");
+    STANDARD.decode(text).expect("base64")
+}
+
+#[test]
+fn batch_leaves_no_trace_of_the_keys_the_pin_or_the_access_tokens() {
+    let vault = LocalVault::start(true, "", |c| {
+        // Short-lived tokens: the run is issued several, and each must stay out of the outputs.
+        c.token_lifetime = std::time::Duration::from_secs(2);
+    });
+    let secret_dir = tempfile::tempdir().expect("tempdir");
+    let work = tempfile::tempdir().expect("tempdir");
+    // A PIN long and random enough that finding it by chance is impossible.
+    let pin = format!("pin-{:016x}{:016x}", rand_u64(), rand_u64());
+    let init_args = nss_with_pin(secret_dir.path(), &pin);
+    let pin_file: PathBuf = secret_dir.path().join("pin");
+    std::fs::write(&pin_file, format!("{pin}\n")).expect("pin file");
+    let module = byok_tests::hsm::env()["nss"]["module"]
+        .as_str()
+        .expect("module")
+        .to_owned();
+    let hsm = |args: &[&str]| {
+        let mut c = byok_cli();
+        c.args(args)
+            .args(["--pkcs11-module", &module, "--pkcs11-init-args", &init_args])
+            .arg("--pin-file")
+            .arg(&pin_file);
+        c
+    };
+    let token = "pkcs11:token=NSS%20Certificate%20DB";
+    let keys = [
+        ("leak-batch-rsa", &["--kty", "RSA", "--size", "2048"][..]),
+        ("leak-batch-ec", &["--kty", "EC", "--curve", "P-256"][..]),
+        ("leak-batch-aes", &["--kty", "oct", "--size", "256"][..]),
+        ("leak-batch-aes128", &["--kty", "oct", "--size", "128"][..]),
+    ];
+    let mut manifest = String::from("[defaults]\ntags = { migration = \"leak-scan\" }\n");
+    for (name, spec) in keys {
+        let out = run(hsm(&["hsm", "generate", "--token", token, "--label", name]).args(spec));
+        assert!(out.status.success(), "generate {name}: {}", stderr(&out));
+        manifest.push_str(&format!(
+            "\n[[key]]\nuri = \"{token};object={name}\"\nname = \"{name}\"\n"
+        ));
+    }
+    let manifest_file = work.path().join("manifest.toml");
+    std::fs::write(&manifest_file, manifest).expect("manifest");
+    let records = work.path().join("records");
+    std::fs::create_dir(&records).expect("records");
+    let mut args: Vec<String> = [
+        "-vvv",
+        "--output",
+        "json",
+        "batch",
+        "--kek-name",
+        "kek",
+        "--kek-size",
+        "2048",
+        "--jobs",
+        "2",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(["--manifest".into(), manifest_file.display().to_string()]);
+    args.extend(["--record-dir".into(), records.display().to_string()]);
+    args.extend(["--resume".into(), work.path().join("state.jsonl").display().to_string()]);
+    args.extend(vault.flags());
+    let out = run(hsm(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .env("AZURE_TENANT_ID", &vault.info.tenant_id)
+        .env("AZURE_CLIENT_ID", &vault.info.client_id)
+        .env("AZURE_CLIENT_SECRET", &vault.info.client_secret)
+        .env("AZURE_AUTHORITY_HOST", &vault.info.authority_host));
+    assert!(out.status.success(), "batch: {}", stderr(&out));
+    let summary: Value = serde_json::from_str(stdout(&out).lines().last().expect("summary")).expect("JSON");
+    assert_eq!(summary["summary"]["done"], keys.len(), "{summary}");
+
+    let mut secrets = Vec::new();
+    for (name, _) in keys {
+        let material = vault_material(&vault, name);
+        assert!(material.len() >= 16, "{name}: real key material");
+        secrets.extend(needles(&material));
+    }
+    secrets.extend(needles(pin.as_bytes()));
+    secrets.extend(needles(vault.info.client_secret.as_bytes()));
+    let tokens = vault.tokens.all();
+    assert!(!tokens.is_empty(), "the batch was issued access tokens");
+    for token in &tokens {
+        secrets.extend(needles(token.as_bytes()));
+    }
+    let places = places(&out, work.path());
+    assert!(
+        places.len() >= 2 + keys.len() + 2,
+        "records, state and manifest are scanned"
+    );
+    let mut scanned = 0;
+    for (place, bytes) in &places {
+        assert_eq!(count(bytes, &secrets), 0, "a secret shows in {place}");
+        scanned += bytes.len();
+    }
+    assert!(scanned > 5_000, "the scan covered the outputs ({scanned} bytes)");
+    // The scan finds what it looks for: the PIN, a token and a window of an AES key planted in stderr.
+    for planted in [
+        pin.as_bytes().to_vec(),
+        tokens[0].as_bytes().to_vec(),
+        hex(&vault_material(&vault, "leak-batch-aes128")[..16]).into_bytes(),
+    ] {
+        let mut text = out.stderr.clone();
+        text.extend(planted);
+        assert!(count(&text, &secrets) > 0, "the scan finds a planted secret");
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::io::Read as _;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("OS random");
+    u64::from_le_bytes(b)
 }

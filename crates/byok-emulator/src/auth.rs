@@ -21,7 +21,12 @@ pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
 #[derive(Debug, Default)]
 pub(crate) struct Tokens {
     issued: HashMap<String, Instant>,
+    /// Every token issued, oldest first (for leak scans), at most [`MAX_HISTORY`].
+    history: Vec<String>,
 }
+
+/// How many issued tokens [`Tokens`] remembers after they expire.
+const MAX_HISTORY: usize = 10_000;
 
 impl Tokens {
     fn issue(&mut self, lifetime: Duration) -> String {
@@ -29,7 +34,15 @@ impl Tokens {
         self.issued.retain(|_, exp| *exp > now);
         let token = random_hex(32);
         self.issued.insert(token.clone(), now + lifetime);
+        if self.history.len() < MAX_HISTORY {
+            self.history.push(token.clone());
+        }
         token
+    }
+
+    /// Every token issued so far (up to [`MAX_HISTORY`]), expired ones included.
+    pub(crate) fn history(&self) -> Vec<String> {
+        self.history.clone()
     }
 
     /// Whether the token was issued here and has not expired.

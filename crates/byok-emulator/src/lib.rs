@@ -102,11 +102,34 @@ pub(crate) struct Shared {
 pub struct Running {
     /// How to reach it.
     pub info: Info,
+    tokens: IssuedTokens,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// The access tokens a running vault has issued, readable while it runs and after it stopped.
+#[derive(Clone)]
+pub struct IssuedTokens(Arc<Shared>);
+
+impl IssuedTokens {
+    /// Every access token issued so far, oldest first (expired ones included; the first 10,000 of a long run).
+    pub fn all(&self) -> Vec<String> {
+        self.0.tokens.lock().expect("tokens lock").history()
+    }
+}
+
+impl std::fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens").finish_non_exhaustive()
+    }
+}
+
 impl Running {
+    /// A handle on the access tokens this vault issues (leak scans look for them in a client's outputs).
+    pub fn issued_tokens(&self) -> IssuedTokens {
+        self.tokens.clone()
+    }
+
     /// Stops serving and waits for the server to end.
     pub async fn shutdown(self) -> Result<()> {
         self.handle.shutdown();
@@ -200,8 +223,16 @@ pub async fn start(config: Config) -> Result<Running> {
     let server = axum_server::from_tcp_rustls(listener, rustls)
         .context("serving TLS on the listener")?
         .handle(handle.clone());
-    let task = tokio::spawn(async move { server.serve(router(shared).into_make_service()).await });
-    Ok(Running { info, handle, task })
+    let task = tokio::spawn({
+        let shared = shared.clone();
+        async move { server.serve(router(shared).into_make_service()).await }
+    });
+    Ok(Running {
+        info,
+        tokens: IssuedTokens(shared),
+        handle,
+        task,
+    })
 }
 
 fn router(shared: Arc<Shared>) -> Router {
