@@ -83,11 +83,16 @@ impl LocalVault {
                 c
             }
         };
+        self.credentials(&mut cmd);
+        cmd
+    }
+
+    /// Gives `cmd` this vault's client-secret credentials (in its environment).
+    pub fn credentials<'c>(&self, cmd: &'c mut std::process::Command) -> &'c mut std::process::Command {
         cmd.env("AZURE_TENANT_ID", &self.info.tenant_id)
             .env("AZURE_CLIENT_ID", &self.info.client_id)
             .env("AZURE_CLIENT_SECRET", &self.info.client_secret)
-            .env("AZURE_AUTHORITY_HOST", &self.info.authority_host);
-        cmd
+            .env("AZURE_AUTHORITY_HOST", &self.info.authority_host)
     }
 
     /// `byok-cli --output json full-transfer` of a token key into this vault, with KEK `kek` (2048 bits when created)
@@ -129,4 +134,23 @@ impl Drop for LocalVault {
             let _ = t.join();
         }
     }
+}
+
+/// `--output json batch` of `manifest` with KEK `kek` (2048 bits when created) and `extra` flags; no vault flags.
+pub fn batch_args(manifest: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--output",
+        "json",
+        "batch",
+        "--kek-name",
+        "kek",
+        "--kek-size",
+        "2048",
+        "--manifest",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(manifest.display().to_string());
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    args
 }

@@ -57,20 +57,8 @@ fn manifest(dir: &Path, labels: &[String], name_prefix: &str) -> std::path::Path
 }
 
 fn batch_command(vault: &LocalVault, token: Token, manifest: &Path, extra: &[&str]) -> std::process::Command {
-    let m = manifest.display().to_string();
-    let mut args = vec![
-        "--output",
-        "json",
-        "batch",
-        "--kek-name",
-        "kek",
-        "--kek-size",
-        "2048",
-        "--manifest",
-        &m,
-    ];
-    args.extend(extra);
-    vault.command(Some(token), &args)
+    let args = byok_tests::vault::batch_args(manifest, extra);
+    vault.command(Some(token), &args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn batch(vault: &LocalVault, token: Token, manifest: &Path, extra: &[&str]) -> Output {
@@ -243,4 +231,324 @@ fn dry_run_reports_planted_problems_and_writes_nothing() {
     assert_eq!(vault.versions("fresh"), 0);
     assert_eq!(vault.versions("taken"), 1);
     assert_eq!(vault.versions("kek"), 1);
+}
+
+/// A SoftHSM of the test's own (its own token directory, so that the token can be taken away), with `n` AES keys.
+struct OwnSoftHsm {
+    dir: tempfile::TempDir,
+    conf: std::path::PathBuf,
+    pin_file: std::path::PathBuf,
+}
+
+impl OwnSoftHsm {
+    fn new(n: usize) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).expect("token dir");
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .expect("conf");
+        let init = byok_tests::run(
+            std::process::Command::new("softhsm2-util")
+                .env("SOFTHSM2_CONF", &conf)
+                .args(["--init-token", "--free", "--label", "removable"])
+                .args(["--pin", "246810", "--so-pin", "13579111"]),
+        );
+        assert!(init.status.success(), "softhsm2-util: {}", stderr(&init));
+        let pin_file = dir.path().join("pin");
+        std::fs::write(&pin_file, "246810\n").expect("pin");
+        let hsm = Self { dir, conf, pin_file };
+        for i in 0..n {
+            let out = byok_tests::run(&mut hsm.command(&[
+                "hsm",
+                "generate",
+                "--token",
+                "pkcs11:token=removable",
+                "--label",
+                &format!("rm-{i}"),
+                "--kty",
+                "oct",
+                "--size",
+                "256",
+            ]));
+            assert!(out.status.success(), "generate: {}", stderr(&out));
+        }
+        hsm
+    }
+
+    /// `byok-cli ARGS` on this token.
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = byok_tests::byok_cli();
+        c.args(args)
+            .env("SOFTHSM2_CONF", &self.conf)
+            .args(["--pkcs11-module", env()["softhsm"]["module"].as_str().expect("module")])
+            .arg("--pin-file")
+            .arg(&self.pin_file);
+        c
+    }
+
+    /// The token's directory (SoftHSM names it by a UUID).
+    fn token_dir(&self) -> std::path::PathBuf {
+        let tokens = self.dir.path().join("tokens");
+        let mut entries: Vec<_> = std::fs::read_dir(&tokens)
+            .expect("token dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(entries.len(), 1, "one token");
+        entries.remove(0)
+    }
+}
+
+#[test]
+fn a_token_removed_mid_batch_fails_cleanly_and_resumes() {
+    const N: usize = 60;
+    let vault = LocalVault::start(true, "latency=40ms", |_| {});
+    let hsm = OwnSoftHsm::new(N);
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut text = String::new();
+    for i in 0..N {
+        text.push_str(&format!(
+            "[[key]]\nuri = \"pkcs11:token=removable;object=rm-{i}\"\nname = \"rm{i}\"\n\n"
+        ));
+    }
+    let manifest = work.path().join("manifest.toml");
+    std::fs::write(&manifest, text).expect("manifest");
+    let state = work.path().join("state.jsonl");
+    let records = work.path().join("records");
+    std::fs::create_dir(&records).expect("records");
+    let (state_arg, records_arg) = (state.display().to_string(), records.display().to_string());
+    let mut args = byok_tests::vault::batch_args(
+        &manifest,
+        &["--jobs", "2", "--resume", &state_arg, "--record-dir", &records_arg],
+    );
+    args.extend(vault.flags());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let with_vault = |mut c: std::process::Command| {
+        vault.credentials(&mut c);
+        c
+    };
+
+    let mut cmd = with_vault(hsm.command(&args));
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("batch starts");
+    let lines = || std::fs::read_to_string(&state).map(|t| t.lines().count()).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines() < 10 {
+        assert!(Instant::now() < deadline, "the batch made no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Pull the token: its directory goes away under the running batch.
+    let token_dir = hsm.token_dir();
+    let away = hsm.dir.path().join("away");
+    std::fs::rename(&token_dir, &away).expect("remove the token");
+    let out = child.wait_with_output().expect("batch ends");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    // The batch notices the token is gone, stops the HSM side at once, lets the keys in flight finish, and says so.
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("token `removable` is no longer available"), "{err}");
+    assert!(err.contains("the keys in flight finished"), "{err}");
+    let (lines_out, summary) = results(&out);
+    let done = summary["done"].as_u64().expect("done") as usize;
+    assert!((10..N).contains(&done), "removed halfway: {summary}");
+    assert_eq!(
+        summary["failed"], 1,
+        "one key met the missing token, the rest were not started: {summary}"
+    );
+    assert!(summary["token_gone"].as_str().is_some(), "{summary}");
+    for l in &lines_out {
+        let name = l["name"].as_str().expect("name");
+        let record = records.join(format!("{name}.record.json"));
+        if l["status"] == "done" {
+            assert_eq!(vault.versions(name), 1, "{name}");
+            assert!(record.exists(), "{name}: a record");
+        } else {
+            assert_eq!(l["status"], "failed", "{l}");
+            assert_eq!(vault.versions(name), 0, "{name}: not in the vault");
+            assert!(!record.exists(), "{name}: no record claims it");
+        }
+    }
+
+    // Put the token back and resume: every key ends imported exactly once.
+    std::fs::rename(&away, &token_dir).expect("reinsert the token");
+    let out = byok_tests::run(&mut with_vault(hsm.command(&args)));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, summary) = results(&out);
+    assert_eq!(summary["done"].as_u64(), Some((N - done) as u64), "{summary}");
+    for i in 0..N {
+        assert_eq!(vault.versions(&format!("rm{i}")), 1, "rm{i} imported exactly once");
+    }
+}
+
+/// Checks the invariants of a batch run: a key reported done is in the vault once, with a record saying verified; one
+/// skipped is in the vault once; a key that failed names its step, has no record, and is in the vault at most once (a
+/// lost answer may have landed). Returns the keys done or skipped, and the keys failed.
+fn check_claims(vault: &LocalVault, out: &Output, records: &Path) -> (usize, usize) {
+    let (lines, summary) = results(out);
+    let (mut done, mut failed) = (0, 0);
+    for l in &lines {
+        let name = l["name"].as_str().expect("name");
+        let record = records.join(format!("{name}.record.json"));
+        match l["status"].as_str() {
+            Some("done") => {
+                done += 1;
+                assert_eq!(vault.versions(name), 1, "{name}: {l}");
+                let r: Value = serde_json::from_slice(&std::fs::read(&record).expect("record")).expect("JSON");
+                assert_eq!(r["verification"]["result"], "verified", "{name}");
+            }
+            Some("skipped") => {
+                // A key whose import landed though its run could not confirm it (the answers were lost): found.
+                done += 1;
+                assert_eq!(vault.versions(name), 1, "{name}: {l}");
+            }
+            Some("failed") => {
+                failed += 1;
+                assert!(vault.versions(name) <= 1, "{name} imported twice");
+                assert!(!l["step"].as_str().unwrap_or_default().is_empty(), "{l}");
+                assert!(!record.exists(), "{name}: a record for a failed key");
+            }
+            other => panic!("{name}: unexpected status {other:?}: {l}"),
+        }
+    }
+    let counted = summary["done"].as_u64().unwrap_or_default() + summary["skipped"].as_u64().unwrap_or_default();
+    assert_eq!(counted, done as u64, "{summary}");
+    (done, failed)
+}
+
+#[test]
+fn vault_faults_lose_nothing_and_import_nothing_twice() {
+    const N: usize = 40;
+    let vault = LocalVault::start(
+        true,
+        // Harsh enough that some requests outlast the retries: 7 failures in a row are ~8% likely.
+        "429=0.45,503=0.2,drop=0.25,latency=2ms,retry-after=0,seed=23",
+        |_| {},
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let labels = generate_in_nss("batch-faults", &[KeyKind::Ec(Curve::P256); N]);
+    let manifest = manifest(dir.path(), &labels, "f");
+    let records = dir.path().join("records");
+    std::fs::create_dir(&records).expect("records");
+    let state = dir.path().join("state.jsonl");
+    let (records_arg, state_arg) = (records.display().to_string(), state.display().to_string());
+    let args = ["--jobs", "4", "--record-dir", &records_arg, "--resume", &state_arg];
+    let (mut total_done, mut total_failed) = (0, 0);
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        let out = batch(&vault, Token::Nss, &manifest, &args);
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(runs < 8, "the faults never let the batch finish: {err}");
+        if out.status.code() == Some(7) {
+            // Reading or creating the KEK outlasted the retries: the batch stops before any key, and says so.
+            assert!(err.contains("`kek`") && stdout(&out).is_empty(), "{err}");
+            continue;
+        }
+        let (done, failed) = check_claims(&vault, &out, &records);
+        total_done += done;
+        total_failed += failed;
+        match out.status.code() {
+            Some(0) => break,
+            Some(9) => assert!(failed > 0, "exit 9 with no failed key: {err}"),
+            other => panic!("run {runs}: exit {other:?}: {err}"),
+        }
+    }
+    assert_eq!(
+        total_done, N,
+        "every key done (or found done) exactly once over {runs} runs"
+    );
+    assert!(
+        total_failed > 0,
+        "the faults made some keys fail (else this test shows nothing)"
+    );
+    for i in 0..N {
+        assert_eq!(vault.versions(&format!("f{i}")), 1, "f{i}");
+    }
+}
+
+#[test]
+fn a_lying_vault_is_caught_key_by_key() {
+    const N: usize = 12;
+    let vault = LocalVault::start(true, "substitute=0.4,methods=PUT,seed=4", |_| {});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kinds: Vec<KeyKind> = (0..N)
+        .map(|i| {
+            if i % 2 == 0 {
+                KeyKind::Aes(AesSize::Aes256)
+            } else {
+                KeyKind::Ec(Curve::P384)
+            }
+        })
+        .collect();
+    let labels = generate_in_nss("batch-lie", &kinds);
+    let manifest = manifest(dir.path(), &labels, "l");
+    let records = dir.path().join("records");
+    std::fs::create_dir(&records).expect("records");
+    let records_arg = records.display().to_string();
+    let out = batch(&vault, Token::Nss, &manifest, &["--record-dir", &records_arg]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(
+        err.contains("differ from the HSM's: do not use those versions"),
+        "{err}"
+    );
+    let (lines, summary) = results(&out);
+    let mismatched: Vec<&Value> = lines.iter().filter(|l| l["status"] == "mismatch").collect();
+    assert!(!mismatched.is_empty() && mismatched.len() < N, "{summary}");
+    assert_eq!(summary["mismatched"].as_u64(), Some(mismatched.len() as u64));
+    for l in &lines {
+        let name = l["name"].as_str().expect("name");
+        let record: Value =
+            serde_json::from_slice(&std::fs::read(records.join(format!("{name}.record.json"))).expect("a record"))
+                .expect("JSON");
+        let expected = if l["status"] == "mismatch" {
+            "mismatch"
+        } else {
+            "verified"
+        };
+        assert_eq!(record["verification"]["result"], expected, "{name}: {l}");
+    }
+}
+
+#[test]
+fn resume_takes_empty_and_large_state_files() {
+    let vault = LocalVault::start(true, "", |_| {});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let labels = generate_in_nss(
+        "batch-state",
+        &[KeyKind::Aes(AesSize::Aes256), KeyKind::Ec(Curve::P256)],
+    );
+    let manifest = manifest(dir.path(), &labels, "s");
+    // A run that stopped before its first key leaves an empty state file: the next run starts from the beginning.
+    let state = dir.path().join("state.jsonl");
+    std::fs::write(&state, "").expect("empty state");
+    let state_arg = state.display().to_string();
+    let out = batch(&vault, Token::Nss, &manifest, &["--resume", &state_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(results(&out).1["done"], 2);
+    // A state file of a large migration (50,000 keys, over 5 MiB) is read, and its keys are skipped.
+    let mut big = String::new();
+    for i in 0..50_000 {
+        big.push_str(&format!(
+            "{{\"name\":\"other-{i}\",\"status\":\"done\",\"step\":\"verifying\",\"detail\":\"https://vault/keys/other-{i}/0123456789abcdef0123456789abcdef verified\"}}\n"
+        ));
+    }
+    big.push_str(&std::fs::read_to_string(&state).expect("state"));
+    assert!(big.len() > 5 << 20);
+    std::fs::write(&state, big).expect("big state");
+    let out = batch(&vault, Token::Nss, &manifest, &["--resume", &state_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("resuming: 2 of 2 keys are done already"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(vault.versions("s0") + vault.versions("s1"), 2);
 }

@@ -240,29 +240,17 @@ fn batch_leaves_no_trace_of_the_keys_the_pin_or_the_access_tokens() {
     std::fs::write(&manifest_file, manifest).expect("manifest");
     let records = work.path().join("records");
     std::fs::create_dir(&records).expect("records");
-    let mut args: Vec<String> = [
-        "-vvv",
-        "--output",
-        "json",
-        "batch",
-        "--kek-name",
-        "kek",
-        "--kek-size",
-        "2048",
-        "--jobs",
-        "2",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(["--manifest".into(), manifest_file.display().to_string()]);
-    args.extend(["--record-dir".into(), records.display().to_string()]);
-    args.extend(["--resume".into(), work.path().join("state.jsonl").display().to_string()]);
+    let (records_arg, state_arg) = (
+        records.display().to_string(),
+        work.path().join("state.jsonl").display().to_string(),
+    );
+    let mut args = vec!["-vvv".to_owned()];
+    args.extend(byok_tests::vault::batch_args(
+        &manifest_file,
+        &["--jobs", "2", "--record-dir", &records_arg, "--resume", &state_arg],
+    ));
     args.extend(vault.flags());
-    let out = run(hsm(&args.iter().map(String::as_str).collect::<Vec<_>>())
-        .env("AZURE_TENANT_ID", &vault.info.tenant_id)
-        .env("AZURE_CLIENT_ID", &vault.info.client_id)
-        .env("AZURE_CLIENT_SECRET", &vault.info.client_secret)
-        .env("AZURE_AUTHORITY_HOST", &vault.info.authority_host));
+    let out = run(vault.credentials(&mut hsm(&args.iter().map(String::as_str).collect::<Vec<_>>())));
     assert!(out.status.success(), "batch: {}", stderr(&out));
     let summary: Value = serde_json::from_str(stdout(&out).lines().last().expect("summary")).expect("JSON");
     assert_eq!(summary["summary"]["done"], keys.len(), "{summary}");

@@ -49,6 +49,14 @@ pub enum Error {
     /// The token needs a PIN and none was given.
     #[error("token `{0}` needs a user PIN")]
     PinRequired(String),
+    /// The token went away during the session.
+    #[error("token `{token}` is no longer available: {reason}")]
+    TokenGone {
+        /// The token's label.
+        token: String,
+        /// What showed it.
+        reason: String,
+    },
     /// No key matches.
     #[error("no key matches {0}")]
     NoKey(String),

@@ -209,6 +209,31 @@ impl<'m> TokenSession<'m> {
         &self.token
     }
 
+    /// Whether this session's token is still there: the session is open, the slot still holds the same token, and
+    /// the token still has its keys. After a failed operation this tells a failure of that one key apart from a
+    /// token that went away (pulled, powered off, the module finalized, the session closed).
+    pub fn check_present(&self) -> Result<(), Error> {
+        let gone = |reason: String| Error::TokenGone {
+            token: self.token.label.clone(),
+            reason,
+        };
+        self.session
+            .get_session_info()
+            .map_err(|e| gone(Error::from(e).to_string()))?;
+        let now = self.module.token_info(self.slot).map_err(|e| gone(e.to_string()))?;
+        if (&now.label, &now.serial) != (&self.token.label, &self.token.serial) {
+            return Err(gone(format!(
+                "the slot now holds token `{}` (serial {})",
+                now.label, now.serial
+            )));
+        }
+        let keys = self.list_keys().map_err(|e| gone(e.to_string()))?;
+        if keys.is_empty() {
+            return Err(gone("the token no longer shows any keys".into()));
+        }
+        Ok(())
+    }
+
     pub(crate) fn session(&self) -> &Session {
         &self.session
     }

@@ -333,14 +333,29 @@ impl Report {
 
 /// The names a state file shows as done or skipped.
 fn completed(state: &Path) -> Result<HashSet<String>> {
-    if !state.exists() {
-        return Ok(HashSet::new());
+    let read_err =
+        |e: std::io::Error| CliError::msg(Exit::Io, format!("cannot read the state file {}: {e}", state.display()));
+    // Read line by line: a state file grows with the number of keys (about 200 bytes each), and an empty one is
+    // what a run that stopped before its first key leaves.
+    let file = match std::fs::File::open(state) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) => return Err(read_err(e)),
+    };
+    if file.metadata().map_err(read_err)?.is_dir() {
+        return Err(CliError::msg(
+            Exit::Io,
+            format!("the state file {} is a directory", state.display()),
+        ));
     }
-    let bytes = files::read_input(state, "state file")?;
     let mut names = HashSet::new();
-    for (i, line) in bytes.split(|b| *b == b'\n').enumerate().filter(|(_, l)| !l.is_empty()) {
+    for (i, line) in std::io::BufRead::split(std::io::BufReader::new(file), b'\n').enumerate() {
+        let line = line.map_err(read_err)?;
+        if line.is_empty() {
+            continue;
+        }
         // A line cut short by a crash is ignored: that key is simply looked at again.
-        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+        let Ok(v) = serde_json::from_slice::<Value>(&line) else {
             continue;
         };
         match (v["name"].as_str(), v["status"].as_str()) {
@@ -445,6 +460,7 @@ fn transfer_all(
         fatal: Mutex::new(None),
     });
     let started = Instant::now();
+    let mut token_gone = None;
     if !todo.is_empty() {
         let (kek, kek_created) = transfer::kek(ui, conn, rt, &args.kek.kek_name, false, kek_size)?;
         let pipeline = Pipeline {
@@ -482,6 +498,12 @@ fn transfer_all(
                 Ok(p) => p,
                 Err((step, detail)) => {
                     drop(permit);
+                    // A token that went away fails every key after it: stop and say so once, instead.
+                    if let Err(gone) = session.check_present() {
+                        report.key(&item.name, Status::Failed, &step, &format!("{detail} ({gone})"), None)?;
+                        token_gone = Some(gone.to_string());
+                        break;
+                    }
                     report.key(&item.name, Status::Failed, &step, &detail, None)?;
                     continue;
                 }
@@ -529,9 +551,20 @@ fn transfer_all(
         ui,
         &report,
         started.elapsed(),
-        interrupted.load(Ordering::Relaxed),
+        Ending {
+            interrupted: interrupted.load(Ordering::Relaxed),
+            token_gone,
+        },
         args,
     )
+}
+
+/// Why a batch ended before its last key, besides failures of single keys.
+struct Ending {
+    /// Ctrl-C.
+    interrupted: bool,
+    /// The token went away: why the HSM says so.
+    token_gone: Option<String>,
 }
 
 /// The vault side of one key: if the name exists already with this very key, skip; if with another key, fail;
@@ -581,7 +614,11 @@ async fn import_one(
     }
 }
 
-fn summary(ui: Ui, report: &Report, elapsed: std::time::Duration, interrupted: bool, args: &Args) -> Result<()> {
+fn summary(ui: Ui, report: &Report, elapsed: std::time::Duration, ending: Ending, args: &Args) -> Result<()> {
+    let Ending {
+        interrupted,
+        token_gone,
+    } = ending;
     let (done, skipped, failed, mismatched) = (
         report.done.load(Ordering::Relaxed),
         report.skipped.load(Ordering::Relaxed),
@@ -594,7 +631,7 @@ fn summary(ui: Ui, report: &Report, elapsed: std::time::Duration, interrupted: b
         "summary": {
             "total": report.total, "done": done, "skipped": skipped, "failed": failed, "mismatched": mismatched,
             "not_started": report.total - finished, "seconds": elapsed.as_secs_f64(), "keys_per_second": rate,
-            "interrupted": interrupted,
+            "interrupted": interrupted, "token_gone": token_gone,
         }
     });
     if ui.is_json() {
@@ -617,6 +654,15 @@ fn summary(ui: Ui, report: &Report, elapsed: std::time::Duration, interrupted: b
     };
     if interrupted {
         return Err(CliError::msg(Exit::Interrupted, format!("interrupted after {finished} keys")).hint(resume_hint));
+    }
+    if let Some(gone) = token_gone {
+        return Err(CliError::msg(
+            Exit::Hsm,
+            format!("stopped after {finished} keys: {gone}; the keys in flight finished"),
+        )
+        .hint(format!(
+            "reconnect the token (or restart the HSM client), then {resume_hint}"
+        )));
     }
     if mismatched > 0 {
         return Err(CliError::msg(
