@@ -1,5 +1,6 @@
 //! Helpers for the end-to-end tests of the byok binaries (in `tests/`).
 
+pub mod catalogue;
 pub mod hsm;
 pub mod vault;
 

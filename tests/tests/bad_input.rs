@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use byok_tests::{KID, byok_cli, listing, run, stderr, testdata};
+use byok_tests::catalogue::{self, Case, case};
+use byok_tests::{KID, byok_cli, run, stderr, testdata};
 
 /// A throwaway working directory with a few prepared files.
 struct Scene {
@@ -72,17 +73,6 @@ fn wrap_ok(out: PathBuf) -> bool {
     .success()
 }
 
-/// Expands `@name` to a scene file and `%name` to a test key.
-fn expand(scene: &Scene, arg: &str) -> String {
-    if let Some(name) = arg.strip_prefix('@') {
-        scene.path(name).display().to_string()
-    } else if let Some(name) = arg.strip_prefix('%') {
-        testdata(&format!("keys/{name}")).display().to_string()
-    } else {
-        arg.to_owned()
-    }
-}
-
 /// `wrap` with a good set of flags, then `changes` applied: `--flag value` replaces, `-flag` removes.
 fn wrap_args(changes: &[&str]) -> Vec<String> {
     let mut flags: Vec<(String, Option<String>)> = vec![
@@ -116,29 +106,6 @@ fn wrap_args(changes: &[&str]) -> Vec<String> {
         args.extend(v);
     }
     args
-}
-
-struct Case {
-    name: &'static str,
-    args: Vec<String>,
-    exit: i32,
-    /// The first line of stderr, with `@name` and `%name` expanded.
-    first_line: &'static str,
-    /// The hint line, where one is expected.
-    hint: Option<&'static str>,
-    /// The command prints its complete report and then fails (inspect's KEK check); others print nothing.
-    report_on_stdout: bool,
-}
-
-fn case(name: &'static str, args: Vec<String>, exit: i32, first_line: &'static str) -> Case {
-    Case {
-        name,
-        args,
-        exit,
-        first_line,
-        hint: None,
-        report_on_stdout: false,
-    }
 }
 
 fn inspect(args: &[&str]) -> Vec<String> {
@@ -437,49 +404,9 @@ fn cases() -> Vec<Case> {
 #[test]
 fn bad_input_catalogue() {
     let scene = Scene::new();
-    let before = listing(scene.dir.path());
     let cases = cases();
     assert!(cases.len() >= 40, "the catalogue shrank to {}", cases.len());
-    let mut failures = Vec::new();
-    for c in &cases {
-        let args: Vec<String> = c.args.iter().map(|a| expand(&scene, a)).collect();
-        let out = run(byok_cli().args(&args).current_dir(scene.dir.path()));
-        let err = stderr(&out);
-        let expected = expand_line(&scene, c.first_line);
-        let first = err.lines().next().unwrap_or_default();
-        let code = out.status.code();
-        if code != Some(c.exit) || first != expected || err.contains("panicked") {
-            failures.push(format!(
-                "{}: exit {code:?} (want {}), stderr:\n{err}\nwant first line:\n{expected}\n",
-                c.name, c.exit
-            ));
-            continue;
-        }
-        if let Some(hint) = c.hint
-            && !err.lines().any(|l| l == hint)
-        {
-            failures.push(format!("{}: hint missing; stderr:\n{err}", c.name));
-        }
-        if out.stdout.is_empty() == c.report_on_stdout {
-            failures.push(format!(
-                "{}: stdout should {}be empty",
-                c.name,
-                if c.report_on_stdout { "not " } else { "" }
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
-    assert_eq!(
-        listing(scene.dir.path()),
-        before,
-        "a failing command left or changed files"
-    );
+    catalogue::check(scene.dir.path(), &cases, |_| {});
     assert_eq!(std::fs::read(scene.path("existing.byok")).expect("kept"), b"keep me");
 }
 
@@ -488,7 +415,7 @@ fn json_errors_are_one_object_on_stderr() {
     let scene = Scene::new();
     let args: Vec<String> = wrap_args(&["--out", "@existing.byok"])
         .iter()
-        .map(|a| expand(&scene, a))
+        .map(|a| catalogue::expand(scene.dir.path(), a))
         .collect();
     let out = run(byok_cli().arg("--output=json").args(&args));
     assert_eq!(out.status.code(), Some(5));
@@ -497,25 +424,4 @@ fn json_errors_are_one_object_on_stderr() {
     assert_eq!(v["error"]["exit_code"], 5);
     assert_eq!(v["error"]["kind"], "refused");
     assert!(v["error"]["hint"].as_str().is_some_and(|h| h.contains("--force")));
-}
-
-fn expand_line(scene: &Scene, line: &str) -> String {
-    let mut out = String::new();
-    for (i, word) in line.split(' ').enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(&expand_word(scene, word));
-    }
-    out
-}
-
-fn expand_word(scene: &Scene, word: &str) -> String {
-    // A word may carry a leading quote (`"@no/such/dir"`) or trailing punctuation (`@good.byok:`).
-    let start = word.find(['@', '%']);
-    let Some(start) = start else {
-        return word.to_owned();
-    };
-    let end = word[start..].find([':', '"', '\'']).map_or(word.len(), |e| start + e);
-    format!("{}{}{}", &word[..start], expand(scene, &word[start..end]), &word[end..])
 }

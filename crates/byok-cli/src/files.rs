@@ -85,7 +85,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], force: bool) -> Result<()> 
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let io_err = |e: io::Error| CliError::msg(Exit::Io, format!("cannot write {shown}: {e}"));
+    let io_err = |e: io::Error| write_error(&shown.to_string(), &e);
     let mut tmp = tempfile::Builder::new()
         .prefix(".byok-tmp-")
         .tempfile_in(dir)
@@ -105,4 +105,26 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], force: bool) -> Result<()> 
         })?;
     }
     Ok(())
+}
+
+/// The error for a file that cannot be written, in words (the temporary file's name is not the user's concern).
+pub(crate) fn write_error(shown: &str, e: &io::Error) -> CliError {
+    let (reason, hint) = match e.kind() {
+        io::ErrorKind::StorageFull => (
+            "no space left on the device".to_owned(),
+            Some("free some space or write somewhere else; nothing was written"),
+        ),
+        io::ErrorKind::QuotaExceeded => (
+            "the disk quota is exceeded".to_owned(),
+            Some("free some space or write somewhere else; nothing was written"),
+        ),
+        io::ErrorKind::PermissionDenied => ("permission denied".to_owned(), None),
+        io::ErrorKind::ReadOnlyFilesystem => ("the file system is read-only".to_owned(), None),
+        _ => (e.to_string(), None),
+    };
+    let err = CliError::msg(Exit::Io, format!("cannot write {shown}: {reason}"));
+    match hint {
+        Some(h) => err.hint(h),
+        None => err,
+    }
 }

@@ -153,6 +153,16 @@ fn allowed_ops(kty: Kty) -> &'static [&'static str] {
     }
 }
 
+/// Whether `name` can name a key in Key Vault and Managed HSM: 1 to 127 ASCII letters, digits and dashes.
+pub fn check_key_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > 127 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(Error::Request(format!(
+            "`{name}` is not a key name: 1 to 127 letters, digits and dashes"
+        )));
+    }
+    Ok(())
+}
+
 impl ImportRequest {
     /// The default operations for a key type (all it may have), as `az keyvault key import` gives them.
     pub fn default_ops(kty: Kty) -> Vec<String> {
@@ -163,15 +173,7 @@ impl ImportRequest {
     /// times, tags, export policy.
     pub fn validate(&self, vault: &Vault) -> Result<(), Error> {
         let bad = |m: String| Err(Error::Request(m));
-        if self.name.is_empty()
-            || self.name.len() > 127
-            || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return bad(format!(
-                "`{}` is not a key name: 1 to 127 letters, digits and dashes",
-                self.name
-            ));
-        }
+        check_key_name(&self.name)?;
         let allowed = allowed_ops(self.kty);
         for op in &self.key_ops {
             if !allowed.contains(&op.as_str()) {
@@ -318,9 +320,9 @@ impl Connection {
         let mut http = reqwest::Client::builder();
         if let Some(pem) = extra_ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| Error::Credential(format!("the CA file is not PEM certificates: {e}")))?;
+                .map_err(|e| Error::CaFile(format!("it is not PEM certificates ({e})")))?;
             if certs.is_empty() {
-                return Err(Error::Credential("the CA file holds no PEM certificate".into()));
+                return Err(Error::CaFile("it holds no PEM certificate".into()));
             }
             http = http.tls_certs_merge(certs);
         }

@@ -10,7 +10,7 @@ use std::fmt;
 
 use byok_blob::VaultKind;
 
-pub use client::{Connection, ImportRequest, Imported, Kek, TRANSFER_TAG, Timestamp, VaultKey};
+pub use client::{Connection, ImportRequest, Imported, Kek, TRANSFER_TAG, Timestamp, VaultKey, check_key_name};
 pub use credential::{AuthKind, Credential};
 pub use retry::RetryPolicy;
 
@@ -24,6 +24,9 @@ pub enum Error {
     /// The credential cannot be built.
     #[error("invalid credential: {0}")]
     Credential(String),
+    /// The extra CA given to trust is unusable (the reason; the caller knows the file).
+    #[error("the CA file is unusable: {0}")]
+    CaFile(String),
     /// `--auth auto` found nothing to authenticate with.
     #[error(
         "no credential available: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (a service principal), \

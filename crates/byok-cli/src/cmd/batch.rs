@@ -109,7 +109,15 @@ fn manifest_error(file: &Path, what: impl std::fmt::Display) -> CliError {
 fn read_manifest(file: &Path) -> Result<Vec<Item>> {
     let bytes = files::read_input(file, "manifest")?;
     let text = std::str::from_utf8(&bytes).map_err(|_| manifest_error(file, "is not UTF-8 text"))?;
-    let manifest: Manifest = toml::from_str(text).map_err(|e| manifest_error(file, e.message().trim_end()))?;
+    let manifest: Manifest = toml::from_str(text).map_err(|e| {
+        let at = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: ")
+        });
+        manifest_error(file, format!("{}{}", at.unwrap_or_default(), e.message().trim_end()))
+    })?;
     let d = &manifest.defaults;
     if d.uri.is_some() || d.name.is_some() || d.kty.is_some() || d.size.is_some() || d.curve.is_some() {
         return Err(manifest_error(
@@ -143,6 +151,7 @@ fn read_manifest(file: &Path) -> Result<Vec<Item>> {
             ));
         }
         let name = e.name.clone().ok_or_else(|| bad("`name` is missing".into()))?;
+        byok_keyvault::check_key_name(&name).map_err(|e| bad(e.to_string()))?;
         if !names.insert(name.clone()) {
             return Err(bad(format!("the name `{name}` is listed twice")));
         }
@@ -301,7 +310,7 @@ impl Report {
             let mut f = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             writeln!(f, "{line}")
                 .and_then(|()| f.sync_data())
-                .map_err(|e| CliError::msg(Exit::Io, format!("cannot write the state file: {e}")))?;
+                .map_err(|e| files::write_error("the state file", &e))?;
         }
         let _guard = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.ui.is_json() {

@@ -109,7 +109,7 @@ pub(crate) struct Args {
     #[command(flatten)]
     vault: VaultArgs,
     /// The key's name in the vault (a new version is added if it exists).
-    #[arg(long)]
+    #[arg(long, value_parser = vault::key_name)]
     name: String,
     /// The .byok file to import.
     #[arg(long, value_name = "FILE")]

@@ -18,7 +18,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         vault: VaultArgs,
         /// The KEK's name.
-        #[arg(long)]
+        #[arg(long, value_parser = vault::key_name)]
         name: String,
         /// Modulus bits: 2048, 3072 or 4096.
         #[arg(long, default_value_t = 4096)]
@@ -29,7 +29,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         vault: VaultArgs,
         /// The KEK's name.
-        #[arg(long)]
+        #[arg(long, value_parser = vault::key_name)]
         name: String,
         /// A specific version (default: the latest).
         #[arg(long)]

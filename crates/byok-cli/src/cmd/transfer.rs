@@ -36,7 +36,7 @@ pub(crate) struct Args {
     #[arg(long)]
     new_kek: bool,
     /// The key's name in the vault (a new version is added if it exists).
-    #[arg(long)]
+    #[arg(long, value_parser = vault::key_name)]
     name: String,
     /// The key in the HSM, as an RFC 7512 URI: pkcs11:token=LABEL;object=LABEL[;id=%01]
     #[arg(long, value_name = "URI", value_parser = hsm::parse_uri)]
@@ -62,7 +62,7 @@ pub(crate) struct Args {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct KekArgs {
     /// The Key Exchange Key's name: reused if it is an import-only RSA-HSM key, created if it does not exist.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = vault::key_name)]
     pub(crate) kek_name: String,
     /// The KEK's modulus bits when it is created: 2048, 3072 or 4096.
     #[arg(long, value_name = "BITS", default_value_t = 4096)]

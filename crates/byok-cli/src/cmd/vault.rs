@@ -14,10 +14,10 @@ use crate::ui::Ui;
 #[command(group(clap::ArgGroup::new("vault").required(true).args(["vault_name", "hsm_name", "vault_url"])))]
 pub(crate) struct VaultArgs {
     /// A Key Vault by name (https://NAME.vault.azure.net).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = vault_name)]
     vault_name: Option<String>,
     /// A Managed HSM by name (https://NAME.managedhsm.azure.net).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = vault_name)]
     hsm_name: Option<String>,
     /// Any vault URL, https only (a local Key Vault included).
     #[arg(long, value_name = "URL")]
@@ -59,9 +59,39 @@ impl VaultArgs {
             None => None,
         };
         Ok(Connection::new(&vault, credential, ca.as_deref())
-            .map_err(error)?
+            .map_err(|e| match (e, &self.ca_file) {
+                (byok_keyvault::Error::CaFile(reason), Some(path)) => CliError::msg(
+                    Exit::InvalidInput,
+                    format!("the CA file {} is unusable: {reason}", path.display()),
+                )
+                .hint("give the CA certificate (PEM, `BEGIN CERTIFICATE`) that signed the vault's TLS certificate"),
+                (e, _) => error(e),
+            })?
             .on_retry(move |line| ui.note(line)))
     }
+}
+
+/// A clap value parser for vault and Managed HSM names: 3 to 24 letters, digits and dashes, starting with a letter,
+/// not ending with a dash, no two dashes in a row (Azure's rule).
+fn vault_name(s: &str) -> std::result::Result<String, String> {
+    let ok = (3..=24).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !s.ends_with('-')
+        && !s.contains("--");
+    if !ok {
+        return Err(format!(
+            "`{s}` is not a vault name: 3 to 24 letters, digits and single dashes, starting with a letter \
+             (for a full address use --vault-url)"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// A clap value parser for key names (`--name`, `--kek-name`): refused before anything happens, not by the vault.
+pub(crate) fn key_name(s: &str) -> std::result::Result<String, String> {
+    byok_keyvault::check_key_name(s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
 }
 
 /// A vault error with its exit code and a hint.
