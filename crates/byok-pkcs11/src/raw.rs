@@ -25,6 +25,9 @@ pub(crate) struct RawError {
     pub(crate) rv: sys::CK_RV,
 }
 
+/// The first output buffer of `C_WrapKey`: larger than any wrapped key byok moves.
+const FIRST_BUFFER: usize = 8192;
+
 /// Mechanisms called through the raw path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RawMechanism {
@@ -110,8 +113,8 @@ impl RawModule {
         }
     }
 
-    /// `C_WrapKey`: sizes the output by asking, allows for tokens that under-report (a slack of 16 bytes, then one
-    /// retry with the length the token asks for on CKR_BUFFER_TOO_SMALL), and trims to the length it returns.
+    /// `C_WrapKey` into a generous buffer, with one retry at the length the token asks for on CKR_BUFFER_TOO_SMALL
+    /// (so tokens that under-report a size are no problem), trimmed to the length it returns.
     pub(crate) fn wrap_key(
         &self,
         session: sys::CK_SESSION_HANDLE,
@@ -156,15 +159,9 @@ impl RawModule {
             // `*len` writable bytes; the handles come from cryptoki on the same loaded module.
             unsafe { f(session, mech, wrapping_key, key, buf, len) }
         };
-        let mut len: sys::CK_ULONG = 0;
-        let rv = call(ptr::null_mut(), &mut len, &mut mech);
-        if rv != sys::CKR_OK {
-            return Err(RawError {
-                function: "C_WrapKey",
-                rv,
-            });
-        }
-        let mut buf = vec![0u8; len as usize + 16];
+        // No size query first: some tokens (NSS) do the whole wrap to answer one, which would double the cost per
+        // key. A buffer larger than any wrapped key byok moves (RSA-4096 PKCS#8 is about 2.4 KB) is passed at once.
+        let mut buf = vec![0u8; FIRST_BUFFER];
         let mut out_len = buf.len() as sys::CK_ULONG;
         let mut rv = call(buf.as_mut_ptr(), &mut out_len, &mut mech);
         if rv == sys::CKR_BUFFER_TOO_SMALL && out_len as usize > buf.len() && out_len < (1 << 24) {

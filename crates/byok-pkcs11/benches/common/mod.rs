@@ -1,4 +1,8 @@
-//! Shared by the HSM benches: the SoftHSM token `cargo xtask setup` made, and one RSA-2048 target in it.
+//! Shared by the HSM benches: the SoftHSM token and the NSS database `cargo xtask setup` made, and one RSA-2048
+//! target in each.
+
+// Each bench binary compiles this module and uses a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -34,3 +38,15 @@ pub(crate) fn kek_spki_pem() -> Vec<u8> {
     ))
     .expect("KEK")
 }
+
+/// NSS softokn: the module and the library parameters (`C_Initialize`'s `pReserved`) that open the test database.
+pub(crate) fn nss() -> (PathBuf, String) {
+    let env = env();
+    (
+        PathBuf::from(env["nss"]["module"].as_str().expect("module")),
+        env["nss"]["init_args"].as_str().expect("init args").to_owned(),
+    )
+}
+
+/// The NSS database's token.
+pub(crate) const NSS_TOKEN: &str = "NSS Certificate DB";
