@@ -15,8 +15,8 @@ pub struct LocalVault {
     pub info: byok_emulator::Info,
     /// Its state directory.
     pub state: PathBuf,
-    /// The access tokens it issued.
-    pub tokens: byok_emulator::IssuedTokens,
+    /// The access tokens it issued and the faults it injected.
+    pub observed: byok_emulator::Observations,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -38,17 +38,17 @@ impl LocalVault {
             rt.block_on(async move {
                 let running = byok_emulator::start(config).await.expect("the local Key Vault starts");
                 info_tx
-                    .send((running.info.clone(), running.issued_tokens()))
+                    .send((running.info.clone(), running.observations()))
                     .expect("send info");
                 let _ = stop_rx.await;
                 running.shutdown().await.expect("stops");
             });
         });
-        let (info, tokens) = info_rx.recv().expect("the local Key Vault reports its address");
+        let (info, observed) = info_rx.recv().expect("the local Key Vault reports its address");
         Self {
             info,
             state,
-            tokens,
+            observed,
             stop: Some(stop_tx),
             thread: Some(thread),
             _dir: dir,

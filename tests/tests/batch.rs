@@ -468,6 +468,8 @@ fn vault_faults_lose_nothing_and_import_nothing_twice() {
         total_failed > 0,
         "the faults made some keys fail (else this test shows nothing)"
     );
+    let faults = vault.observed.faults_injected();
+    assert!(faults >= 50, "the vault injected {faults} faults");
     for i in 0..N {
         assert_eq!(vault.versions(&format!("f{i}")), 1, "f{i}");
     }

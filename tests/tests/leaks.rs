@@ -123,7 +123,7 @@ fn full_transfer_leaves_no_trace_of_what_it_moved() {
         let mut secrets = needles(&plaintext);
         secrets.extend(needles(&aes_key));
         secrets.extend(needles(vault.info.client_secret.as_bytes()));
-        let tokens = vault.tokens.all();
+        let tokens = vault.observed.tokens();
         assert!(!tokens.is_empty(), "{name}: the run was issued access tokens");
         for token in &tokens {
             secrets.extend(needles(token.as_bytes()));
@@ -263,7 +263,7 @@ fn batch_leaves_no_trace_of_the_keys_the_pin_or_the_access_tokens() {
     }
     secrets.extend(needles(pin.as_bytes()));
     secrets.extend(needles(vault.info.client_secret.as_bytes()));
-    let tokens = vault.tokens.all();
+    let tokens = vault.observed.tokens();
     assert!(!tokens.is_empty(), "the batch was issued access tokens");
     for token in &tokens {
         secrets.extend(needles(token.as_bytes()));

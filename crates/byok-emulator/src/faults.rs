@@ -102,7 +102,18 @@ impl FromStr for Faults {
 
 /// Whether this BYOK import is to be substituted (see [`Faults::substituted`]).
 pub(crate) fn substitute(shared: &Shared) -> bool {
-    shared.faults.substituted > 0.0 && roll(&shared.faults, &shared.fault_rolls) < shared.faults.substituted
+    let yes = shared.faults.substituted > 0.0 && roll(&shared.faults, &shared.fault_rolls) < shared.faults.substituted;
+    if yes {
+        count(shared);
+    }
+    yes
+}
+
+/// Counts one injected fault.
+fn count(shared: &Shared) {
+    shared
+        .faults_injected
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// A number in [0, 1): from the OS, or — with a seed — the next of a SplitMix64 sequence shared by all requests.
@@ -146,6 +157,9 @@ pub(crate) async fn inject(State(shared): State<Arc<Shared>>, request: Request, 
         tokio::time::sleep(f.latency).await;
     }
     let r = roll(f, &shared.fault_rolls);
+    if r < f.throttled + f.unavailable {
+        count(&shared);
+    }
     if r < f.throttled {
         return refusal(
             StatusCode::TOO_MANY_REQUESTS,
@@ -169,6 +183,7 @@ pub(crate) async fn inject(State(shared): State<Arc<Shared>>, request: Request, 
     if !drop || !response.status().is_success() {
         return response;
     }
+    count(&shared);
     // The request was processed; the connection now breaks before the body arrives.
     let (parts, _) = response.into_parts();
     let broken = futures_util::stream::once(async {

@@ -29,6 +29,7 @@ fn fixture() -> &'static Fixture {
             token_lifetime: std::time::Duration::from_secs(60),
             faults: Faults::default(),
             fault_rolls: std::sync::atomic::AtomicU64::new(0),
+            faults_injected: std::sync::atomic::AtomicU64::new(0),
         };
         let create = |name: &str, body: serde_json::Value| {
             if keys::fuzz_create(&shared, name, body.to_string().as_bytes()).is_err() {

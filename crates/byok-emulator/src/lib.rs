@@ -95,6 +95,8 @@ pub(crate) struct Shared {
     pub(crate) faults: Faults,
     /// How many fault rolls were drawn (the position in a seeded sequence).
     pub(crate) fault_rolls: std::sync::atomic::AtomicU64,
+    /// How many faults were injected (refusals, dropped answers, substituted keys).
+    pub(crate) faults_injected: std::sync::atomic::AtomicU64,
 }
 
 /// A running vault.
@@ -102,31 +104,37 @@ pub(crate) struct Shared {
 pub struct Running {
     /// How to reach it.
     pub info: Info,
-    tokens: IssuedTokens,
+    tokens: Observations,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// The access tokens a running vault has issued, readable while it runs and after it stopped.
+/// What a running vault has done that tests check on: the access tokens it issued, the faults it injected. Readable
+/// while it runs and after it stopped.
 #[derive(Clone)]
-pub struct IssuedTokens(Arc<Shared>);
+pub struct Observations(Arc<Shared>);
 
-impl IssuedTokens {
+impl Observations {
     /// Every access token issued so far, oldest first (expired ones included; the first 10,000 of a long run).
-    pub fn all(&self) -> Vec<String> {
+    pub fn tokens(&self) -> Vec<String> {
         self.0.tokens.lock().expect("tokens lock").history()
+    }
+
+    /// How many faults the vault has injected so far (refusals, dropped answers, substituted keys).
+    pub fn faults_injected(&self) -> u64 {
+        self.0.faults_injected.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
-impl std::fmt::Debug for IssuedTokens {
+impl std::fmt::Debug for Observations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedTokens").finish_non_exhaustive()
+        f.debug_struct("Observations").finish_non_exhaustive()
     }
 }
 
 impl Running {
-    /// A handle on the access tokens this vault issues (leak scans look for them in a client's outputs).
-    pub fn issued_tokens(&self) -> IssuedTokens {
+    /// A handle on what this vault does: the access tokens it issues (leak scans look for them), the faults it injects.
+    pub fn observations(&self) -> Observations {
         self.tokens.clone()
     }
 
@@ -218,6 +226,7 @@ pub async fn start(config: Config) -> Result<Running> {
         token_lifetime: config.token_lifetime,
         faults: config.faults.clone(),
         fault_rolls: std::sync::atomic::AtomicU64::new(0),
+        faults_injected: std::sync::atomic::AtomicU64::new(0),
     });
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(listener, rustls)
@@ -229,7 +238,7 @@ pub async fn start(config: Config) -> Result<Running> {
     });
     Ok(Running {
         info,
-        tokens: IssuedTokens(shared),
+        tokens: Observations(shared),
         handle,
         task,
     })
