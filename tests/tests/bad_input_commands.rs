@@ -50,6 +50,7 @@ fn scene() -> tempfile::TempDir {
         b"[[key]]\nuri = \"pkcs11:token=t;object=a\"\nname = \"a\"\n",
     );
     write("foreign.jsonl", b"{\"x\":1}\n");
+    write("big.byok", &vec![b' '; 1_500_000]);
     std::fs::create_dir(dir.path().join("a-directory")).expect("mkdir");
     let out = run(byok_cli()
         .args(["-q", "wrap", "--allow-software-key", "--kek-kid", KID, "--kek-file"])
@@ -281,6 +282,18 @@ fn cases() -> Vec<Case> {
             import(&["--byok-file", "@empty"]),
             3,
             "error: the .byok file @empty is empty",
+        ),
+        case(
+            "import an oversized blob",
+            import(&["--byok-file", "@big.byok"]),
+            3,
+            "error: the .byok file @big.byok is larger than 1048576 bytes, far too large to be a key or a .byok file",
+        ),
+        case(
+            "import an unreadable file",
+            import(&["--byok-file", "/proc/self/mem"]),
+            4,
+            "error: cannot read the .byok file /proc/self/mem: Input/output error (os error 5)",
         ),
         case(
             "import JSON that is no blob",

@@ -1,8 +1,9 @@
 //! The BYOK promise, checked on the outputs: a `full-transfer` run at full verbosity, with JSON output, a kept blob
 //! and a record, must leave no trace of the key it moved, of the ephemeral AES key, or of the client secret — in
 //! stdout, stderr or any file it wrote. The plaintext is learned the only way it can be: by opening the blob with
-//! the KEK's private key, taken from the local Key Vault's state. `batch` gets the same scan, on a token that has a
-//! long PIN, also for that PIN and every access token the vault issued.
+//! the KEK's private key, taken from the local Key Vault's state. `batch` gets the same scan (it keeps no blob; the
+//! blobs are opened as the local Key Vault received them), on a token with a long PIN, also for that PIN and every
+//! access token the vault issued.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -255,10 +256,24 @@ fn batch_leaves_no_trace_of_the_keys_the_pin_or_the_access_tokens() {
     let summary: Value = serde_json::from_str(stdout(&out).lines().last().expect("summary")).expect("JSON");
     assert_eq!(summary["summary"]["done"], keys.len(), "{summary}");
 
+    // Learn the secrets: open every blob the vault received with the KEK's private key — the keys as they left the
+    // token, and each key's ephemeral AES key. The vault's own copy of each key must be the same.
+    let blobs = vault.observed.blobs();
+    assert_eq!(blobs.len(), keys.len(), "one blob per key");
     let mut secrets = Vec::new();
+    let mut aes_keys = Vec::new();
+    for file in &blobs {
+        let blob = ByokBlob::from_json(file).expect("a valid blob");
+        let kek = kek_private(&vault, &blob.kid().to_string());
+        let plaintext = kek.unwrap(blob.ciphertext()).expect("the KEK opens it");
+        let aes_key = kek.decrypt_aes_key(&blob.ciphertext()[..256]).expect("the AES key");
+        assert!(plaintext.len() >= 16, "a real key");
+        secrets.extend(needles(&plaintext));
+        secrets.extend(needles(&aes_key));
+        aes_keys.push(aes_key);
+    }
     for (name, _) in keys {
         let material = vault_material(&vault, name);
-        assert!(material.len() >= 16, "{name}: real key material");
         secrets.extend(needles(&material));
     }
     secrets.extend(needles(pin.as_bytes()));
@@ -279,11 +294,13 @@ fn batch_leaves_no_trace_of_the_keys_the_pin_or_the_access_tokens() {
         scanned += bytes.len();
     }
     assert!(scanned > 5_000, "the scan covered the outputs ({scanned} bytes)");
-    // The scan finds what it looks for: the PIN, a token and a window of an AES key planted in stderr.
+    // The scan finds what it looks for: the PIN, a token, a window of an AES key and an ephemeral key planted in
+    // stderr.
     for planted in [
         pin.as_bytes().to_vec(),
         tokens[0].as_bytes().to_vec(),
         hex(&vault_material(&vault, "leak-batch-aes128")[..16]).into_bytes(),
+        URL_SAFE_NO_PAD.encode(&aes_keys[0][3..]).into_bytes(),
     ] {
         let mut text = out.stderr.clone();
         text.extend(planted);

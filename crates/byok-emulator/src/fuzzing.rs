@@ -30,6 +30,7 @@ fn fixture() -> &'static Fixture {
             faults: Faults::default(),
             fault_rolls: std::sync::atomic::AtomicU64::new(0),
             faults_injected: std::sync::atomic::AtomicU64::new(0),
+            received_blobs: Mutex::new(Vec::new()),
         };
         let create = |name: &str, body: serde_json::Value| {
             if keys::fuzz_create(&shared, name, body.to_string().as_bytes()).is_err() {

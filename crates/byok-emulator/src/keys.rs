@@ -438,6 +438,12 @@ fn import_inner(shared: &Shared, name: &str, body: &[u8]) -> ApiResult {
     let ops = key_ops(key)?;
     check_import_ops(kty, &ops)?;
     let file = decode_key_hsm(key_hsm)?;
+    {
+        let mut blobs = shared.received_blobs.lock().expect("blobs lock");
+        if blobs.len() < crate::MAX_BLOBS {
+            blobs.push(file.clone());
+        }
+    }
     let blob = ByokBlob::from_json(&file)
         .map_err(|e| ApiError::bad(format!("The BYOK blob in key.key_hsm is invalid: {e}.")))?;
     let kek = find_kek(shared, blob.kid())?;

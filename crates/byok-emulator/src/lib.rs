@@ -97,7 +97,12 @@ pub(crate) struct Shared {
     pub(crate) fault_rolls: std::sync::atomic::AtomicU64,
     /// How many faults were injected (refusals, dropped answers, substituted keys).
     pub(crate) faults_injected: std::sync::atomic::AtomicU64,
+    /// The `.byok` files of BYOK imports, as received (the first [`MAX_BLOBS`]), for tests that open them.
+    pub(crate) received_blobs: Mutex<Vec<Vec<u8>>>,
 }
+
+/// How many received `.byok` files [`Observations::blobs`] keeps.
+pub(crate) const MAX_BLOBS: usize = 2_000;
 
 /// A running vault.
 #[derive(Debug)]
@@ -109,7 +114,8 @@ pub struct Running {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// What a running vault has done that tests check on: the access tokens it issued, the faults it injected. Readable
+/// What a running vault has done that tests check on: the access tokens it issued, the faults it injected, the blobs
+/// it received. Readable
 /// while it runs and after it stopped.
 #[derive(Clone)]
 pub struct Observations(Arc<Shared>);
@@ -118,6 +124,12 @@ impl Observations {
     /// Every access token issued so far, oldest first (expired ones included; the first 10,000 of a long run).
     pub fn tokens(&self) -> Vec<String> {
         self.0.tokens.lock().expect("tokens lock").history()
+    }
+
+    /// The `.byok` files of the BYOK imports received so far, in order (the first 2,000): a test opens them with the
+    /// KEK's private key to learn what was moved.
+    pub fn blobs(&self) -> Vec<Vec<u8>> {
+        self.0.received_blobs.lock().expect("blobs lock").clone()
     }
 
     /// How many faults the vault has injected so far (refusals, dropped answers, substituted keys).
@@ -227,6 +239,7 @@ pub async fn start(config: Config) -> Result<Running> {
         faults: config.faults.clone(),
         fault_rolls: std::sync::atomic::AtomicU64::new(0),
         faults_injected: std::sync::atomic::AtomicU64::new(0),
+        received_blobs: Mutex::new(Vec::new()),
     });
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(listener, rustls)
