@@ -23,7 +23,7 @@ pub struct Case {
     pub hint: Option<&'static str>,
     /// The command prints its complete report and then fails (inspect's KEK check); others print nothing.
     pub report_on_stdout: bool,
-    /// Environment variables to set (`Some`) or remove (`None`) for this case.
+    /// Environment variables to set (`Some`, with `@` and `%` names) or remove (`None`) for this case.
     pub env: Vec<(&'static str, Option<String>)>,
 }
 
@@ -92,7 +92,7 @@ pub fn check(dir: &Path, cases: &[Case], configure: impl Fn(&mut Command)) -> us
         cmd.args(&args).current_dir(dir);
         for (k, v) in &c.env {
             match v {
-                Some(v) => cmd.env(k, v),
+                Some(v) => cmd.env(k, expand(dir, v)),
                 None => cmd.env_remove(k),
             };
         }

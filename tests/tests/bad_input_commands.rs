@@ -52,6 +52,16 @@ fn scene() -> tempfile::TempDir {
     write("foreign.jsonl", b"{\"x\":1}\n");
     write("big.byok", &vec![b' '; 1_500_000]);
     std::fs::create_dir(dir.path().join("a-directory")).expect("mkdir");
+    // A SoftHSM with no token: it shows one free, uninitialized slot.
+    std::fs::create_dir(dir.path().join("no-tokens")).expect("mkdir");
+    write(
+        "softhsm2.conf",
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.path().join("no-tokens").display()
+        )
+        .as_bytes(),
+    );
     let out = run(byok_cli()
         .args(["-q", "wrap", "--allow-software-key", "--kek-kid", KID, "--kek-file"])
         .arg(testdata("keys/kek-rsa2048.spki.pem"))
@@ -509,6 +519,15 @@ fn cases() -> Vec<Case> {
                 "error: cannot load the PKCS#11 module /nonexistent/libpkcs11.so: no such file",
             ),
             "  hint: name the token's PKCS#11 library with --pkcs11-module, e.g. /usr/lib/softhsm/libsofthsm2.so",
+        ),
+        with_env(
+            case(
+                "transfer from a token that is not there",
+                transfer(&[]),
+                6,
+                "error: no token matches token=t (tokens present: an uninitialized token in slot 0)",
+            ),
+            &[("SOFTHSM2_CONF", Some("@softhsm2.conf"))],
         ),
         with_hint(
             case(

@@ -174,7 +174,11 @@ impl Module {
         let mut available = Vec::new();
         for slot in slots {
             let info = self.token_info(slot)?;
-            available.push(format!("`{}` (serial {})", info.label, info.serial));
+            available.push(if info.initialized {
+                format!("`{}` (serial {})", info.label, info.serial)
+            } else {
+                format!("an uninitialized token in slot {}", info.slot_id)
+            });
             let ok = uri.token.as_ref().is_none_or(|l| *l == info.label)
                 && uri.serial.as_ref().is_none_or(|s| *s == info.serial)
                 && uri.manufacturer.as_ref().is_none_or(|m| *m == info.manufacturer)
