@@ -357,10 +357,9 @@ fn a_token_removed_mid_batch_fails_cleanly_and_resumes() {
     let (lines_out, summary) = results(&out);
     let done = summary["done"].as_u64().expect("done") as usize;
     assert!((10..N).contains(&done), "removed halfway: {summary}");
-    assert_eq!(
-        summary["failed"], 1,
-        "one key met the missing token, the rest were not started: {summary}"
-    );
+    // Each HSM session (two by default) meets the missing token at most once; the rest are not started.
+    let failed = summary["failed"].as_u64().expect("failed");
+    assert!((1..=2).contains(&failed), "{summary}");
     assert!(summary["token_gone"].as_str().is_some(), "{summary}");
     for l in &lines_out {
         let name = l["name"].as_str().expect("name");
@@ -437,7 +436,16 @@ fn vault_faults_lose_nothing_and_import_nothing_twice() {
     std::fs::create_dir(&records).expect("records");
     let state = dir.path().join("state.jsonl");
     let (records_arg, state_arg) = (records.display().to_string(), state.display().to_string());
-    let args = ["--jobs", "4", "--record-dir", &records_arg, "--resume", &state_arg];
+    let args = [
+        "--jobs",
+        "4",
+        "--hsm-sessions",
+        "4",
+        "--record-dir",
+        &records_arg,
+        "--resume",
+        &state_arg,
+    ];
     let (mut total_done, mut total_failed) = (0, 0);
     let mut runs = 0;
     loop {

@@ -63,7 +63,8 @@ impl TokenInfo {
     }
 }
 
-/// A loaded, initialised PKCS#11 module. Finalised when dropped.
+/// A loaded, initialised PKCS#11 module. Finalised when dropped. It is `Sync`: sessions on it may be opened and used
+/// on several threads at once, one thread per session (`TokenSession` is `Send`, not `Sync`).
 pub struct Module {
     ctx: Option<Pkcs11>,
     pub(crate) raw: RawModule,
@@ -227,5 +228,17 @@ fn token_selector(uri: &Pkcs11Uri) -> String {
         "any token".into()
     } else {
         parts.join(";")
+    }
+}
+
+#[cfg(test)]
+mod thread_tests {
+    /// A pool of sessions on several threads needs these; the compiler checks them here.
+    #[test]
+    fn modules_are_shared_and_sessions_move() {
+        fn sync<T: Sync + Send>() {}
+        fn send<T: Send>() {}
+        sync::<super::Module>();
+        send::<crate::TokenSession<'static>>();
     }
 }

@@ -1,12 +1,13 @@
 //! `byok-cli batch`: many keys from one token into one vault — a TOML manifest, bounded concurrency, a result per
-//! key, safe to interrupt and resume. The HSM work (find, check, wrap) runs on one session in order; the vault work
-//! (import, verify) of up to `--jobs` keys runs concurrently behind it. Memory does not grow with the number of keys:
-//! nothing per key is kept once its result is written.
+//! key, safe to interrupt and resume. The HSM work (find, check, wrap) runs on `--hsm-sessions` sessions, one thread
+//! each, taking keys in manifest order; the vault work (import, verify) of up to `--jobs` keys runs concurrently
+//! behind it, and an HSM thread waits for a free job slot before it wraps (back-pressure). Memory does not grow with
+//! the number of keys: nothing per key is kept once its result is written.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -42,6 +43,9 @@ pub(crate) struct Args {
     /// Vault requests in flight at once.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
+    /// HSM sessions wrapping at once, one thread each (a network HSM with latency gains from several).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
+    hsm_sessions: u8,
     /// Record each key's result in this file (JSON lines) and skip the keys it already shows done: run again with
     /// the same file after an interruption.
     #[arg(long, value_name = "STATE")]
@@ -405,12 +409,25 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         .build()
         .map_err(|e| CliError::msg(Exit::Internal, format!("cannot start the async runtime: {e}")))?;
     let first = items[0].uri.clone();
-    args.hsm.with_session(&first, |session| {
+    args.hsm.with_module(&first, |module, pin| {
+        let mut session = module.open(&first, pin).map_err(hsm::error)?;
         if args.dry_run {
-            return dry_run(ui, args, &conn, &rt, session, &items);
+            return dry_run(ui, args, &conn, &rt, &mut session, &items);
         }
-        transfer_all(ui, args, &conn, &rt, session, &items, &done_before, kek_size)
+        let hsm = Hsm {
+            module,
+            pin,
+            first: &first,
+        };
+        transfer_all(ui, args, &conn, &rt, (&hsm, session), &items, &done_before, kek_size)
     })
+}
+
+/// What an HSM thread needs to open its own session.
+struct Hsm<'m> {
+    module: &'m byok_pkcs11::Module,
+    pin: Option<&'m byok_pkcs11::Pin>,
+    first: &'m Pkcs11Uri,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -419,7 +436,7 @@ fn transfer_all(
     args: &Args,
     conn: &Arc<Connection>,
     rt: &tokio::runtime::Runtime,
-    session: &mut TokenSession<'_>,
+    (hsm, first_session): (&Hsm<'_>, TokenSession<'_>),
     items: &[Item],
     done_before: &HashSet<String>,
     kek_size: byok_encoding::RsaSize,
@@ -482,68 +499,49 @@ fn transfer_all(
         };
         let jobs = usize::from(args.jobs);
         let permits = Arc::new(tokio::sync::Semaphore::new(jobs));
-        for item in todo {
-            if stop.load(Ordering::Relaxed) {
-                break;
+        let next = AtomicUsize::new(0);
+        let gone: Mutex<Option<String>> = Mutex::new(None);
+        let work = Work {
+            pipeline: &pipeline,
+            rt: rt.handle(),
+            permits: &permits,
+            report: &report,
+            stop: &stop,
+            todo: &todo,
+            next: &next,
+            gone: &gone,
+            conn,
+            ui,
+        };
+        let sessions = usize::from(args.hsm_sessions).min(todo.len()).max(1);
+        let outcome: Result<()> = std::thread::scope(|scope| {
+            let work = &work;
+            let mut threads = vec![scope.spawn(move || work.hsm_thread(first_session))];
+            for _ in 1..sessions {
+                threads.push(scope.spawn(move || {
+                    let session = hsm.module.open(hsm.first, hsm.pin).map_err(hsm::error)?;
+                    work.hsm_thread(session)
+                }));
             }
-            // Back-pressure: wait for a free slot before doing the HSM work of the next key.
-            let permit = rt
-                .block_on(permits.clone().acquire_owned())
-                .map_err(|_| CliError::msg(Exit::Internal, "the job slots were closed"))?;
-            let now = Timestamp::now();
-            let hsm_side = (|| -> std::result::Result<transfer::Prepared, (String, String)> {
-                let key = session
-                    .find_key(&item.uri)
-                    .map_err(|e| ("finding the key".into(), e.to_string()))?;
-                let kind =
-                    transfer::transferable(&key).map_err(|e| ("checking the key".into(), format!("{:#}", e.error)))?;
-                let request = item
-                    .request(kind, conn)
-                    .map_err(|e| ("checking the manifest".into(), e))?;
-                transfer::prepare(&pipeline, session, &key, kind, request, now, None)
-                    .map_err(|e| ("wrapping in the HSM".into(), format!("{:#}", e.error)))
-            })();
-            let prepared = match hsm_side {
-                Ok(p) => p,
-                Err((step, detail)) => {
-                    drop(permit);
-                    // A token that went away fails every key after it: stop and say so once, instead.
-                    if let Err(gone) = session.check_present() {
-                        report.key(&item.name, Status::Failed, &step, &format!("{detail} ({gone})"), None)?;
-                        token_gone = Some(gone.to_string());
-                        break;
-                    }
-                    report.key(&item.name, Status::Failed, &step, &detail, None)?;
-                    continue;
+            let mut first_error = None;
+            for t in threads {
+                let r = t
+                    .join()
+                    .unwrap_or_else(|_| Err(CliError::msg(Exit::Internal, "an HSM thread panicked")));
+                if let Err(e) = r {
+                    stop.store(true, Ordering::Relaxed);
+                    first_error.get_or_insert(e);
                 }
-            };
-            let (conn, report, name) = (conn.clone(), report.clone(), item.name.clone());
-            rt.spawn(async move {
-                let _permit = permit;
-                let outcome = match import_one(&conn, ui, prepared).await {
-                    Ok((status, detail, record)) => {
-                        let step = if status == Status::Skipped {
-                            "looking in the vault"
-                        } else {
-                            "verifying"
-                        };
-                        report.key(&name, status, step, &detail, record.as_ref())
-                    }
-                    Err((step, detail)) => report.key(&name, Status::Failed, &step, &detail, None),
-                };
-                if let Err(e) = outcome {
-                    // A result that cannot be written (state file, record) stops the batch: results must not be lost.
-                    report.stop.store(true, Ordering::Relaxed);
-                    let mut fatal = report.fatal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    fatal.get_or_insert(e);
-                }
-            });
-        }
-        // Wait for the keys in flight.
+            }
+            first_error.map_or(Ok(()), Err)
+        });
+        token_gone = gone.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Wait for the keys in flight, then report what stopped the HSM side, if anything did.
         let all = rt
             .block_on(permits.acquire_many(jobs as u32))
             .map_err(|_| CliError::msg(Exit::Internal, "the job slots were closed"))?;
         drop(all);
+        outcome?;
     }
     let fatal = report
         .fatal
@@ -566,6 +564,97 @@ fn transfer_all(
         },
         args,
     )
+}
+
+/// What the HSM threads share.
+struct Work<'a> {
+    pipeline: &'a Pipeline<'a>,
+    rt: &'a tokio::runtime::Handle,
+    permits: &'a Arc<tokio::sync::Semaphore>,
+    report: &'a Arc<Report>,
+    stop: &'a AtomicBool,
+    todo: &'a [&'a Item],
+    /// The next key to take, in manifest order.
+    next: &'a AtomicUsize,
+    /// Set by the first thread that finds the token gone.
+    gone: &'a Mutex<Option<String>>,
+    conn: &'a Arc<Connection>,
+    ui: Ui,
+}
+
+impl Work<'_> {
+    /// One HSM session's loop: take the next key, wait for a job slot, do its HSM side, hand its vault side to the
+    /// runtime. Ends when the keys run out or the batch stops.
+    fn hsm_thread(&self, mut session: TokenSession<'_>) -> Result<()> {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let Some(item) = self.todo.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
+                return Ok(());
+            };
+            // Back-pressure: wait for a free slot before doing the HSM work of the next key.
+            let permit = self
+                .rt
+                .block_on(self.permits.clone().acquire_owned())
+                .map_err(|_| CliError::msg(Exit::Internal, "the job slots were closed"))?;
+            if self.stop.load(Ordering::Relaxed) {
+                // Stopped while waiting (Ctrl-C, --fail-fast, the token gone): this key is not started.
+                return Ok(());
+            }
+            let now = Timestamp::now();
+            let hsm_side = (|| -> std::result::Result<transfer::Prepared, (String, String)> {
+                let key = session
+                    .find_key(&item.uri)
+                    .map_err(|e| ("finding the key".into(), e.to_string()))?;
+                let kind =
+                    transfer::transferable(&key).map_err(|e| ("checking the key".into(), format!("{:#}", e.error)))?;
+                let request = item
+                    .request(kind, self.conn)
+                    .map_err(|e| ("checking the manifest".into(), e))?;
+                transfer::prepare(self.pipeline, &mut session, &key, kind, request, now, None)
+                    .map_err(|e| ("wrapping in the HSM".into(), format!("{:#}", e.error)))
+            })();
+            let prepared = match hsm_side {
+                Ok(p) => p,
+                Err((step, detail)) => {
+                    drop(permit);
+                    // A token that went away fails every key after it: stop and say so once, instead.
+                    if let Err(gone) = session.check_present() {
+                        self.report
+                            .key(&item.name, Status::Failed, &step, &format!("{detail} ({gone})"), None)?;
+                        self.stop.store(true, Ordering::Relaxed);
+                        let mut first = self.gone.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        first.get_or_insert(gone.to_string());
+                        return Ok(());
+                    }
+                    self.report.key(&item.name, Status::Failed, &step, &detail, None)?;
+                    continue;
+                }
+            };
+            let (conn, report, name, ui) = (self.conn.clone(), self.report.clone(), item.name.clone(), self.ui);
+            self.rt.spawn(async move {
+                let _permit = permit;
+                let outcome = match import_one(&conn, ui, prepared).await {
+                    Ok((status, detail, record)) => {
+                        let step = if status == Status::Skipped {
+                            "looking in the vault"
+                        } else {
+                            "verifying"
+                        };
+                        report.key(&name, status, step, &detail, record.as_ref())
+                    }
+                    Err((step, detail)) => report.key(&name, Status::Failed, &step, &detail, None),
+                };
+                if let Err(e) = outcome {
+                    // A result that cannot be written (state file, record) stops the batch: results must not be lost.
+                    report.stop.store(true, Ordering::Relaxed);
+                    let mut fatal = report.fatal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    fatal.get_or_insert(e);
+                }
+            });
+        }
+    }
 }
 
 /// Why a batch ended before its last key, besides failures of single keys.

@@ -130,6 +130,18 @@ impl HsmArgs {
         Ok(None)
     }
 
+    /// The module and the PIN, for a caller that opens several sessions on the token the URI names.
+    pub(crate) fn with_module<T>(
+        &self,
+        uri: &Pkcs11Uri,
+        f: impl FnOnce(&byok_pkcs11::Module, Option<&Pin>) -> Result<T>,
+    ) -> Result<T> {
+        refuse_pin_value(uri)?;
+        let module = self.module(Some(uri))?;
+        let pin = self.pin(Some(uri))?;
+        f(&module, pin.as_ref())
+    }
+
     /// Module, PIN and an open session on the token the URI names.
     pub(crate) fn with_session<T>(
         &self,
