@@ -182,7 +182,7 @@ pub(crate) fn run() -> Result<()> {
          calls {nss_raw_us:.0} µs | {nss_ratio:.2}× | ≤ 1.1× — {} |\n\
          | HSM self-test, once per session (SoftHSM) | {self_test_ms:.2} ms | | | ≤ 5 ms — {} |\n\
          | local Key Vault BYOK import capacity ({capacity}) | | | | recorded |\n\
-         | batch of 1,000 keys (NSS EC P-256, 16 jobs, each verified) | {:.0} keys/s | the vault's capacity for the \
+         | batch of 1,000 keys (NSS EC P-256, 16 jobs, 2 HSM sessions, each verified) | {:.0} keys/s | the vault's capacity for the \
          same imports: {} | {batch_ratio:.2} of capacity | ≥ 0.83 — {} |\n\
          | batch peak memory (RSS) | 100 keys {:.1} MiB, 1,000 keys {:.1} MiB | | | flat, < 50 MiB — {} |\n",
         verdict(throughput_ratio >= 1.0),
@@ -294,7 +294,7 @@ struct BatchNumbers {
 }
 
 /// 1,000 EC P-256 keys (and 100 for the memory comparison) generated in a fresh NSS database, moved by
-/// `byok-cli batch` (release, 16 jobs) into a release local Key Vault; then the same vault's capacity for the same
+/// `byok-cli batch` (release, 16 jobs, the default 2 HSM sessions) into a release local Key Vault; then the same vault's capacity for the same
 /// imports (EC P-256 PKCS#8 under the RSA-4096 KEK), loaded directly with 16 in flight.
 fn batch_bench(dir: &Path, cli: &Path) -> Result<BatchNumbers> {
     const JOBS: &str = "16";
