@@ -294,8 +294,8 @@ struct BatchNumbers {
 }
 
 /// 1,000 EC P-256 keys (and 100 for the memory comparison) generated in a fresh NSS database, moved by
-/// `byok-cli batch` (release, 16 jobs, the default 2 HSM sessions) into a release local Key Vault; then the same vault's capacity for the same
-/// imports (EC P-256 PKCS#8 under the RSA-4096 KEK), loaded directly with 16 in flight.
+/// `byok-cli batch` (release, 16 jobs, the default 2 HSM sessions) into a release local Key Vault; then the same
+/// vault's capacity for the same imports (EC P-256 PKCS#8 under the RSA-4096 KEK), loaded directly with 16 in flight.
 fn batch_bench(dir: &Path, cli: &Path) -> Result<BatchNumbers> {
     const JOBS: &str = "16";
     let nss = dir.join("nss");

@@ -62,8 +62,8 @@ pub(crate) struct RawModule {
 // SAFETY: `list` points to the module's function table, which PKCS#11 defines as constant for the library's life
 // and byok only reads. Calling through it from several threads is allowed: the module was initialised with
 // CKF_OS_LOCKING_OK (`init_args`), and a module that cannot lock refuses C_Initialize with CKR_CANT_LOCK, so a loaded
-// `Module` is one the library itself makes thread-safe (PKCS#11 v2.40, C_Initialize and CKF_OS_LOCKING_OK). byok never uses one session from two
-// threads at once (`TokenSession` is not `Sync`).
+// `Module` is one the library itself makes thread-safe (PKCS#11 v2.40, C_Initialize and CKF_OS_LOCKING_OK). byok
+// never uses one session from two threads at once (`TokenSession` is not `Sync`).
 unsafe impl Send for RawModule {}
 // SAFETY: as for `Send`: shared references only read the constant table and call thread-safe functions.
 unsafe impl Sync for RawModule {}
