@@ -517,10 +517,17 @@ fn transfer_all(
         let outcome: Result<()> = std::thread::scope(|scope| {
             let work = &work;
             let mut threads = vec![scope.spawn(move || work.hsm_thread(first_session))];
-            for _ in 1..sessions {
-                threads.push(scope.spawn(move || {
-                    let session = hsm.module.open(hsm.first, hsm.pin).map_err(hsm::error)?;
-                    work.hsm_thread(session)
+            for n in 1..sessions {
+                threads.push(scope.spawn(move || match hsm.module.open(hsm.first, hsm.pin) {
+                    Ok(session) => work.hsm_thread(session),
+                    // Some HSMs allow few sessions (CKR_SESSION_COUNT): the others carry on without this one.
+                    Err(e) => {
+                        ui.note(&format!(
+                            "HSM session {} of {sessions} could not be opened ({e}); continuing with fewer",
+                            n + 1
+                        ));
+                        Ok(())
+                    }
                 }));
             }
             let mut first_error = None;
