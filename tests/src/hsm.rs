@@ -131,3 +131,26 @@ impl Token {
         self.json(&args)
     }
 }
+
+/// The fault-injecting PKCS#11 module (`tests/pkcs11-shim`), built on first use, and the SoftHSM module it forwards
+/// to. Faults are chosen by `BYOK_SHIM_*` variables in the environment of the process that loads it.
+pub fn shim_over_softhsm() -> (PathBuf, PathBuf) {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let shim = BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "--package", "byok-pkcs11-shim"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().expect("cargo runs").success(), "cannot build the shim");
+        let bin = binary("byok-cli");
+        let dir = bin.parent().expect("target/<profile>");
+        let path = dir.join(format!("libbyok_pkcs11_shim{}", std::env::consts::DLL_SUFFIX));
+        assert!(path.is_file(), "{} is missing", path.display());
+        path
+    });
+    let softhsm = PathBuf::from(env()["softhsm"]["module"].as_str().expect("module"));
+    (shim.clone(), softhsm)
+}

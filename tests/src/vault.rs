@@ -98,21 +98,9 @@ impl LocalVault {
     /// `byok-cli --output json full-transfer` of a token key into this vault, with KEK `kek` (2048 bits when created)
     /// and `extra` flags.
     pub fn full_transfer(&self, token: Token, uri: &str, name: &str, extra: &[&str]) -> Output {
-        let mut args = vec![
-            "--output",
-            "json",
-            "full-transfer",
-            "--kek-name",
-            "kek",
-            "--kek-size",
-            "2048",
-            "--name",
-            name,
-            "--key",
-            uri,
-        ];
-        args.extend(extra);
-        self.cli(Some(token), &args)
+        let mut args = full_transfer_args(uri, name);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        self.cli(Some(token), &args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// How many versions the vault holds of a key (from its state file).
@@ -153,4 +141,24 @@ pub fn batch_args(manifest: &std::path::Path, extra: &[&str]) -> Vec<String> {
     args.push(manifest.display().to_string());
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     args
+}
+
+/// `--output json full-transfer` of the key `uri` to the name `name`, with KEK `kek` (2048 bits when created); no
+/// vault flags.
+pub fn full_transfer_args(uri: &str, name: &str) -> Vec<String> {
+    [
+        "--output",
+        "json",
+        "full-transfer",
+        "--kek-name",
+        "kek",
+        "--kek-size",
+        "2048",
+        "--name",
+        name,
+        "--key",
+        uri,
+    ]
+    .map(String::from)
+    .to_vec()
 }
