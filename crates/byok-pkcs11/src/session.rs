@@ -165,6 +165,8 @@ pub struct TokenSession<'m> {
     self_test: Option<SelfTestReport>,
     /// The KEK's public key as a session object, kept for the next wrap to the same KEK (batch wraps make it once).
     kek_object: std::cell::RefCell<Option<(Vec<u8>, ObjectHandle)>>,
+    /// Whether `find_key` has found a key in this session: a token that then shows none has gone away.
+    found_a_key: std::cell::Cell<bool>,
 }
 
 impl Drop for TokenSession<'_> {
@@ -201,6 +203,7 @@ impl<'m> TokenSession<'m> {
             token,
             self_test: None,
             kek_object: std::cell::RefCell::new(None),
+            found_a_key: std::cell::Cell::new(false),
         })
     }
 
@@ -210,7 +213,7 @@ impl<'m> TokenSession<'m> {
     }
 
     /// Whether this session's token is still there: the session is open, the slot still holds the same token, and
-    /// the token still has its keys. After a failed operation this tells a failure of that one key apart from a
+    /// the token still shows objects if this session has found a key in it before. After a failed operation this tells a failure of that one key apart from a
     /// token that went away (pulled, powered off, the module finalized, the session closed).
     pub fn check_present(&self) -> Result<(), Error> {
         let gone = |reason: String| Error::TokenGone {
@@ -227,9 +230,13 @@ impl<'m> TokenSession<'m> {
                 now.label, now.serial
             )));
         }
-        let keys = self.list_keys().map_err(|e| gone(e.to_string()))?;
-        if keys.is_empty() {
-            return Err(gone("the token no longer shows any keys".into()));
+        // Handles only (no attributes read): this runs after every failed key, and a token may hold thousands.
+        let objects = self
+            .session
+            .find_objects(&[Attribute::Token(true)])
+            .map_err(|e| gone(Error::from(e).to_string()))?;
+        if objects.is_empty() && self.found_a_key.get() {
+            return Err(gone("the token no longer shows any objects".into()));
         }
         Ok(())
     }
@@ -282,7 +289,10 @@ impl<'m> TokenSession<'m> {
         let selector = uri.to_string();
         match found.len() {
             0 => Err(Error::NoKey(selector)),
-            1 => self.describe(found[0]),
+            1 => {
+                self.found_a_key.set(true);
+                self.describe(found[0])
+            }
             count => {
                 let mut keys = found
                     .iter()
