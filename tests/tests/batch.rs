@@ -141,23 +141,36 @@ fn a_thousand_keys_into_a_key_vault() {
     thousand(false);
 }
 
+/// Lines in a batch state file (0 while it does not exist).
+fn state_lines(state: &Path) -> usize {
+    std::fs::read_to_string(state).map(|t| t.lines().count()).unwrap_or(0)
+}
+
+/// Waits until the state file shows `n` keys (at most four minutes: a busy CI machine is slow).
+fn wait_for_keys(state: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while state_lines(state) < n {
+        assert!(Instant::now() < deadline, "the batch made no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn interrupted_and_resumed_imports_every_key_once() {
-    let vault = LocalVault::start(true, "latency=5ms", |_| {});
+    let vault = LocalVault::start(true, "", |_| {});
     let dir = tempfile::tempdir().expect("tempdir");
-    let labels = generate_in_nss("batch-int", &vec![KeyKind::Ec(Curve::P256); 300]);
+    // A 1,000-key batch, Ctrl-C once half of it is recorded.
+    const N: usize = 1000;
+    let labels = generate_in_nss("batch-int", &vec![KeyKind::Ec(Curve::P256); N]);
     let manifest = manifest(dir.path(), &labels, "r");
     let state = dir.path().join("state.jsonl");
     let state_arg = state.display().to_string();
-    let mut cmd = batch_command(&vault, Token::Nss, &manifest, &["--resume", &state_arg, "--jobs", "4"]);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut cmd = batch_command(&vault, Token::Nss, &manifest, &["--resume", &state_arg, "--jobs", "8"]);
+    // stdout to a file: 1,000 JSON lines would fill a pipe nobody reads until the end.
+    let stdout_file = std::fs::File::create(dir.path().join("stdout.jsonl")).expect("stdout file");
+    cmd.stdin(Stdio::null()).stdout(stdout_file).stderr(Stdio::piped());
     let child = cmd.spawn().expect("batch starts");
-    let lines = || std::fs::read_to_string(&state).map(|t| t.lines().count()).unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lines() < 30 {
-        assert!(Instant::now() < deadline, "the batch made no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_keys(&state, N / 2);
     let kill = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -166,16 +179,19 @@ fn interrupted_and_resumed_imports_every_key_once() {
     let out = child.wait_with_output().expect("batch ends");
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(stderr(&out).contains("interrupted after"), "{}", stderr(&out));
-    let first = lines();
-    assert!((30..300).contains(&first), "interrupted halfway: {first} keys recorded");
+    let first = state_lines(&state);
+    assert!(
+        (N / 2..N).contains(&first),
+        "interrupted halfway: {first} keys recorded"
+    );
 
-    let out = batch(&vault, Token::Nss, &manifest, &["--resume", &state_arg, "--jobs", "4"]);
+    let out = batch(&vault, Token::Nss, &manifest, &["--resume", &state_arg, "--jobs", "8"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("resuming:"), "{}", stderr(&out));
     let (_, summary) = results(&out);
     let second = summary["done"].as_u64().unwrap_or_default() + summary["skipped"].as_u64().unwrap_or_default();
-    assert_eq!(first as u64 + second, 300, "{summary}");
-    for i in 0..300 {
+    assert_eq!(first as u64 + second, N as u64, "{summary}");
+    for i in 0..N {
         assert_eq!(vault.versions(&format!("r{i}")), 1, "r{i} imported exactly once");
     }
 }
@@ -337,12 +353,7 @@ fn a_token_removed_mid_batch_fails_cleanly_and_resumes() {
     let mut cmd = with_vault(hsm.command(&args));
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().expect("batch starts");
-    let lines = || std::fs::read_to_string(&state).map(|t| t.lines().count()).unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lines() < 10 {
-        assert!(Instant::now() < deadline, "the batch made no progress");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_keys(&state, 10);
     // Pull the token: its directory goes away under the running batch.
     let token_dir = hsm.token_dir();
     let away = hsm.dir.path().join("away");
@@ -561,4 +572,26 @@ fn resume_takes_empty_and_large_state_files() {
         stderr(&out)
     );
     assert_eq!(vault.versions("s0") + vault.versions("s1"), 2);
+}
+
+#[test]
+fn a_missing_key_is_not_a_missing_token() {
+    // A token that has no keys at all, and a manifest naming one: the key fails, the token is not called gone.
+    let vault = LocalVault::start(true, "", |_| {});
+    let hsm = OwnSoftHsm::new(0);
+    let work = tempfile::tempdir().expect("tempdir");
+    let manifest = work.path().join("manifest.toml");
+    std::fs::write(
+        &manifest,
+        "[[key]]\nuri = \"pkcs11:token=removable;object=absent\"\nname = \"absent\"\n",
+    )
+    .expect("manifest");
+    let mut args = byok_tests::vault::batch_args(&manifest, &[]);
+    args.extend(vault.flags());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = byok_tests::run(vault.credentials(&mut hsm.command(&args)));
+    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    let (lines, summary) = results(&out);
+    assert_eq!(lines[0]["step"], "finding the key", "{}", lines[0]);
+    assert!(summary["token_gone"].is_null(), "{summary}");
 }
