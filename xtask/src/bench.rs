@@ -298,19 +298,7 @@ struct BatchNumbers {
 /// vault's capacity for the same imports (EC P-256 PKCS#8 under the RSA-4096 KEK), loaded directly with 16 in flight.
 fn batch_bench(dir: &Path, cli: &Path) -> Result<BatchNumbers> {
     const JOBS: &str = "16";
-    let nss = dir.join("nss");
-    std::fs::create_dir_all(&nss)?;
-    capture(
-        Command::new("certutil")
-            .arg("-N")
-            .arg("-d")
-            .arg(format!("sql:{}", nss.display()))
-            .arg("--empty-password"),
-    )?;
-    let init_args = format!(
-        "configdir='sql:{}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=",
-        nss.display()
-    );
+    let init_args = crate::hsm::nss_database(&dir.join("nss"))?;
     {
         let module = byok_pkcs11::Module::load(&byok_pkcs11::ModuleConfig {
             path: crate::hsm::NSS_MODULE.into(),

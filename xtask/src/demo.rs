@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{self, apt_install, build_bin, build_cli, capture, fresh_dir, root};
+use crate::util::{self, apt_install, build_bin, build_cli, fresh_dir, root};
 
 fn step(n: u32, text: &str) {
     println!("\n== {n}. {text}");
@@ -66,26 +66,12 @@ pub(crate) fn run() -> Result<()> {
         2,
         "A throwaway HSM: a new NSS softokn database. Which wrap path produces what Azure expects?",
     );
-    let nss = p("hsm");
-    std::fs::create_dir_all(&nss)?;
-    capture(
-        Command::new("certutil")
-            .arg("-N")
-            .arg("-d")
-            .arg(format!("sql:{}", nss.display()))
-            .arg("--empty-password"),
-    )?;
+    let nss_init = crate::hsm::nss_database(&p("hsm"))?;
     let byok = |args: &[&str]| -> Result<Command> {
         let mut c = Command::new(&cli);
         c.args(args)
             .env("BYOK_PKCS11_MODULE", crate::hsm::NSS_MODULE)
-            .env(
-                "BYOK_PKCS11_INIT_ARGS",
-                format!(
-                    "configdir='sql:{}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=",
-                    nss.display()
-                ),
-            )
+            .env("BYOK_PKCS11_INIT_ARGS", &nss_init)
             .env("AZURE_TENANT_ID", field("tenant_id")?)
             .env("AZURE_CLIENT_ID", field("client_id")?)
             .env("AZURE_CLIENT_SECRET", field("client_secret")?)

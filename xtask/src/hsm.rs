@@ -51,19 +51,7 @@ pub(crate) fn setup() -> Result<PathBuf> {
     std::fs::write(&pin_file, SOFTHSM_PIN)?;
 
     let softhsm = softhsm(&dir)?;
-    let nss_dir = dir.join("nss");
-    std::fs::create_dir_all(&nss_dir)?;
-    capture(
-        Command::new("certutil")
-            .arg("-N")
-            .arg("-d")
-            .arg(format!("sql:{}", nss_dir.display()))
-            .arg("--empty-password"),
-    )?;
-    let nss_init = format!(
-        "configdir='sql:{}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=",
-        nss_dir.display()
-    );
+    let nss_init = nss_database(&dir.join("nss"))?;
 
     let ock = match opencryptoki(&dir) {
         Ok(v) => v,
@@ -229,4 +217,21 @@ fn opencryptoki(dir: &Path) -> Result<serde_json::Value> {
     std::fs::write(work.join("pin"), OCK_PIN)?;
     let _ = dir;
     Ok(json!({ "root": r, "module": OCK_MODULE, "token": "byok-ock", "pin_file_in_root": "/work/pin", "work": work }))
+}
+
+/// A new, empty NSS softokn database (no password) in `dir`; returns the library parameters (`C_Initialize`'s
+/// `pReserved`, `--pkcs11-init-args`) that open it.
+pub(crate) fn nss_database(dir: &Path) -> Result<String> {
+    std::fs::create_dir_all(dir)?;
+    capture(
+        Command::new("certutil")
+            .arg("-N")
+            .arg("-d")
+            .arg(format!("sql:{}", dir.display()))
+            .arg("--empty-password"),
+    )?;
+    Ok(format!(
+        "configdir='sql:{}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=",
+        dir.display()
+    ))
 }
