@@ -419,7 +419,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
             pin,
             first: &first,
         };
-        transfer_all(ui, args, &conn, &rt, (&hsm, session), &items, &done_before, kek_size)
+        transfer_all(ui, args, &conn, &rt, &hsm, session, &items, &done_before, kek_size)
     })
 }
 
@@ -436,7 +436,8 @@ fn transfer_all(
     args: &Args,
     conn: &Arc<Connection>,
     rt: &tokio::runtime::Runtime,
-    (hsm, first_session): (&Hsm<'_>, TokenSession<'_>),
+    hsm: &Hsm<'_>,
+    first_session: TokenSession<'_>,
     items: &[Item],
     done_before: &HashSet<String>,
     kek_size: byok_encoding::RsaSize,
@@ -506,7 +507,6 @@ fn transfer_all(
             rt: rt.handle(),
             permits: &permits,
             report: &report,
-            stop: &stop,
             todo: &todo,
             next: &next,
             gone: &gone,
@@ -579,7 +579,6 @@ struct Work<'a> {
     rt: &'a tokio::runtime::Handle,
     permits: &'a Arc<tokio::sync::Semaphore>,
     report: &'a Arc<Report>,
-    stop: &'a AtomicBool,
     todo: &'a [&'a Item],
     /// The next key to take, in manifest order.
     next: &'a AtomicUsize,
@@ -594,7 +593,7 @@ impl Work<'_> {
     /// runtime. Ends when the keys run out or the batch stops.
     fn hsm_thread(&self, mut session: TokenSession<'_>) -> Result<()> {
         loop {
-            if self.stop.load(Ordering::Relaxed) {
+            if self.report.stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
             let Some(item) = self.todo.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
@@ -605,7 +604,7 @@ impl Work<'_> {
                 .rt
                 .block_on(self.permits.clone().acquire_owned())
                 .map_err(|_| CliError::msg(Exit::Internal, "the job slots were closed"))?;
-            if self.stop.load(Ordering::Relaxed) {
+            if self.report.stop.load(Ordering::Relaxed) {
                 // Stopped while waiting (Ctrl-C, --fail-fast, the token gone): this key is not started.
                 return Ok(());
             }
@@ -630,7 +629,7 @@ impl Work<'_> {
                     if let Err(gone) = session.check_present() {
                         self.report
                             .key(&item.name, Status::Failed, &step, &format!("{detail} ({gone})"), None)?;
-                        self.stop.store(true, Ordering::Relaxed);
+                        self.report.stop.store(true, Ordering::Relaxed);
                         let mut first = self.gone.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                         first.get_or_insert(gone.to_string());
                         return Ok(());
