@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests of the byok binaries (in `tests/`).
 
 pub mod catalogue;
+pub mod fake;
 pub mod hsm;
 pub mod vault;
 

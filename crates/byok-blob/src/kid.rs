@@ -40,6 +40,7 @@ impl VaultKind {
             ".managedhsm.usgovcloudapi.net",
         ];
         let host = host.to_ascii_lowercase();
+        let host = host.strip_suffix('.').unwrap_or(&host);
         if VAULT.iter().any(|s| host.ends_with(s)) {
             Self::KeyVault
         } else if MHSM.iter().any(|s| host.ends_with(s)) {

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use azure_core::http::{RequestContent, RetryOptions, Transport};
+use azure_core::http::{RequestContent, RetryOptions};
 use azure_security_keyvault_keys::models::{
     CreateKeyParameters, CurveName, EncryptionAlgorithm, ImportKeyParameters, JsonWebKey, Key, KeyAttributes,
     KeyClientEncryptOptions, KeyClientGetKeyOptions, KeyOperation, KeyOperationParameters, KeyReleasePolicy, KeyType,
@@ -16,7 +16,9 @@ use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use byok_blob::{KeyId, VaultKind};
 use byok_encoding::{AesSize, Curve, KekPublicKey, Kty, RsaSize, TargetPublicKey};
 
+use crate::host::AudienceGuard;
 use crate::retry::{self, Failure, RetryPolicy};
+use crate::transport::{self, ProxyEnv, Timeouts};
 use crate::{Credential, Error, Vault};
 
 /// The tag byok puts on every key it imports: a random id per transfer, also in the transfer record. After a
@@ -313,29 +315,29 @@ impl fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects (lazily: nothing is sent yet). `extra_ca_pem` adds a trusted CA (a local Key Vault, a TLS-inspecting
-    /// proxy); it never disables verification. The challenge's resource is checked against the host for Azure
-    /// hosts; a local Key Vault on an IP address cannot be checked that way.
+    /// Connects (lazily: nothing is sent yet) with the default [`Timeouts`]. `extra_ca_pem` adds a trusted CA (a
+    /// local Key Vault, a TLS-inspecting proxy); it never disables verification.
     pub fn new(vault: &Vault, credential: Credential, extra_ca_pem: Option<&[u8]>) -> Result<Self, Error> {
-        let mut http = reqwest::Client::builder();
-        if let Some(pem) = extra_ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| Error::CaFile(format!("it is not PEM certificates ({e})")))?;
-            if certs.is_empty() {
-                return Err(Error::CaFile("it holds no PEM certificate".into()));
-            }
-            http = http.tls_certs_merge(certs);
-        }
-        let http = http
-            .build()
-            .map_err(|e| Error::Credential(format!("cannot build the HTTP client: {e}")))?;
-        let transport = Transport::new(Arc::new(http));
-        let credential = credential.build(&transport)?;
+        Self::with_timeouts(vault, credential, extra_ca_pem, Timeouts::default())
+    }
+
+    /// As [`Connection::new`], with the network limits given. Tokens are fetched for Key Vault and Managed HSM
+    /// audiences only (see [`crate::host`]), and the challenge's resource must name the vault's domain unless the
+    /// vault is on this machine. Proxies come from `HTTPS_PROXY`/`ALL_PROXY`/`NO_PROXY`.
+    pub fn with_timeouts(
+        vault: &Vault,
+        credential: Credential,
+        extra_ca_pem: Option<&[u8]>,
+        timeouts: Timeouts,
+    ) -> Result<Self, Error> {
+        let proxies = ProxyEnv::from_lookup(|k| std::env::var(k).ok());
+        let transport = transport::build(extra_ca_pem, timeouts, proxies)?;
+        let credential = AudienceGuard::wrap(credential.build(&transport)?, vault.url());
         let mut options = KeyClientOptions::default();
         options.client_options.transport = Some(transport);
         // byok retries itself (see `retry`): the SDK's retries would re-send an import blindly.
         options.client_options.retry = RetryOptions::none();
-        options.verify_challenge_resource = Some(vault.kind() != VaultKind::Other);
+        options.verify_challenge_resource = Some(!vault.is_loopback());
         let client = KeyClient::new(vault.url(), credential, Some(options))
             .map_err(|e| Error::Address(vault.url().to_owned(), e.to_string()))?;
         Ok(Self {
@@ -371,10 +373,14 @@ impl Connection {
 
     fn service(&self, operation: &'static str, key: &str, e: &azure_core::Error) -> Error {
         let (status, code) = match e.kind() {
+            _ if transport::Refusal::find(e).is_some() => {
+                (None, transport::Refusal::find(e).map(|r| r.code.to_owned()))
+            }
             azure_core::error::ErrorKind::HttpResponse { status, error_code, .. } => {
                 (Some(u16::from(*status)), error_code.clone())
             }
             azure_core::error::ErrorKind::Credential => (None, Some("AuthenticationFailed".to_owned())),
+            azure_core::error::ErrorKind::DataConversion => (None, Some("NotKeyVault".to_owned())),
             _ => (None, None),
         };
         Error::Service {
@@ -407,7 +413,7 @@ impl Connection {
                 Err(e) => e,
             };
             let failure = match retry::classify(&e, idempotent) {
-                Failure::Unreachable if unreachable < retry::UNREACHABLE_RETRIES.min(self.retry.max_retries) => {
+                Failure::Brief if unreachable < retry::BRIEF_RETRIES.min(self.retry.max_retries) => {
                     unreachable += 1;
                     Failure::Retry(None)
                 }

@@ -4,7 +4,9 @@
 
 mod client;
 mod credential;
+pub mod host;
 mod retry;
+mod transport;
 
 use std::fmt;
 
@@ -13,6 +15,7 @@ use byok_blob::VaultKind;
 pub use client::{Connection, ImportRequest, Imported, Kek, TRANSFER_TAG, Timestamp, VaultKey, check_key_name};
 pub use credential::{AuthKind, Credential};
 pub use retry::RetryPolicy;
+pub use transport::{MAX_ANSWER_BYTES, Timeouts};
 
 /// What went wrong talking to the vault: the operation, the vault, the key, and what the service said.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -79,18 +82,26 @@ impl Vault {
         Self::from_url(&format!("https://{name}.managedhsm.azure.net"))
     }
 
-    /// Any https URL (a local Key Vault included). http is refused: tokens would travel in clear.
+    /// Any https URL (a local Key Vault included). http is refused: tokens would travel in clear. The host is
+    /// normalised (lowercase, without a trailing dot) so that it is classified as what it is.
     pub fn from_url(url: &str) -> Result<Self, Error> {
+        let bad = |why: &str| Error::Address(url.to_owned(), why.to_owned());
         let trimmed = url.trim_end_matches('/');
         let rest = trimmed
             .strip_prefix("https://")
-            .ok_or_else(|| Error::Address(url.to_owned(), "only https is accepted".into()))?;
+            .ok_or_else(|| bad("only https is accepted"))?;
         if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
-            return Err(Error::Address(url.to_owned(), "expected https://host[:port]".into()));
+            return Err(bad("expected https://host[:port]"));
         }
-        Ok(Self {
-            url: trimmed.to_owned(),
-        })
+        let parsed = url::Url::parse(trimmed).map_err(|e| bad(&format!("expected https://host[:port] ({e})")))?;
+        let host = parsed.host_str().map(host::normalise).filter(|h| !h.is_empty());
+        let host = host.ok_or_else(|| bad("expected https://host[:port]"))?;
+        let shown = if host.contains(':') { format!("[{host}]") } else { host };
+        let url = match parsed.port() {
+            Some(port) => format!("https://{shown}:{port}"),
+            None => format!("https://{shown}"),
+        };
+        Ok(Self { url })
     }
 
     /// The URL, without a trailing slash.
@@ -98,14 +109,22 @@ impl Vault {
         &self.url
     }
 
-    fn host(&self) -> &str {
-        let rest = self.url.trim_start_matches("https://");
-        rest.split(':').next().unwrap_or(rest)
+    /// The host, normalised (IPv6 without brackets).
+    pub fn host(&self) -> String {
+        url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.host_str().map(host::normalise))
+            .unwrap_or_default()
     }
 
     /// Key Vault, Managed HSM, or another host (a local Key Vault).
     pub fn kind(&self) -> VaultKind {
-        VaultKind::of_host(self.host())
+        VaultKind::of_host(&self.host())
+    }
+
+    /// Whether the vault is on this machine (127.0.0.0/8, ::1, `localhost`): the local Key Vault.
+    pub fn is_loopback(&self) -> bool {
+        host::is_loopback(&self.host())
     }
 }
 
@@ -156,5 +175,16 @@ mod tests {
         assert!(!v.owns(&kid(
             "https://fabrikam.vault.azure.net/keys/k/0123456789abcdef0123456789abcdef"
         )));
+        let dotted = Vault::from_url("https://Contoso.Vault.Azure.Net.:8443").expect("valid");
+        assert_eq!(dotted.url(), "https://contoso.vault.azure.net:8443");
+        assert_eq!(
+            dotted.kind(),
+            VaultKind::KeyVault,
+            "a trailing dot does not hide the kind"
+        );
+        assert!(!dotted.is_loopback());
+        assert!(Vault::from_url("https://127.0.0.1:8443").expect("valid").is_loopback());
+        assert!(Vault::from_url("https://[::1]:8443").expect("valid").is_loopback());
+        assert!(!Vault::from_url("https://10.1.2.3").expect("valid").is_loopback());
     }
 }

@@ -45,17 +45,19 @@ impl RetryPolicy {
     }
 }
 
-/// Retries when the vault could not be reached at all: a vault that is down, a wrong host name or a blocked port
-/// rarely heals within seconds, so a few quick tries, not the full budget.
-pub(crate) const UNREACHABLE_RETRIES: u32 = 2;
+/// Retries when the vault could not be reached at all, failed (500, 502, 504) or did not answer in time: a vault
+/// that is down, a wrong host name, a blocked port or a hanging server rarely heals within seconds, so a few quick
+/// tries, not the full budget.
+pub(crate) const BRIEF_RETRIES: u32 = 2;
 
 /// What one failed attempt means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Failure {
     /// Safe to send again, after the service's `Retry-After` if any.
     Retry(Option<Duration>),
-    /// No connection could be made: the request was never sent. Worth [`UNREACHABLE_RETRIES`] quick tries.
-    Unreachable,
+    /// Safe to send again, but unlikely to heal soon (no connection, a server error, a timeout on a read): worth
+    /// [`BRIEF_RETRIES`] quick tries.
+    Brief,
     /// The request may have been carried out (the connection broke after sending): a write must first look.
     Ambiguous,
     /// Retrying cannot help.
@@ -69,23 +71,40 @@ pub(crate) fn classify(e: &azure_core::Error, idempotent: bool) -> Failure {
     } else {
         Failure::Ambiguous
     };
+    let brief_or_doubt = if idempotent { Failure::Brief } else { Failure::Ambiguous };
     match e.kind() {
         ErrorKind::HttpResponse {
             status, raw_response, ..
         } => match u16::from(*status) {
             // Throttled or unavailable: Key Vault did not carry the request out.
             429 | 503 => Failure::Retry(raw_response.as_deref().and_then(|r| retry_after(r.headers()))),
-            500 | 502 | 504 => in_doubt,
+            500 | 502 | 504 => brief_or_doubt,
             _ => Failure::Final,
         },
         // The peer said something we refuse (a TLS certificate we do not trust, not HTTP): no retry heals that.
         ErrorKind::Connection | ErrorKind::Io if refused_by_us(e) => Failure::Final,
-        // No connection was made: the request was never sent.
-        ErrorKind::Connection => Failure::Unreachable,
+        // No connection was made (in time): the request was never sent.
+        ErrorKind::Connection => Failure::Brief,
+        ErrorKind::Io if timed_out(e) => brief_or_doubt,
         // The connection broke during the exchange, or the answer arrived cut short.
-        ErrorKind::Io | ErrorKind::DataConversion => in_doubt,
+        ErrorKind::Io => in_doubt,
+        // An answer that is not Key Vault's (a captive portal's page, a cap exceeded): asking again gets the same.
         _ => Failure::Final,
     }
+}
+
+/// Whether a network limit ran out (reqwest's timeout, somewhere in the chain).
+fn timed_out(e: &azure_core::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Whether an I/O error in the chain is `InvalidData`: how TLS and HTTP stacks report a certificate or protocol
@@ -179,7 +198,11 @@ mod tests {
         assert_eq!(classify(&http(429), false), Failure::Retry(None));
         assert_eq!(classify(&http(503), false), Failure::Retry(None));
         assert_eq!(classify(&http(504), false), Failure::Ambiguous);
-        assert_eq!(classify(&http(504), true), Failure::Retry(None));
+        assert_eq!(classify(&http(500), true), Failure::Brief);
+        assert_eq!(
+            classify(&Error::new(ErrorKind::DataConversion, "not JSON"), true),
+            Failure::Final
+        );
         assert_eq!(classify(&http(400), true), Failure::Final);
         assert_eq!(classify(&http(401), true), Failure::Final);
         let io = Error::new(ErrorKind::Io, "reset");
@@ -187,7 +210,7 @@ mod tests {
         assert_eq!(classify(&io, true), Failure::Retry(None));
         assert_eq!(
             classify(&Error::new(ErrorKind::Connection, "refused"), false),
-            Failure::Unreachable
+            Failure::Brief
         );
         let tls = Error::with_error(
             ErrorKind::Connection,

@@ -2,8 +2,9 @@
 //! `full-transfer`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use byok_keyvault::{AuthKind, Connection, Credential, Vault};
+use byok_keyvault::{AuthKind, Connection, Credential, Timeouts, Vault};
 
 use crate::exit::{CliError, Exit, Result};
 use crate::files;
@@ -30,6 +31,16 @@ pub(crate) struct VaultArgs {
     /// AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST.
     #[arg(long, value_name = "KIND", default_value = "auto", value_parser = AuthKind::NAMES)]
     auth: String,
+    /// Seconds to open a connection to the vault or the token endpoint (TCP and TLS).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    connect_timeout: u64,
+    /// Seconds of silence while waiting for an answer before giving up on it (retried like other transient
+    /// failures; an import is looked up before it is sent again).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    read_timeout: u64,
+    /// Seconds for a whole request and its answer, however slowly the bytes come.
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout: u64,
 }
 
 impl VaultArgs {
@@ -58,7 +69,12 @@ impl VaultArgs {
             Some(path) => Some(files::read_input(path, "CA file")?),
             None => None,
         };
-        Ok(Connection::new(&vault, credential, ca.as_deref())
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(self.connect_timeout),
+            read: Duration::from_secs(self.read_timeout),
+            request: Duration::from_secs(self.request_timeout),
+        };
+        Ok(Connection::with_timeouts(&vault, credential, ca.as_deref(), timeouts)
             .map_err(|e| match (e, &self.ca_file) {
                 (byok_keyvault::Error::CaFile(reason), Some(path)) => CliError::msg(
                     Exit::InvalidInput,
@@ -119,6 +135,17 @@ pub(crate) fn error(e: byok_keyvault::Error) -> CliError {
         E::Service { code: Some(c), .. } if c == "Ambiguous" => {
             Some("nothing was sent twice; look at the key in the vault before trying again")
         }
+        E::Service { code: Some(c), .. } if c == "AudienceRefused" => Some(
+            "byok fetches tokens for Key Vault and Managed HSM only; a URL that asks for another resource is not a \
+             genuine vault: use --vault-name or --hsm-name, or check where the URL came from",
+        ),
+        E::Service { code: Some(c), .. } if c == "Redirect" => {
+            Some("use the vault's own URL (https://NAME.vault.azure.net or https://NAME.managedhsm.azure.net)")
+        }
+        E::Service { code: Some(c), .. } if c == "NotKeyVault" || c == "AnswerTooLarge" => Some(
+            "the answer is not a Key Vault answer: a captive portal, a proxy's error page or a URL that is not a \
+             vault; nothing was retried",
+        ),
         E::Service {
             status: None,
             code: None,
