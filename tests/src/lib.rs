@@ -51,6 +51,20 @@ pub fn byok_cli() -> Command {
     cmd
 }
 
+/// Writes a secret file (a PIN) as a careful operator would: readable by its owner only.
+pub fn write_secret(path: &Path, contents: impl AsRef<[u8]>) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("secret file");
+    f.write_all(contents.as_ref()).expect("write the secret file");
+}
+
 /// A file in `testdata/`.
 pub fn testdata(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(path)

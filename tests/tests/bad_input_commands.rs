@@ -16,6 +16,8 @@ fn scene() -> tempfile::TempDir {
     let write = |name: &str, data: &[u8]| std::fs::write(dir.path().join(name), data).expect("scene file");
     write("existing.pem", b"keep me");
     write("empty", b"");
+    // A PIN file as a careful operator keeps it (0600): a readable one draws a warning first.
+    byok_tests::write_secret(&dir.path().join("empty-pin"), b"");
     write("text", b"hello\n");
     write("garbage.byok", br#"{"a":1}"#);
     write("bad.toml", b"not toml [[\n");
@@ -546,9 +548,9 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "transfer with an empty PIN file",
-            transfer(&["--pin-file", "@empty"]),
+            transfer(&["--pin-file", "@empty-pin"]),
             3,
-            "error: the PIN file @empty is empty",
+            "error: the PIN file @empty-pin is empty",
         ),
         case(
             "transfer with a missing PIN file",

@@ -36,9 +36,9 @@ fn hsm_bad_input_catalogue() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.byok").display().to_string();
     let wrong_pin = dir.path().join("wrong-pin");
-    std::fs::write(&wrong_pin, "9999\n").expect("pin");
+    byok_tests::write_secret(&wrong_pin, "9999\n");
     let empty_pin = dir.path().join("empty-pin");
-    std::fs::write(&empty_pin, "").expect("pin");
+    byok_tests::write_secret(&empty_pin, "");
     let kek = testdata("keys/kek-rsa2048.spki.pem").display().to_string();
 
     // Two keys sharing an id, for the ambiguity case.

@@ -209,7 +209,7 @@ fn batch_leaves_no_trace_of_the_keys_the_pin_or_the_access_tokens() {
     let pin = format!("pin-{:016x}{:016x}", rand_u64(), rand_u64());
     let init_args = nss_with_pin(secret_dir.path(), &pin);
     let pin_file: PathBuf = secret_dir.path().join("pin");
-    std::fs::write(&pin_file, format!("{pin}\n")).expect("pin file");
+    byok_tests::write_secret(&pin_file, format!("{pin}\n"));
     let module = byok_tests::hsm::env()["nss"]["module"]
         .as_str()
         .expect("module")

@@ -13,7 +13,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use crate::util::{apt_install, capture, ensure_openssl, ensure_python, exec, fresh_dir, root, works};
+use crate::util::{self, apt_install, capture, ensure_openssl, ensure_python, exec, fresh_dir, root, works};
 
 pub(crate) const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 pub(crate) const NSS_MODULE: &str = "/usr/lib/x86_64-linux-gnu/libsoftokn3.so";
@@ -48,7 +48,7 @@ pub(crate) fn setup() -> Result<PathBuf> {
     let dir = root().join("target/hsm");
     fresh_dir(&dir)?;
     let pin_file = dir.join("pin");
-    std::fs::write(&pin_file, SOFTHSM_PIN)?;
+    util::write_secret(&pin_file, SOFTHSM_PIN)?;
 
     let softhsm = softhsm(&dir)?;
     let nss_init = nss_database(&dir.join("nss"))?;
@@ -214,7 +214,7 @@ fn opencryptoki(dir: &Path) -> Result<serde_json::Value> {
     }
     std::fs::create_dir_all(r.join("opt/byok"))?;
     std::fs::create_dir_all(&work)?;
-    std::fs::write(work.join("pin"), OCK_PIN)?;
+    util::write_secret(&work.join("pin"), OCK_PIN)?;
     let _ = dir;
     Ok(json!({ "root": r, "module": OCK_MODULE, "token": "byok-ock", "pin_file_in_root": "/work/pin", "work": work }))
 }

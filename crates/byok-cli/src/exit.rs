@@ -24,8 +24,12 @@ pub(crate) enum Exit {
     Verification = 8,
     /// 9: a batch finished, but some of its keys failed (each is reported), or a dry run found problems.
     Partial = 9,
-    /// 130: interrupted (Ctrl-C); what was in flight finished and was recorded.
+    /// 129: stopped by SIGHUP (the terminal or SSH session went away); in flight finished and was recorded.
+    HungUp = 129,
+    /// 130: interrupted (Ctrl-C, SIGINT); what was in flight finished and was recorded.
     Interrupted = 130,
+    /// 143: stopped by SIGTERM (`kill`, `docker stop`, systemd); in flight finished and was recorded.
+    Terminated = 143,
 }
 
 impl Exit {
@@ -44,7 +48,9 @@ impl Exit {
             Self::Vault => "vault",
             Self::Verification => "verification-failed",
             Self::Partial => "partial",
+            Self::HungUp => "hangup",
             Self::Interrupted => "interrupted",
+            Self::Terminated => "terminated",
         }
     }
 }

@@ -8,8 +8,25 @@ use crate::exit::{CliError, Exit, Result};
 /// Inputs are keys and blobs of a few KiB; anything far larger is a mistake, not a key.
 const MAX_INPUT_LEN: u64 = 1024 * 1024;
 
+/// Manifests list keys (about 100 bytes each): this is some 600,000 keys, far more than one batch should carry.
+pub(crate) const MAX_MANIFEST_LEN: u64 = 64 * 1024 * 1024;
+
 /// Reads a whole input file. `what` names it in errors ("KEK file", "target key file").
 pub(crate) fn read_input(path: &Path, what: &str) -> Result<Vec<u8>> {
+    read_bounded(path, what, MAX_INPUT_LEN, "far too large to be a key or a .byok file")
+}
+
+/// Reads a manifest, with its own limit.
+pub(crate) fn read_manifest(path: &Path) -> Result<Vec<u8>> {
+    read_bounded(
+        path,
+        "manifest",
+        MAX_MANIFEST_LEN,
+        "the limit for manifests; split the keys into several manifests",
+    )
+}
+
+fn read_bounded(path: &Path, what: &str, limit: u64, why: &str) -> Result<Vec<u8>> {
     let shown = path.display();
     let io_err = |e: io::Error| {
         let reason = match e.kind() {
@@ -28,13 +45,11 @@ pub(crate) fn read_input(path: &Path, what: &str) -> Result<Vec<u8>> {
     }
     let file = std::fs::File::open(path).map_err(io_err)?;
     let mut data = Vec::new();
-    file.take(MAX_INPUT_LEN + 1).read_to_end(&mut data).map_err(io_err)?;
-    if data.len() as u64 > MAX_INPUT_LEN {
+    file.take(limit + 1).read_to_end(&mut data).map_err(io_err)?;
+    if data.len() as u64 > limit {
         return Err(CliError::msg(
             Exit::InvalidInput,
-            format!(
-                "the {what} {shown} is larger than {MAX_INPUT_LEN} bytes, far too large to be a key or a .byok file"
-            ),
+            format!("the {what} {shown} is larger than {limit} bytes, {why}"),
         ));
     }
     if data.is_empty() {
@@ -65,6 +80,21 @@ pub(crate) fn check_writable(path: &Path, force: bool) -> Result<()> {
                 dir.display()
             ),
         ));
+    }
+    // --force replaces a regular file (or a symbolic link, which is replaced, not followed); never a device, a FIFO
+    // or a socket: `--file /dev/null --force` as root must not replace the system's /dev/null.
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.is_file()
+        && !meta.file_type().is_symlink()
+    {
+        return Err(CliError::msg(
+            Exit::Refused,
+            format!(
+                "cannot write {}: it is not a regular file (a device, FIFO or socket)",
+                path.display()
+            ),
+        )
+        .hint("byok writes regular files only, even with --force: choose a file path"));
     }
     if !force && path.exists() {
         return Err(
@@ -103,6 +133,43 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], force: bool) -> Result<()> 
                 io_err(e.error)
             }
         })?;
+    }
+    // The rename is durable only once the directory is on disk too.
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)?;
+    Ok(())
+}
+
+/// Refuses two outputs of one command that are the same file (`--keep-byok F --record F`): the second would
+/// replace the first after the import, when stopping is too late.
+pub(crate) fn check_distinct(outputs: &[(&str, &Path)]) -> Result<()> {
+    let resolved = |p: &Path| -> std::path::PathBuf {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+        match p.file_name() {
+            Some(name) => dir.join(name),
+            None => dir,
+        }
+    };
+    for (i, (a_flag, a)) in outputs.iter().enumerate() {
+        for (b_flag, b) in &outputs[i + 1..] {
+            let same_file = match (std::fs::metadata(a), std::fs::metadata(b)) {
+                (Ok(x), Ok(y)) => {
+                    use std::os::unix::fs::MetadataExt as _;
+                    x.dev() == y.dev() && x.ino() == y.ino()
+                }
+                _ => false,
+            };
+            if same_file || resolved(a) == resolved(b) {
+                return Err(CliError::msg(
+                    Exit::Usage,
+                    format!("{a_flag} and {b_flag} name the same file ({})", a.display()),
+                )
+                .hint("give each output its own path"));
+            }
+        }
     }
     Ok(())
 }

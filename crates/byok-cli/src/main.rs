@@ -6,6 +6,8 @@
 mod cmd;
 mod exit;
 mod files;
+mod locks;
+mod state;
 mod ui;
 
 use std::io;

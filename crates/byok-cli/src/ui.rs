@@ -133,7 +133,7 @@ impl Ui {
     }
 }
 
-fn stderr_line(line: &str) {
+pub(crate) fn stderr_line(line: &str) {
     // Nothing sensible remains to be done when stderr itself is gone.
     let _ = writeln!(io::stderr().lock(), "{line}");
 }

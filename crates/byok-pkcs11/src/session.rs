@@ -463,6 +463,14 @@ impl<'m> TokenSession<'m> {
         Ok(self.self_test.as_ref().expect("just set"))
     }
 
+    /// Whether a key of `kind` can be wrapped by this token with `options` (the self-test, once per session): the
+    /// error [`TokenSession::wrap`] would give, found before anything is written anywhere.
+    pub fn check_wrappable(&mut self, kind: KeyKind, options: WrapOptions) -> Result<(), Error> {
+        let aligned = matches!(kind, KeyKind::Aes(_));
+        let report = self.self_test()?.clone();
+        choose_path(&report, options, aligned).map(|_| ())
+    }
+
     /// Wraps `key` to `kek` inside the token. Checks first that the key is of a kind Azure accepts, extractable,
     /// and has a readable public half; runs the self-test (once per session) and picks the path by `options`.
     pub fn wrap(&mut self, key: &KeyInfo, kek: &KekPublicKey, options: WrapOptions) -> Result<Wrapped, Error> {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use crate::Error;
 
 /// The object class named by `type=`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ObjectType {
     /// `type=private`.
     Private,

@@ -4,10 +4,9 @@
 //! behind it, and an HSM thread waits for a free job slot before it wraps (back-pressure). Memory does not grow with
 //! the number of keys: nothing per key is kept once its result is written.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::Write as _;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -16,6 +15,7 @@ use byok_keyvault::{Connection, ImportRequest, Timestamp};
 use byok_pkcs11::{Pkcs11Uri, TokenSession, WrapChoice};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::cmd::hsm::{self, HsmArgs};
 use crate::cmd::import::transfer_id;
@@ -24,6 +24,7 @@ use crate::cmd::vault::VaultArgs;
 use crate::cmd::wrap::WrapArgs;
 use crate::exit::{CliError, Exit, Result};
 use crate::files;
+use crate::state::{Binding, Previous, StateFile};
 use crate::ui::Ui;
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +61,9 @@ pub(crate) struct Args {
     /// Stop at the first key that fails (the ones in flight finish).
     #[arg(long)]
     fail_fast: bool,
+    /// Let one HSM key be imported under several names (refused by default: usually a manifest mistake).
+    #[arg(long)]
+    allow_duplicate_keys: bool,
     #[command(flatten)]
     wrap: WrapArgs,
     #[command(flatten)]
@@ -110,8 +114,10 @@ fn manifest_error(file: &Path, what: impl std::fmt::Display) -> CliError {
     CliError::msg(Exit::InvalidInput, format!("the manifest {}: {what}", file.display()))
 }
 
-fn read_manifest(file: &Path) -> Result<Vec<Item>> {
-    let bytes = files::read_input(file, "manifest")?;
+/// The manifest's keys, and the SHA-256 of the file (a state file is bound to it).
+fn read_manifest(file: &Path, allow_duplicates: bool) -> Result<(Vec<Item>, String)> {
+    let bytes = files::read_manifest(file)?;
+    let digest = hex::encode(Sha256::digest(&bytes));
     let text = std::str::from_utf8(&bytes).map_err(|_| manifest_error(file, "is not UTF-8 text"))?;
     let manifest: Manifest = toml::from_str(text).map_err(|e| {
         let at = e.span().map(|span| {
@@ -152,6 +158,21 @@ fn read_manifest(file: &Path) -> Result<Vec<Item>> {
         if uri.has_pin_value {
             return Err(bad(
                 "a pin-value in a manifest URI is refused; give the PIN with --pin-file or --pin-env".into(),
+            ));
+        }
+        // A manifest is data: it must not choose the code byok loads or the file it reads as a PIN.
+        if uri.module_path.is_some() {
+            return Err(bad(
+                "a module-path in a manifest URI is refused (it would choose the library byok loads); give the \
+                 module with --pkcs11-module"
+                    .into(),
+            ));
+        }
+        if uri.pin_source.is_some() {
+            return Err(bad(
+                "a pin-source in a manifest URI is refused (it would choose a file byok reads as a PIN); give the \
+                 PIN with --pin-file or --pin-env"
+                    .into(),
             ));
         }
         let name = e.name.clone().ok_or_else(|| bad("`name` is missing".into()))?;
@@ -201,7 +222,20 @@ fn read_manifest(file: &Path) -> Result<Vec<Item>> {
             ),
         ));
     }
-    Ok(items)
+    if !allow_duplicates {
+        let mut seen = std::collections::HashMap::new();
+        for it in &items {
+            let selector = (it.uri.object.clone(), it.uri.id.clone(), it.uri.object_type);
+            if let Some(first) = seen.insert(selector, it.name.clone()) {
+                return Err(
+                    manifest_error(file, format!("`{first}` and `{}` name the same HSM key", it.name)).hint(
+                        "one key under two names is usually a mistake; pass --allow-duplicate-keys if it is meant",
+                    ),
+                );
+            }
+        }
+    }
+    Ok((items, digest))
 }
 
 impl Item {
@@ -269,15 +303,39 @@ impl Status {
     }
 }
 
+/// How one key ended, as reported.
+struct Outcome {
+    status: Status,
+    step: String,
+    detail: String,
+    /// The key version in the vault, when there is one.
+    kid: Option<String>,
+    /// The transfer record, for keys transferred (or finished) by this run.
+    record: Option<Value>,
+}
+
+impl Outcome {
+    fn failed(step: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            status: Status::Failed,
+            step: step.into(),
+            detail: detail.into(),
+            kid: None,
+            record: None,
+        }
+    }
+}
+
 /// Results as they come: counts, the state file, the output lines, the progress bar.
 struct Report {
     ui: Ui,
+    vault: String,
     total: u64,
     done: AtomicU64,
     skipped: AtomicU64,
     failed: AtomicU64,
     mismatched: AtomicU64,
-    state: Option<Mutex<std::fs::File>>,
+    state: Option<StateFile>,
     record_dir: Option<PathBuf>,
     bar: Option<indicatif::ProgressBar>,
     out: Mutex<()>,
@@ -288,41 +346,74 @@ struct Report {
 }
 
 impl Report {
-    fn key(&self, name: &str, status: Status, step: &str, detail: &str, record: Option<&Value>) -> Result<()> {
-        let counter = match status {
+    /// Writes the intent before an import is sent: a resume that finds this transfer id on the key in the vault
+    /// knows the import was this batch's and finishes it.
+    fn started(&self, name: &str, transfer_id: &str) -> Result<()> {
+        match &self.state {
+            Some(state) => state.record(&json!({
+                "name": name, "status": "started", "transfer_id": transfer_id, "vault": self.vault,
+            })),
+            None => Ok(()),
+        }
+    }
+
+    fn key(&self, name: &str, o: &Outcome) -> Result<()> {
+        let counter = match o.status {
             Status::Done => &self.done,
             Status::Skipped => &self.skipped,
             Status::Failed => &self.failed,
             Status::Mismatch => &self.mismatched,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if matches!(status, Status::Failed | Status::Mismatch) && self.fail_fast {
+        if matches!(o.status, Status::Failed | Status::Mismatch) && self.fail_fast {
             self.stop.store(true, Ordering::Relaxed);
         }
-        let kid = record.and_then(|r| r["key"]["kid"].as_str()).unwrap_or_default();
-        let line = json!({
-            "name": name, "status": status.name(), "step": step, "detail": detail, "kid": kid,
-            "transfer_id": record.map(|r| r["transfer_id"].clone()),
+        // The record first, so that `done` in the state file means a record exists; a record that cannot be
+        // written still leaves the key reported as imported, and stops the batch.
+        let record_error = match (&self.record_dir, &o.record) {
+            (Some(dir), Some(record)) => {
+                transfer::write_record(&dir.join(format!("{name}.record.json")), record, false).err()
+            }
+            _ => None,
+        };
+        let mut line = json!({
+            "name": name, "status": o.status.name(), "step": o.step, "detail": o.detail,
+            "kid": o.kid.as_deref().unwrap_or_default(),
+            "transfer_id": o.record.as_ref().map(|r| r["transfer_id"].clone()), "vault": self.vault,
         });
-        if let (Some(dir), Some(record)) = (&self.record_dir, record) {
-            let mut text = serde_json::to_vec_pretty(record)
-                .map_err(|e| CliError::msg(Exit::Internal, format!("cannot encode a record: {e}")))?;
-            text.push(b'\n');
-            files::write_atomic(&dir.join(format!("{name}.record.json")), &text, true)?;
+        if let Some(e) = &record_error {
+            line["record_error"] = format!("{:#}", e.error).into();
         }
         if let Some(state) = &self.state {
-            let mut f = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            writeln!(f, "{line}")
-                .and_then(|()| f.sync_data())
-                .map_err(|e| files::write_error("the state file", &e))?;
+            state.record(&line)?;
         }
+        self.show(name, o, &line);
+        match record_error {
+            Some(e) => Err(CliError::new(
+                e.exit,
+                e.error.context(format!(
+                    "`{name}` was imported as {} and verified, but its record was not written",
+                    o.kid.as_deref().unwrap_or("?")
+                )),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn show(&self, name: &str, o: &Outcome, line: &Value) {
         let _guard = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.ui.is_json() {
-            self.ui.json_line(&line).map_err(crate::stdout_error)?;
+            // stdout gone (a closed pipe): the state file and the exit code still tell the result.
+            let _ = self.ui.json_line(line);
         } else {
-            let text = match status {
-                Status::Done | Status::Skipped => format!("{}  {name}  {detail}", status.name()),
-                _ => format!("{}  {name}  at {step}: {detail}", status.name().to_uppercase()),
+            let text = match o.status {
+                Status::Done | Status::Skipped => format!("{}  {name}  {}", o.status.name(), o.detail),
+                _ => format!(
+                    "{}  {name}  at {}: {}",
+                    o.status.name().to_uppercase(),
+                    o.step,
+                    o.detail
+                ),
             };
             match &self.bar {
                 Some(bar) => bar.println(text),
@@ -333,7 +424,6 @@ impl Report {
             bar.inc(1);
             bar.set_message(format!("{} failed", self.failed.load(Ordering::Relaxed)));
         }
-        Ok(())
     }
 
     fn finished(&self) -> u64 {
@@ -344,51 +434,8 @@ impl Report {
     }
 }
 
-/// The names a state file shows as done or skipped.
-fn completed(state: &Path) -> Result<HashSet<String>> {
-    let read_err =
-        |e: std::io::Error| CliError::msg(Exit::Io, format!("cannot read the state file {}: {e}", state.display()));
-    // Read line by line: a state file grows with the number of keys (about 200 bytes each), and an empty one is
-    // what a run that stopped before its first key leaves.
-    let file = match std::fs::File::open(state) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
-        Err(e) => return Err(read_err(e)),
-    };
-    if file.metadata().map_err(read_err)?.is_dir() {
-        return Err(CliError::msg(
-            Exit::Io,
-            format!("the state file {} is a directory", state.display()),
-        ));
-    }
-    let mut names = HashSet::new();
-    for (i, line) in std::io::BufRead::split(std::io::BufReader::new(file), b'\n').enumerate() {
-        let line = line.map_err(read_err)?;
-        if line.is_empty() {
-            continue;
-        }
-        // A line cut short by a crash is ignored: that key is simply looked at again.
-        let Ok(v) = serde_json::from_slice::<Value>(&line) else {
-            continue;
-        };
-        match (v["name"].as_str(), v["status"].as_str()) {
-            (Some(n), Some("done" | "skipped")) => {
-                names.insert(n.to_owned());
-            }
-            (Some(_), Some(_)) => {}
-            _ => {
-                return Err(CliError::msg(
-                    Exit::InvalidInput,
-                    format!("the state file {} is not byok's (line {})", state.display(), i + 1),
-                ));
-            }
-        }
-    }
-    Ok(names)
-}
-
 pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
-    let items = read_manifest(&args.manifest)?;
+    let (items, manifest_sha256) = read_manifest(&args.manifest, args.allow_duplicate_keys)?;
     let kek_size = args.kek.size()?;
     if let Some(dir) = &args.record_dir
         && !dir.is_dir()
@@ -398,10 +445,9 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
             format!("--record-dir {}: not a directory", dir.display()),
         ));
     }
-    let done_before = match &args.resume {
-        Some(state) => completed(state)?,
-        None => HashSet::new(),
-    };
+    if let Some(state) = &args.resume {
+        crate::state::precheck(state)?;
+    }
     let conn = Arc::new(args.vault.connect(ui)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -414,13 +460,68 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         if args.dry_run {
             return dry_run(ui, args, &conn, &rt, &mut session, &items);
         }
+        let token = session.token();
+        let binding = Binding {
+            vault: conn.vault().url().to_owned(),
+            kek: args.kek.kek_name.clone(),
+            token: format!("{} (serial {})", token.label, token.serial),
+            manifest_sha256: manifest_sha256.clone(),
+        };
+        let (state, previous) = match &args.resume {
+            Some(path) => {
+                let (state, previous) = StateFile::open(path, &binding)?;
+                (Some(state), previous)
+            }
+            None => (None, Previous::default()),
+        };
         let hsm = Hsm {
             module,
             pin,
             first: &first,
         };
-        transfer_all(ui, args, &conn, &rt, &hsm, session, &items, &done_before, kek_size)
+        let run = Run {
+            ui,
+            args,
+            conn: &conn,
+            rt: &rt,
+            kek_size,
+        };
+        transfer_all(&run, &hsm, session, &items, state, &previous)
     })
+}
+
+/// What one batch run works with.
+struct Run<'a> {
+    ui: Ui,
+    args: &'a Args,
+    conn: &'a Arc<Connection>,
+    rt: &'a tokio::runtime::Runtime,
+    kek_size: byok_encoding::RsaSize,
+}
+
+/// Maps SIGINT, SIGTERM and SIGHUP to a stop: no new keys, the ones in flight finish and are recorded. Registered
+/// before any key is started, so that a signal cannot kill the process between an import and its record.
+fn on_signals(rt: &tokio::runtime::Runtime, stop: Arc<AtomicBool>, signal: Arc<AtomicU8>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal as listen};
+    let _guard = rt.enter();
+    let listen = |kind: SignalKind| {
+        listen(kind).map_err(|e| CliError::msg(Exit::Internal, format!("cannot handle signals: {e}")))
+    };
+    let (mut int, mut term, mut hup) = (
+        listen(SignalKind::interrupt())?,
+        listen(SignalKind::terminate())?,
+        listen(SignalKind::hangup())?,
+    );
+    rt.spawn(async move {
+        let number = tokio::select! {
+            _ = int.recv() => 2,
+            _ = term.recv() => 15,
+            _ = hup.recv() => 1,
+        };
+        signal.store(number, Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+    });
+    Ok(())
 }
 
 /// What an HSM thread needs to open its own session.
@@ -430,20 +531,23 @@ struct Hsm<'m> {
     first: &'m Pkcs11Uri,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn transfer_all(
-    ui: Ui,
-    args: &Args,
-    conn: &Arc<Connection>,
-    rt: &tokio::runtime::Runtime,
+    run: &Run<'_>,
     hsm: &Hsm<'_>,
     first_session: TokenSession<'_>,
     items: &[Item],
-    done_before: &HashSet<String>,
-    kek_size: byok_encoding::RsaSize,
+    state: Option<StateFile>,
+    previous: &Previous,
 ) -> Result<()> {
-    let todo: Vec<&Item> = items.iter().filter(|i| !done_before.contains(&i.name)).collect();
-    if !done_before.is_empty() {
+    let Run {
+        ui,
+        args,
+        conn,
+        rt,
+        kek_size,
+    } = *run;
+    let todo: Vec<&Item> = items.iter().filter(|i| !previous.completed.contains(&i.name)).collect();
+    if !previous.completed.is_empty() {
         ui.note(&format!(
             "resuming: {} of {} keys are done already",
             items.len() - todo.len(),
@@ -451,28 +555,11 @@ fn transfer_all(
         ));
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let (stop, interrupted) = (stop.clone(), interrupted.clone());
-        rt.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupted.store(true, Ordering::Relaxed);
-                stop.store(true, Ordering::Relaxed);
-            }
-        });
-    }
-    let state = match &args.resume {
-        Some(path) => Some(Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| CliError::msg(Exit::Io, format!("cannot open the state file {}: {e}", path.display())))?,
-        )),
-        None => None,
-    };
+    let signal = Arc::new(AtomicU8::new(0));
+    on_signals(rt, stop.clone(), signal.clone())?;
     let report = Arc::new(Report {
         ui,
+        vault: conn.vault().url().to_owned(),
         total: todo.len() as u64,
         done: AtomicU64::new(0),
         skipped: AtomicU64::new(0),
@@ -489,13 +576,27 @@ fn transfer_all(
     let started = Instant::now();
     let mut token_gone = None;
     if !todo.is_empty() {
+        let mut first_session = first_session;
+        // A token that can wrap nothing at all fails here, before a KEK is created for it.
+        let options = args.wrap.options();
+        let any_kind = [
+            KeyKind::Aes(byok_encoding::AesSize::Aes256),
+            KeyKind::Rsa(byok_encoding::RsaSize::Rsa2048),
+        ];
+        if let Some(Err(e)) = any_kind
+            .iter()
+            .map(|k| first_session.check_wrappable(*k, options))
+            .reduce(|a, b| a.or(b))
+        {
+            return Err(hsm::error(e));
+        }
         let (kek, kek_created) = transfer::kek(ui, conn, rt, &args.kek.kek_name, false, kek_size)?;
         let pipeline = Pipeline {
             ui,
             conn,
             kek: &kek,
             kek_created,
-            options: args.wrap.options(),
+            options,
             show_steps: false,
         };
         let jobs = usize::from(args.jobs);
@@ -512,6 +613,10 @@ fn transfer_all(
             gone: &gone,
             conn,
             ui,
+            previous,
+            record_dir: args.record_dir.as_deref(),
+            seen_keys: Mutex::new(HashMap::new()),
+            allow_duplicate_keys: args.allow_duplicate_keys,
         };
         let sessions = usize::from(args.hsm_sessions).min(todo.len()).max(1);
         let outcome: Result<()> = std::thread::scope(|scope| {
@@ -566,7 +671,7 @@ fn transfer_all(
         &report,
         started.elapsed(),
         Ending {
-            interrupted: interrupted.load(Ordering::Relaxed),
+            signal: signal.load(Ordering::Relaxed),
             token_gone,
         },
         args,
@@ -586,6 +691,12 @@ struct Work<'a> {
     gone: &'a Mutex<Option<String>>,
     conn: &'a Arc<Connection>,
     ui: Ui,
+    /// What the state file showed of earlier runs.
+    previous: &'a Previous,
+    record_dir: Option<&'a Path>,
+    /// The HSM keys taken so far (label, id) and the name each goes to.
+    seen_keys: Mutex<HashMap<(String, Vec<u8>), String>>,
+    allow_duplicate_keys: bool,
 }
 
 impl Work<'_> {
@@ -605,54 +716,32 @@ impl Work<'_> {
                 .block_on(self.permits.clone().acquire_owned())
                 .map_err(|_| CliError::msg(Exit::Internal, "the job slots were closed"))?;
             if self.report.stop.load(Ordering::Relaxed) {
-                // Stopped while waiting (Ctrl-C, --fail-fast, the token gone): this key is not started.
+                // Stopped while waiting (a signal, --fail-fast, the token gone): this key is not started.
                 return Ok(());
             }
-            let now = Timestamp::now();
-            let hsm_side = (|| -> std::result::Result<transfer::Prepared, (String, String)> {
-                let key = session
-                    .find_key(&item.uri)
-                    .map_err(|e| ("finding the key".into(), e.to_string()))?;
-                let kind =
-                    transfer::transferable(&key).map_err(|e| ("checking the key".into(), format!("{:#}", e.error)))?;
-                let request = item
-                    .request(kind, self.conn)
-                    .map_err(|e| ("checking the manifest".into(), e))?;
-                transfer::prepare(self.pipeline, &mut session, &key, kind, request, now, None)
-                    .map_err(|e| ("wrapping in the HSM".into(), format!("{:#}", e.error)))
-            })();
-            let prepared = match hsm_side {
+            let prepared = match self.hsm_side(&mut session, item) {
                 Ok(p) => p,
                 Err((step, detail)) => {
                     drop(permit);
                     // A token that went away fails every key after it: stop and say so once, instead.
                     if let Err(gone) = session.check_present() {
-                        self.report
-                            .key(&item.name, Status::Failed, &step, &format!("{detail} ({gone})"), None)?;
+                        let detail = format!("{detail} ({gone})");
+                        self.report.key(&item.name, &Outcome::failed(step, detail))?;
                         self.report.stop.store(true, Ordering::Relaxed);
                         let mut first = self.gone.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                         first.get_or_insert(gone.to_string());
                         return Ok(());
                     }
-                    self.report.key(&item.name, Status::Failed, &step, &detail, None)?;
+                    self.report.key(&item.name, &Outcome::failed(step, detail))?;
                     continue;
                 }
             };
-            let (conn, report, name, ui) = (self.conn.clone(), self.report.clone(), item.name.clone(), self.ui);
+            let (conn, report, ui) = (self.conn.clone(), self.report.clone(), self.ui);
+            let (name, intent) = (item.name.clone(), self.previous.started.get(&item.name).cloned());
             self.rt.spawn(async move {
                 let _permit = permit;
-                let outcome = match import_one(&conn, ui, prepared).await {
-                    Ok((status, detail, record)) => {
-                        let step = if status == Status::Skipped {
-                            "looking in the vault"
-                        } else {
-                            "verifying"
-                        };
-                        report.key(&name, status, step, &detail, record.as_ref())
-                    }
-                    Err((step, detail)) => report.key(&name, Status::Failed, &step, &detail, None),
-                };
-                if let Err(e) = outcome {
+                let outcome = import_one(&conn, ui, &report, prepared, intent.as_deref()).await;
+                if let Err(e) = report.key(&name, &outcome) {
                     // A result that cannot be written (state file, record) stops the batch: results must not be lost.
                     report.stop.store(true, Ordering::Relaxed);
                     let mut fatal = report.fatal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -661,68 +750,144 @@ impl Work<'_> {
             });
         }
     }
+
+    /// Find, check and wrap one key in the HSM. `Err` is the step and what went wrong.
+    fn hsm_side(
+        &self,
+        session: &mut TokenSession<'_>,
+        item: &Item,
+    ) -> std::result::Result<transfer::Prepared, (String, String)> {
+        if let Some(dir) = self.record_dir {
+            let file = dir.join(format!("{}.record.json", item.name));
+            if std::fs::symlink_metadata(&file).is_ok() {
+                return Err((
+                    "checking the record".into(),
+                    format!(
+                        "{} exists; byok does not replace a record (move it away first)",
+                        file.display()
+                    ),
+                ));
+            }
+        }
+        let key = session
+            .find_key(&item.uri)
+            .map_err(|e| ("finding the key".into(), e.to_string()))?;
+        if !self.allow_duplicate_keys {
+            let mut seen = self.seen_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(other) = seen.insert((key.label.clone(), key.id.clone()), item.name.clone()) {
+                return Err((
+                    "checking the manifest".into(),
+                    format!(
+                        "{} is the HSM key `{other}` goes to already; pass --allow-duplicate-keys to import one key \
+                         under several names",
+                        key.describe()
+                    ),
+                ));
+            }
+        }
+        let kind = transfer::transferable(&key).map_err(|e| ("checking the key".into(), format!("{:#}", e.error)))?;
+        let request = item
+            .request(kind, self.conn)
+            .map_err(|e| ("checking the manifest".into(), e))?;
+        transfer::prepare(self.pipeline, session, &key, kind, request, Timestamp::now(), None)
+            .map_err(|e| ("wrapping in the HSM".into(), format!("{:#}", e.error)))
+    }
 }
 
 /// Why a batch ended before its last key, besides failures of single keys.
 struct Ending {
-    /// Ctrl-C.
-    interrupted: bool,
+    /// The signal that stopped it (2 SIGINT, 15 SIGTERM, 1 SIGHUP), or 0.
+    signal: u8,
     /// The token went away: why the HSM says so.
     token_gone: Option<String>,
 }
 
-/// The vault side of one key: if the name exists already with this very key, skip; if with another key, fail;
-/// else import and verify. Returns the status, a detail line and the record.
+/// The vault side of one key, under the machine-wide lock on its name: if the name holds this very key, skip it
+/// (or, when it carries the transfer id an earlier run recorded as started, finish that transfer); if another key,
+/// fail; else record the intent, import and verify.
 async fn import_one(
     conn: &Connection,
     ui: Ui,
+    report: &Report,
     prepared: transfer::Prepared,
-) -> std::result::Result<(Status, String, Option<Value>), (String, String)> {
+    intent: Option<&str>,
+) -> Outcome {
     let name = prepared.request.name.clone();
+    let (url, locked_name) = (conn.vault().url().to_owned(), name.clone());
+    let lock = tokio::task::spawn_blocking(move || crate::locks::KeyLock::acquire(&url, &locked_name)).await;
+    let _lock = match lock {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return Outcome::failed("looking in the vault", format!("cannot take the lock for the key: {e}")),
+        Err(e) => return Outcome::failed("looking in the vault", e.to_string()),
+    };
+    const LOOK: &str = "looking in the vault";
     match conn.get_key(&name, None).await {
         Ok(existing) => {
+            let tag = existing.tags.get(byok_keyvault::TRANSFER_TAG).map(String::as_str);
+            if let Some(id) = intent.filter(|id| tag == Some(*id)) {
+                return match transfer::adopt(conn, prepared, &existing, id).await {
+                    Ok((record, v)) => finished(record, &v, "finished after an interruption: "),
+                    Err(e) => Outcome::failed(LOOK, format!("{:#}", e.error)),
+                };
+            }
             return match transfer::compare_existing(conn, &prepared, &existing).await {
-                Ok(Verification::Verified { .. }) => {
-                    Ok((Status::Skipped, format!("already imported as {}", existing.kid), None))
-                }
-                Ok(Verification::Mismatch { detail, .. }) => Err((
-                    "looking in the vault".into(),
+                Ok(Verification::Verified { .. }) => Outcome {
+                    status: Status::Skipped,
+                    step: LOOK.into(),
+                    detail: format!("already imported as {}", existing.kid),
+                    kid: Some(existing.kid.to_string()),
+                    record: None,
+                },
+                Ok(Verification::Mismatch { detail, .. }) => Outcome::failed(
+                    LOOK,
                     format!("the name exists with a different key ({detail}); choose another name"),
-                )),
-                Ok(Verification::NotVerifiable { reason }) => Err((
-                    "looking in the vault".into(),
+                ),
+                Ok(Verification::NotVerifiable { reason }) => Outcome::failed(
+                    LOOK,
                     format!("the name exists and byok cannot tell whether it holds this key ({reason})"),
-                )),
-                Err(e) => Err(("looking in the vault".into(), format!("{:#}", e.error))),
+                ),
+                Err(e) => Outcome::failed(LOOK, format!("{:#}", e.error)),
             };
         }
         Err(byok_keyvault::Error::Service { status: Some(404), .. }) => {}
-        Err(e) => return Err(("looking in the vault".into(), e.to_string())),
+        Err(e) => return Outcome::failed(LOOK, e.to_string()),
+    }
+    if let Err(e) = report.started(&name, &prepared.request.transfer_id) {
+        return Outcome::failed("recording the intent", format!("{:#}", e.error));
     }
     match transfer::complete(conn, ui, false, prepared).await {
-        Ok((record, Verification::Mismatch { detail, .. })) => Ok((Status::Mismatch, detail, Some(record))),
-        Ok((record, v)) => {
-            let detail = match &v {
-                Verification::Verified { .. } => {
-                    format!("{} verified", record["key"]["kid"].as_str().unwrap_or_default())
-                }
-                Verification::NotVerifiable { reason } => format!(
-                    "{} imported, NOT VERIFIED: {reason}",
-                    record["key"]["kid"].as_str().unwrap_or_default()
-                ),
-                Verification::Mismatch { .. } => unreachable!("matched above"),
-            };
-            Ok((Status::Done, detail, Some(record)))
+        Ok((record, v)) => finished(record, &v, ""),
+        Err(e) => Outcome::failed("importing", format!("{:#}", e.error)),
+    }
+}
+
+/// The outcome of a key the vault holds now, from its record and verification.
+fn finished(record: Value, v: &Verification, prefix: &str) -> Outcome {
+    let kid = record["key"]["kid"].as_str().unwrap_or_default().to_owned();
+    let (status, detail) = match v {
+        Verification::Verified { .. } => (Status::Done, format!("{prefix}{kid} verified")),
+        Verification::NotVerifiable { reason } => {
+            (Status::Done, format!("{prefix}{kid} imported, NOT VERIFIED: {reason}"))
         }
-        Err(e) => Err(("importing".into(), format!("{:#}", e.error))),
+        Verification::Mismatch { detail, .. } => (Status::Mismatch, detail.clone()),
+    };
+    Outcome {
+        status,
+        step: "verifying".into(),
+        detail,
+        kid: Some(kid),
+        record: Some(record),
     }
 }
 
 fn summary(ui: Ui, report: &Report, elapsed: std::time::Duration, ending: Ending, args: &Args) -> Result<()> {
-    let Ending {
-        interrupted,
-        token_gone,
-    } = ending;
+    let Ending { signal, token_gone } = ending;
+    let (interrupted, signal_name) = match signal {
+        0 => (false, None),
+        1 => (true, Some("SIGHUP")),
+        15 => (true, Some("SIGTERM")),
+        _ => (true, Some("SIGINT")),
+    };
     let (done, skipped, failed, mismatched) = (
         report.done.load(Ordering::Relaxed),
         report.skipped.load(Ordering::Relaxed),
@@ -735,7 +900,7 @@ fn summary(ui: Ui, report: &Report, elapsed: std::time::Duration, ending: Ending
         "summary": {
             "total": report.total, "done": done, "skipped": skipped, "failed": failed, "mismatched": mismatched,
             "not_started": report.total - finished, "seconds": elapsed.as_secs_f64(), "keys_per_second": rate,
-            "interrupted": interrupted, "token_gone": token_gone,
+            "interrupted": interrupted, "signal": signal_name, "token_gone": token_gone,
         }
     });
     if ui.is_json() {
@@ -756,8 +921,17 @@ fn summary(ui: Ui, report: &Report, elapsed: std::time::Duration, ending: Ending
             "run again with --resume STATE to keep track; keys already imported with the same key are skipped".into()
         }
     };
-    if interrupted {
-        return Err(CliError::msg(Exit::Interrupted, format!("interrupted after {finished} keys")).hint(resume_hint));
+    if let Some(name) = signal_name {
+        let exit = match signal {
+            1 => Exit::HungUp,
+            15 => Exit::Terminated,
+            _ => Exit::Interrupted,
+        };
+        let message = match exit {
+            Exit::Interrupted => format!("interrupted after {finished} keys"),
+            _ => format!("stopped by {name} after {finished} keys; the keys in flight finished and were recorded"),
+        };
+        return Err(CliError::msg(exit, message).hint(resume_hint));
     }
     if let Some(gone) = token_gone {
         return Err(CliError::msg(

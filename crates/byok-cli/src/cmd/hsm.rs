@@ -109,6 +109,7 @@ impl HsmArgs {
             })
         });
         if let Some(path) = file {
+            warn_if_shared(&path);
             let bytes = zeroize::Zeroizing::new(files::read_input(&path, "PIN file")?);
             let text = std::str::from_utf8(&bytes).map_err(|_| {
                 CliError::msg(
@@ -153,6 +154,21 @@ impl HsmArgs {
         let pin = self.pin(Some(uri))?;
         let mut session = module.open(uri, pin.as_ref()).map_err(error)?;
         f(&mut session)
+    }
+}
+
+/// A PIN file other users can read is a PIN they know (ssh refuses such key files; byok warns, even with --quiet).
+fn warn_if_shared(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        crate::ui::stderr_line(&format!(
+            "warning: the PIN file {} is accessible by other users (mode {:04o}); restrict it: chmod 600 {}",
+            path.display(),
+            meta.permissions().mode() & 0o7777,
+            path.display()
+        ));
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use byok_blob::ByokBlob;
 use byok_encoding::{KeyKind, TargetPublicKey};
-use byok_keyvault::{Connection, ImportRequest, Imported, Kek, VaultKey};
+use byok_keyvault::{Connection, ImportRequest, Kek, VaultKey};
 use byok_pkcs11::{Error as HsmError, KeyInfo, KeyKindInfo, Pkcs11Uri, TokenSession, Verdict, WrapOptions};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -102,7 +102,12 @@ fn step(ui: Ui, n: usize, text: &str) {
 }
 
 pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
-    for file in [&args.keep_byok, &args.record].into_iter().flatten() {
+    let outputs: Vec<(&str, &Path)> = [("--keep-byok", &args.keep_byok), ("--record", &args.record)]
+        .into_iter()
+        .filter_map(|(flag, f)| f.as_deref().map(|f| (flag, f)))
+        .collect();
+    files::check_distinct(&outputs)?;
+    for (_, file) in &outputs {
         files::check_writable(file, args.force)?;
     }
     let kek_size = args.kek.size()?;
@@ -118,6 +123,8 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
             .properties
             .request(&conn, &args.name, Vec::new(), kind.kty(), kind.curve())?;
         ui.verbose(&format!("key {} in token `{}`", key.describe(), session.token().label));
+        // A key this token can never wrap fails here, before a KEK is created for it.
+        session.check_wrappable(kind, args.wrap.options()).map_err(hsm::error)?;
 
         // 2 and 3. The KEK and its public key.
         step(ui, 2, &format!("KEK `{}` in {}", args.kek.kek_name, conn.vault()));
@@ -143,15 +150,35 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         };
         let keep = args.keep_byok.as_deref().map(|f| (f, args.force));
         let prepared = prepare(&pipeline, session, &key, kind, request, started, keep)?;
+        let _lock = key_lock(conn.vault(), &args.name)?;
         let (record, verification) = rt.block_on(complete(&conn, ui, true, prepared))?;
-        if let Some(file) = &args.record {
-            let mut text = serde_json::to_vec_pretty(&record)
-                .map_err(|e| CliError::msg(Exit::Internal, format!("cannot encode the record: {e}")))?;
-            text.push(b'\n');
-            files::write_atomic(file, &text, args.force)?;
-        }
-        finish(ui, &record, &verification, args)
+        // The key is in the vault now: whatever happens to the record, say what was imported.
+        let written = args.record.as_deref().map(|file| write_record(file, &record, args.force)).transpose();
+        finish(ui, &record, &verification, args)?;
+        written.map(|_| ()).map_err(|e| {
+            let kid = record["key"]["kid"].as_str().unwrap_or_default();
+            CliError::new(
+                e.exit,
+                e.error.context(format!("{kid} was imported and verified as shown above, but its record was not written")),
+            )
+            .hint("keep the output above as the record (--output json prints the record whole); do not run the transfer again, it would add a second version")
+        })
     })
+}
+
+/// Writes a transfer record (pretty JSON) without replacing one unless `force`.
+pub(crate) fn write_record(file: &Path, record: &Value, force: bool) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(record)
+        .map_err(|e| CliError::msg(Exit::Internal, format!("cannot encode the record: {e}")))?;
+    text.push(b'\n');
+    files::write_atomic(file, &text, force)
+}
+
+/// The machine-wide lock on one key name in one vault, held from the look-up to the verification: two byok
+/// processes never both find the name free and both import.
+pub(crate) fn key_lock(vault: &byok_keyvault::Vault, name: &str) -> Result<crate::locks::KeyLock> {
+    crate::locks::KeyLock::acquire(vault.url(), name)
+        .map_err(|e| CliError::msg(Exit::Io, format!("cannot take the lock for key `{name}`: {e}")))
 }
 
 /// What every key of a transfer shares: the vault, the KEK, how to wrap.
@@ -230,6 +257,11 @@ pub(crate) fn prepare(
         ui.warn(&format!("WRAPPED WITH A NON-CONFORMANT PATH ({}): {why}", wrapped.path));
     }
     let token = session.token().clone();
+    // For AES the check value binds the record to the key, as the public half does for RSA and EC.
+    let kcv = match kind {
+        KeyKind::Aes(_) => session.check_value(key).map_err(hsm::error)?.map(|k| hsm::hex(&k)),
+        _ => None,
+    };
     let mut generator = format!(
         "byok-cli {}; source: {} via PKCS#11, {}",
         env!("CARGO_PKG_VERSION"),
@@ -279,6 +311,7 @@ pub(crate) fn prepare(
             "key_uri": byok_pkcs11::key_uri(&token.label, &key.label, &key.id),
             "key_label": key.label,
             "key_id": hsm::hex(&key.id),
+            "key_check_value": kcv,
         },
         "key": null,
         "wrap": {
@@ -332,9 +365,34 @@ pub(crate) async fn complete(
     say(6, format!("verifying {}", imported.key.kid));
     let verification = check(conn, kind, &expectation, &imported.key).await?;
     record["finished"] = byok_keyvault::Timestamp::now().to_string().into();
-    record["key"] = key_json(&imported, kind, &request.name);
+    record["key"] = key_json(&imported.key, kind, &request.name);
     record["import"] = json!({ "ambiguous_sends": imported.ambiguous });
     record["verification"] = verification.json();
+    Ok((record, verification))
+}
+
+/// A key an earlier run imported (its transfer tag is `transfer_id`) but did not see to the end — interrupted, or
+/// killed: verify it against the HSM's key now and make its record, as that run would have.
+pub(crate) async fn adopt(
+    conn: &Connection,
+    prepared: Prepared,
+    existing: &VaultKey,
+    transfer_id: &str,
+) -> Result<(Value, Verification)> {
+    let Prepared {
+        request,
+        kind,
+        expectation,
+        mut record,
+    } = prepared;
+    let verification = check(conn, kind, &expectation, existing).await?;
+    record["transfer_id"] = transfer_id.into();
+    record["finished"] = byok_keyvault::Timestamp::now().to_string().into();
+    record["key"] = key_json(existing, kind, &request.name);
+    record["import"] = json!({ "ambiguous_sends": 0, "completed_by_resume": true });
+    record["verification"] = verification.json();
+    // The blob described is this run's, not the one the vault received: say so rather than claim it.
+    record["blob"] = json!({ "sha256": null, "bytes": null, "kept_as": null });
     Ok((record, verification))
 }
 
@@ -363,10 +421,31 @@ pub(crate) fn kek(
 ) -> Result<(Kek, bool)> {
     let create = || -> Result<(Kek, bool)> {
         let kek = rt.block_on(conn.create_kek(name, size)).map_err(vault::error)?;
+        if !conn.vault().owns(&kek.kid) || kek.kid.name() != name {
+            return Err(CliError::msg(
+                Exit::Refused,
+                format!(
+                    "the vault {} created KEK `{name}` as {}, a key of another vault or name",
+                    conn.vault(),
+                    kek.kid
+                ),
+            ));
+        }
         ui.note(&format!("created KEK {} ({size})", kek.kid));
         Ok((kek, true))
     };
     match rt.block_on(conn.get_kek(name, None)) {
+        Ok(k) if !conn.vault().owns(&k.kid) || k.kid.name() != name => Err(CliError::msg(
+            Exit::Refused,
+            format!(
+                "the vault {} answered for KEK `{name}` with {}, a key of another vault or name",
+                conn.vault(),
+                k.kid
+            ),
+        )
+        .hint(
+            "a blob for that KEK would not import here; check the vault URL and what sits between byok and the vault",
+        )),
         Ok(_) if new_kek => create(),
         Ok(k) if k.is_import_only_hsm() => {
             ui.note(&format!("reusing KEK {} ({})", k.kid, k.public.size()));
@@ -492,8 +571,7 @@ async fn check(conn: &Connection, kind: KeyKind, expected: &Expectation, importe
     }
 }
 
-fn key_json(imported: &Imported, kind: KeyKind, name: &str) -> Value {
-    let key = &imported.key;
+fn key_json(key: &VaultKey, kind: KeyKind, name: &str) -> Value {
     json!({
         "name": name,
         "kid": key.kid.to_string(),
