@@ -1,5 +1,6 @@
 //! Helpers for the end-to-end tests of the byok binaries (in `tests/`).
 
+pub mod batch;
 pub mod catalogue;
 pub mod fake;
 pub mod hsm;
@@ -16,6 +17,12 @@ pub const KID: &str = "https://contoso.vault.azure.net/keys/kek/0123456789abcdef
 /// `cargo test` does not rebuild another package's binaries, so the first call in each test process runs
 /// `cargo build` for it (quick when it is fresh): tests never run against a stale binary.
 pub fn binary(name: &str) -> PathBuf {
+    // `BYOK_TEST_BYOK_CLI=/path/to/byok-cli`: run the tests against another build (an installed one, or an older
+    // commit's, to see a regression test fail there).
+    let override_var = format!("BYOK_TEST_{}", name.to_ascii_uppercase().replace('-', "_"));
+    if let Some(path) = std::env::var_os(&override_var) {
+        return PathBuf::from(path);
+    }
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !built.iter().any(|b| b == name) {
