@@ -394,3 +394,44 @@ fn an_unreachable_proxy_is_named() {
     let (out, _) = run_for(&mut cmd, Duration::from_secs(60));
     refused(&out, 7, "through the proxy http://127.0.0.1:9 (from HTTPS_PROXY)");
 }
+
+#[test]
+fn a_kek_of_another_vault_or_name_is_not_used() {
+    // The fake vault answers the KEK read with a KEK whose kid names another vault (then another key): full-transfer
+    // and batch refuse it before anything is wrapped to it or sent.
+    let label = format!("other-kek-{}", std::process::id());
+    let key = byok_tests::hsm::Token::Nss.generate(&["--kty", "EC", "--curve", "P-256"], &label);
+    let uri = key["uri"].as_str().expect("uri").to_owned();
+    for (kid_base, name) in [("https://fabrikam.vault.azure.net", "kek"), ("", "other")] {
+        let fake = vault(&[], "https://vault.azure.net", move |_, url| {
+            let base = if kid_base.is_empty() {
+                url.to_owned()
+            } else {
+                kid_base.to_owned()
+            };
+            let mut answer = kek_answer(&base);
+            if name != "kek" {
+                answer["key"]["kid"] = format!("{base}/keys/{name}/{VERSION}").into();
+            }
+            Reply::json(200, &answer)
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifest = dir.path().join("m.toml");
+        std::fs::write(&manifest, format!("[[key]]\nuri = \"{uri}\"\nname = \"target\"\n")).expect("manifest");
+        let manifest = manifest.display().to_string();
+        let transfer = ["full-transfer", "--kek-name", "kek", "--name", "target", "--key", &uri];
+        let batch = ["batch", "--kek-name", "kek", "--manifest", &manifest];
+        for args in [&transfer[..], &batch[..]] {
+            let token = byok_tests::hsm::Token::Nss.command(&[]);
+            let mut cmd = cli(&fake.url, &fake, &fake.url, args);
+            cmd.args(token.get_args());
+            let (out, _) = run_for(&mut cmd, Duration::from_secs(60));
+            refused(&out, 5, "a key of another vault or name");
+            assert!(
+                !fake.seen().iter().any(|s| s.method != "GET" && !is_token_request(s)),
+                "{:?}",
+                fake.seen()
+            );
+        }
+    }
+}
