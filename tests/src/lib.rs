@@ -72,6 +72,18 @@ pub fn write_secret(path: &Path, contents: impl AsRef<[u8]>) {
     f.write_all(contents.as_ref()).expect("write the secret file");
 }
 
+/// Asserts that a command failed with exit `code`, that stderr says `needle`, and that nothing panicked.
+pub fn assert_refused(out: &Output, code: i32, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code} with `{needle}`:\n{err}"
+    );
+    assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// A file in `testdata/`.
 pub fn testdata(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(path)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use byok_tests::fake::{FakeVault, Reply, Seen};
-use byok_tests::{byok_cli, stderr, testdata};
+use byok_tests::{assert_refused, byok_cli, stderr, testdata};
 use serde_json::{Value, json};
 
 const SECRET: &str = "fake-client-secret-0123456789";
@@ -27,6 +27,14 @@ fn kek_answer(kid_base: &str) -> Value {
         },
         "attributes": {"enabled": true, "created": 1_700_000_000, "updated": 1_700_000_000},
     })
+}
+
+/// How many requests reached the fake vault with a token (the tries after the challenge).
+fn authorized_tries(fake: &FakeVault) -> usize {
+    fake.seen()
+        .iter()
+        .filter(|s| s.header("authorization").is_some())
+        .count()
 }
 
 fn is_token_request(s: &Seen) -> bool {
@@ -110,17 +118,6 @@ fn download(fake: &FakeVault, url: &str, dir: &Path, extra: &[&str]) -> (Output,
     run_for(&mut cli(url, fake, &fake.url, &args), Duration::from_secs(60))
 }
 
-fn refused(out: &Output, code: i32, needle: &str) {
-    let err = stderr(out);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "expected exit {code} with `{needle}`:\n{err}"
-    );
-    assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
-
 /// This machine's own name, if it resolves to loopback: a host byok cannot tell from a remote one by its name.
 fn own_name() -> String {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
@@ -168,7 +165,7 @@ fn no_token_for_a_resource_that_is_not_key_vault() {
         let fake = vault(&[], resource, |_, url| Reply::json(200, &kek_answer(url)));
         let dir = tempfile::tempdir().expect("tempdir");
         let (out, _) = download(&fake, &fake.url, dir.path(), &[]);
-        refused(&out, 7, "which is not a Key Vault or Managed HSM audience");
+        assert_refused(&out, 7, "which is not a Key Vault or Managed HSM audience");
         assert!(stderr(&out).contains("check the vault URL"), "{}", stderr(&out));
         let seen = fake.seen();
         assert!(
@@ -195,7 +192,7 @@ fn a_remote_host_must_lie_in_the_audience_domain() {
         let url = format!("https://{host}:{}", fake.port);
         let dir = tempfile::tempdir().expect("tempdir");
         let (out, _) = download(&fake, &url, dir.path(), &[]);
-        refused(&out, 7, "doesn't match the requested domain");
+        assert_refused(&out, 7, "doesn't match the requested domain");
         assert!(
             !fake.seen().iter().any(is_token_request),
             "{host}: a token was requested"
@@ -216,7 +213,7 @@ fn redirects_are_not_followed() {
     let fake = vault(&[], "https://vault.azure.net", move |_, _| Reply::redirect(302, &to));
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, _) = download(&fake, &fake.url, dir.path(), &[]);
-    refused(&out, 7, "a redirect to http://127.0.0.1");
+    assert_refused(&out, 7, "a redirect to http://127.0.0.1");
     assert!(
         !dir.path().join("kek.pem").exists(),
         "a KEK served elsewhere was written"
@@ -257,7 +254,7 @@ fn redirects_are_not_followed() {
     let args = ["import", "--name", "target", "--kty", "RSA", "--byok-file", blob];
     let mut cmd = cli(&importer.url, &importer, &importer.url, &args);
     let (out, _) = run_for(&mut cmd, Duration::from_secs(60));
-    refused(&out, 7, "redirect");
+    assert_refused(&out, 7, "redirect");
     assert!(
         importer.seen().iter().any(|s| s.method == "PUT"),
         "the import was sent to the fake vault"
@@ -296,14 +293,10 @@ fn a_vault_that_never_answers_times_out_and_says_which_limit() {
         dir.path(),
         &["--read-timeout", "1", "--request-timeout", "30"],
     );
-    refused(&out, 7, "--read-timeout");
+    assert_refused(&out, 7, "--read-timeout");
     // Three tries (two quick retries), each 1 s of silence, and the waits between them.
     assert!(took < Duration::from_secs(20), "took {took:?}");
-    let tries = fake
-        .seen()
-        .iter()
-        .filter(|s| s.header("authorization").is_some())
-        .count();
+    let tries = authorized_tries(&fake);
     assert_eq!(tries, 3, "a read that timed out is retried twice");
 
     let fake = vault(&[], "https://vault.azure.net", |_, _| Reply::Trickle {
@@ -315,7 +308,7 @@ fn a_vault_that_never_answers_times_out_and_says_which_limit() {
         dir.path(),
         &["--read-timeout", "5", "--request-timeout", "2"],
     );
-    refused(&out, 7, "--request-timeout");
+    assert_refused(&out, 7, "--request-timeout");
     assert!(took < Duration::from_secs(25), "took {took:?}");
 }
 
@@ -329,7 +322,7 @@ fn a_huge_answer_is_refused_unread() {
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, _) = download(&fake, &fake.url, dir.path(), &[]);
-    refused(&out, 7, "larger than 1048576 bytes");
+    assert_refused(&out, 7, "larger than 1048576 bytes");
     assert!(stderr(&out).contains("not a Key Vault answer"), "{}", stderr(&out));
 }
 
@@ -342,25 +335,17 @@ fn a_captive_portal_is_not_retried_and_a_server_error_briefly() {
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, took) = download(&fake, &fake.url, dir.path(), &[]);
-    refused(&out, 7, "not a Key Vault answer");
+    assert_refused(&out, 7, "not a Key Vault answer");
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    let tries = fake
-        .seen()
-        .iter()
-        .filter(|s| s.header("authorization").is_some())
-        .count();
+    let tries = authorized_tries(&fake);
     assert_eq!(tries, 1, "an answer that is not Key Vault's is not asked for again");
 
     let fake = vault(&[], "https://vault.azure.net", |_, _| {
         Reply::json(500, &json!({"error": {"code": "InternalError", "message": "oops"}}))
     });
     let (out, _) = download(&fake, &fake.url, dir.path(), &[]);
-    refused(&out, 7, "HTTP 500");
-    let tries = fake
-        .seen()
-        .iter()
-        .filter(|s| s.header("authorization").is_some())
-        .count();
+    assert_refused(&out, 7, "HTTP 500");
+    let tries = authorized_tries(&fake);
     assert_eq!(
         tries, 3,
         "a server error gets two quick retries, as docs/cli/kek.md says"
@@ -392,7 +377,7 @@ fn an_unreachable_proxy_is_named() {
     );
     cmd.env("HTTPS_PROXY", "http://127.0.0.1:9");
     let (out, _) = run_for(&mut cmd, Duration::from_secs(60));
-    refused(&out, 7, "through the proxy http://127.0.0.1:9 (from HTTPS_PROXY)");
+    assert_refused(&out, 7, "through the proxy http://127.0.0.1:9 (from HTTPS_PROXY)");
 }
 
 #[test]
@@ -426,7 +411,7 @@ fn a_kek_of_another_vault_or_name_is_not_used() {
             let mut cmd = cli(&fake.url, &fake, &fake.url, args);
             cmd.args(token.get_args());
             let (out, _) = run_for(&mut cmd, Duration::from_secs(60));
-            refused(&out, 5, "a key of another vault or name");
+            assert_refused(&out, 5, "a key of another vault or name");
             assert!(
                 !fake.seen().iter().any(|s| s.method != "GET" && !is_token_request(s)),
                 "{:?}",

@@ -12,26 +12,22 @@ use byok_tests::batch::{batch, batch_command, generate_in_nss, manifest, results
 use byok_tests::catalogue::FullDisk;
 use byok_tests::hsm::{Token, env};
 use byok_tests::vault::LocalVault;
-use byok_tests::{byok_cli, run, stderr, stdout};
+use byok_tests::{assert_refused, byok_cli, run, stderr, stdout};
 use serde_json::Value;
 
 fn aes_keys(prefix: &str, n: usize) -> Vec<String> {
     generate_in_nss(prefix, &vec![KeyKind::Aes(AesSize::Aes256); n])
 }
 
-fn arg(p: &Path) -> String {
-    p.display().to_string()
+/// One AES key made in the NSS token: its label and URI.
+fn one_aes_key(prefix: &str) -> (Vec<String>, String) {
+    let labels = aes_keys(prefix, 1);
+    let uri = format!("pkcs11:token=NSS%20Certificate%20DB;object={}", labels[0]);
+    (labels, uri)
 }
 
-fn refused(out: &Output, code: i32, needle: &str) {
-    let err = stderr(out);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "expected exit {code} with `{needle}`:\n{err}"
-    );
-    assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
-    assert!(!err.contains("panicked"), "{err}");
+fn arg(p: &Path) -> String {
+    p.display().to_string()
 }
 
 fn each_once(vault: &LocalVault, prefix: &str, n: usize) {
@@ -72,7 +68,7 @@ fn a_second_run_on_a_state_file_is_refused_with_the_holders_pid() {
         .expect("starts");
     wait_for_keys(&state, 1);
     let second = batch(&vault, Token::Nss, &manifest, &["--resume", &arg(&state)]);
-    refused(
+    assert_refused(
         &second,
         5,
         &format!("is in use by another byok-cli (pid {})", first.id()),
@@ -119,7 +115,7 @@ fn a_state_file_belongs_to_its_vault() {
     assert!(out.status.success(), "{}", stderr(&out));
     let before = state_text(&state);
     let out = batch(&b, Token::Nss, &manifest, &["--resume", &arg(&state)]);
-    refused(
+    assert_refused(
         &out,
         5,
         &format!(
@@ -145,14 +141,14 @@ fn a_state_file_belongs_to_its_vault() {
             &st,
         ],
     );
-    refused(&other_kek, 5, "its KEK is kek, this run's is kek2");
+    assert_refused(&other_kek, 5, "its KEK is kek, this run's is kek2");
     std::fs::write(
         &manifest,
         format!("{}\n# edited\n", std::fs::read_to_string(&manifest).expect("manifest")),
     )
     .expect("edit");
     let edited = batch(&a, Token::Nss, &manifest, &["--resume", &arg(&state)]);
-    refused(&edited, 5, "its manifest (SHA-256) is");
+    assert_refused(&edited, 5, "its manifest (SHA-256) is");
 }
 
 /// A batch stopped by `sig` once two keys are recorded: exit `code`, every key the vault holds has its done line
@@ -268,11 +264,10 @@ fn a_key_imported_before_kill_9_gets_its_record_on_resume() {
 fn a_record_that_cannot_be_written_still_reports_the_import() {
     let vault = LocalVault::start(true, "", |_| {});
     let full = FullDisk::new();
-    let labels = aes_keys("norec", 1);
-    let uri = format!("pkcs11:token=NSS%20Certificate%20DB;object={}", labels[0]);
+    let (labels, uri) = one_aes_key("norec");
     let record = full.path().join("r.json");
     let out = vault.full_transfer(Token::Nss, &uri, "nr", &["--record", &arg(&record)]);
-    refused(
+    assert_refused(
         &out,
         4,
         "was imported and verified as shown above, but its record was not written",
@@ -293,7 +288,7 @@ fn a_record_that_cannot_be_written_still_reports_the_import() {
         &manifest,
         &["--record-dir", &arg(full.path()), "--resume", &arg(&state)],
     );
-    refused(&out, 4, "`nb0` was imported as");
+    assert_refused(&out, 4, "`nb0` was imported as");
     let line: Value = serde_json::from_str(stdout(&out).lines().next().expect("a line")).expect("JSON");
     assert_eq!(line["status"], "done", "{line}");
     assert!(line["record_error"].as_str().is_some(), "{line}");
@@ -304,14 +299,24 @@ fn a_record_that_cannot_be_written_still_reports_the_import() {
 fn conflicting_output_paths_are_refused_before_anything() {
     let vault = LocalVault::start(true, "", |_| {});
     let dir = tempfile::tempdir().expect("tempdir");
-    let labels = aes_keys("paths", 1);
-    let uri = format!("pkcs11:token=NSS%20Certificate%20DB;object={}", labels[0]);
+    let (_, uri) = one_aes_key("paths");
     let same = dir.path().join("out.json");
     let also = format!("{}/./out.json", dir.path().display());
     let out = vault.full_transfer(Token::Nss, &uri, "p", &["--keep-byok", &arg(&same), "--record", &also]);
-    refused(&out, 2, "--keep-byok and --record name the same file");
+    assert_refused(&out, 2, "--keep-byok and --record name the same file");
     assert_eq!(vault.versions("kek") + vault.versions("p"), 0, "nothing was created");
     assert!(!same.exists());
+}
+
+/// `wrap --force --out OUT` of a software key.
+fn wrap_forced(out: &Path) -> Output {
+    run(byok_cli()
+        .args(["wrap", "--allow-software-key", "--force", "--kek-file"])
+        .arg(byok_tests::testdata("keys/kek-rsa2048.spki.pem"))
+        .args(["--kek-kid", byok_tests::KID, "--key-file"])
+        .arg(byok_tests::testdata("keys/ec-p256.pkcs8.pem"))
+        .arg("--out")
+        .arg(out))
 }
 
 #[test]
@@ -319,14 +324,8 @@ fn force_never_replaces_a_special_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let fifo = dir.path().join("fifo");
     assert!(run(std::process::Command::new("mkfifo").arg(&fifo)).status.success());
-    let out = run(byok_cli()
-        .args(["wrap", "--allow-software-key", "--force", "--kek-file"])
-        .arg(byok_tests::testdata("keys/kek-rsa2048.spki.pem"))
-        .args(["--kek-kid", byok_tests::KID, "--key-file"])
-        .arg(byok_tests::testdata("keys/ec-p256.pkcs8.pem"))
-        .arg("--out")
-        .arg(&fifo));
-    refused(&out, 5, "it is not a regular file (a device, FIFO or socket)");
+    let out = wrap_forced(&fifo);
+    assert_refused(&out, 5, "it is not a regular file (a device, FIFO or socket)");
     use std::os::unix::fs::FileTypeExt as _;
     assert!(
         std::fs::symlink_metadata(&fifo)
@@ -339,13 +338,7 @@ fn force_never_replaces_a_special_file() {
     std::fs::write(&target, "keep").expect("target");
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&target, &link).expect("symlink");
-    let out = run(byok_cli()
-        .args(["wrap", "--allow-software-key", "--force", "--kek-file"])
-        .arg(byok_tests::testdata("keys/kek-rsa2048.spki.pem"))
-        .args(["--kek-kid", byok_tests::KID, "--key-file"])
-        .arg(byok_tests::testdata("keys/ec-p256.pkcs8.pem"))
-        .arg("--out")
-        .arg(&link));
+    let out = wrap_forced(&link);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&target).expect("target"), "keep");
 }
@@ -380,7 +373,7 @@ fn a_manifest_chooses_neither_the_module_nor_the_pin_file() {
         );
         for extra in [&[][..], &["--dry-run"][..]] {
             let out = batch(&vault, Token::Nss, &m, extra);
-            refused(&out, 3, message);
+            assert_refused(&out, 3, message);
         }
     }
 }
@@ -396,7 +389,7 @@ fn one_hsm_key_under_two_names_is_refused_unless_allowed() {
         "same.toml",
         &format!("[[key]]\nuri = \"{by_label}\"\nname = \"d1\"\n\n[[key]]\nuri = \"{by_label}\"\nname = \"d2\"\n"),
     );
-    refused(
+    assert_refused(
         &batch(&vault, Token::Nss, &m, &[]),
         3,
         "`d1` and `d2` name the same HSM key",
@@ -433,17 +426,17 @@ fn state_files_are_untrusted_input() {
     // A manifest given as the state file is refused and left as it was.
     let before = std::fs::read(&manifest).expect("manifest");
     let out = batch(&vault, Token::Nss, &manifest, &["--resume", &arg(&manifest)]);
-    refused(&out, 3, "is not byok's (line 1)");
+    assert_refused(&out, 3, "is not byok's (line 1)");
     assert_eq!(std::fs::read(&manifest).expect("manifest"), before);
     // /dev/zero (endless, no newline) is refused at once, without reading it.
     let (out, took) = timed(|| batch(&vault, Token::Nss, &manifest, &["--resume", "/dev/zero"]));
-    refused(&out, 5, "it is not a regular file");
+    assert_refused(&out, 5, "it is not a regular file");
     assert!(took < Duration::from_secs(10), "{took:?}");
     // A symbolic link is not followed.
     let state = dir.path().join("state.jsonl");
     let link = dir.path().join("link.jsonl");
     std::os::unix::fs::symlink(&state, &link).expect("symlink");
-    refused(
+    assert_refused(
         &batch(&vault, Token::Nss, &manifest, &["--resume", &arg(&link)]),
         5,
         "it is a symbolic link",
@@ -455,7 +448,7 @@ fn state_files_are_untrusted_input() {
     assert!(out.status.success(), "{}", stderr(&out));
     let good = state_text(&state);
     std::fs::write(&state, format!("{good}{}\n", "x".repeat(100_000))).expect("long line");
-    refused(
+    assert_refused(
         &batch(&vault, Token::Nss, &manifest, &["--resume", &arg(&state)]),
         5,
         "longer than 65536 bytes",
@@ -539,7 +532,7 @@ fn large_manifests_have_their_own_limit() {
     let huge = dir.path().join("huge.toml");
     let f = std::fs::File::create(&huge).expect("huge");
     f.set_len(65 * 1024 * 1024).expect("sparse 65 MiB");
-    refused(
+    assert_refused(
         &batch(&vault, Token::Nss, &huge, &[]),
         3,
         "bytes, the limit for manifests",
@@ -584,8 +577,7 @@ fn a_pin_file_others_can_read_draws_a_warning() {
 fn aes_records_carry_the_key_check_value_and_the_directory_is_synced() {
     let vault = LocalVault::start(true, "", |_| {});
     let dir = tempfile::tempdir().expect("tempdir");
-    let labels = aes_keys("kcv", 1);
-    let uri = format!("pkcs11:token=NSS%20Certificate%20DB;object={}", labels[0]);
+    let (labels, uri) = one_aes_key("kcv");
     let record = dir.path().join("kcv.record.json");
     let trace = dir.path().join("trace");
     let mut args = byok_tests::vault::full_transfer_args(&uri, "kcv");

@@ -363,12 +363,28 @@ pub(crate) async fn complete(
     );
     let imported = conn.import_key(&request).await.map_err(import_error)?;
     say(6, format!("verifying {}", imported.key.kid));
-    let verification = check(conn, kind, &expectation, &imported.key).await?;
-    record["finished"] = byok_keyvault::Timestamp::now().to_string().into();
-    record["key"] = key_json(&imported.key, kind, &request.name);
-    record["import"] = json!({ "ambiguous_sends": imported.ambiguous });
-    record["verification"] = verification.json();
+    // The key is in the vault now: an error from here on says which version, so nothing imported goes unmentioned.
+    let verification = check(conn, kind, &expectation, &imported.key).await.map_err(|e| {
+        let kid = &imported.key.kid;
+        CliError::new(
+            e.exit,
+            e.error.context(format!("{kid} was imported, but verifying it failed")),
+        )
+        .hint(format!(
+            "look at {kid} before using it or importing again; byok did not add another version"
+        ))
+    })?;
+    let import = json!({ "ambiguous_sends": imported.ambiguous });
+    fill_record(&mut record, &imported.key, kind, &request.name, import, &verification);
     Ok((record, verification))
+}
+
+/// The record's parts that come from the vault: the key version, the import, the verification.
+fn fill_record(record: &mut Value, key: &VaultKey, kind: KeyKind, name: &str, import: Value, v: &Verification) {
+    record["finished"] = byok_keyvault::Timestamp::now().to_string().into();
+    record["key"] = key_json(key, kind, name);
+    record["import"] = import;
+    record["verification"] = v.json();
 }
 
 /// A key an earlier run imported (its transfer tag is `transfer_id`) but did not see to the end — interrupted, or
@@ -387,10 +403,8 @@ pub(crate) async fn adopt(
     } = prepared;
     let verification = check(conn, kind, &expectation, existing).await?;
     record["transfer_id"] = transfer_id.into();
-    record["finished"] = byok_keyvault::Timestamp::now().to_string().into();
-    record["key"] = key_json(existing, kind, &request.name);
-    record["import"] = json!({ "ambiguous_sends": 0, "completed_by_resume": true });
-    record["verification"] = verification.json();
+    let import = json!({ "ambiguous_sends": 0, "completed_by_resume": true });
+    fill_record(&mut record, existing, kind, &request.name, import, &verification);
     // The blob described is this run's, not the one the vault received: say so rather than claim it.
     record["blob"] = json!({ "sha256": null, "bytes": null, "kept_as": null });
     Ok((record, verification))
