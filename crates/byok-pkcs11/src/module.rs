@@ -63,10 +63,14 @@ impl TokenInfo {
     }
 }
 
-/// A loaded, initialised PKCS#11 module. Finalised when dropped. It is `Sync`: sessions on it may be opened and used
-/// on several threads at once, one thread per session (`TokenSession` is `Send`, not `Sync`).
+/// A loaded, initialised PKCS#11 module. Finalised when dropped — only if this `Module` initialised it: in a host
+/// process where another component initialised the same library first, byok uses it and leaves it initialised. It is
+/// `Sync`: sessions on it may be opened and used on several threads at once, one thread per session (`TokenSession` is
+/// `Send`, not `Sync`).
 pub struct Module {
     ctx: Option<Pkcs11>,
+    /// Whether `C_Initialize` succeeded here (not CKR_CRYPTOKI_ALREADY_INITIALIZED): only then is `C_Finalize` ours.
+    initialized_here: bool,
     pub(crate) raw: RawModule,
     path: PathBuf,
     _init_args: Option<CString>,
@@ -82,7 +86,9 @@ impl std::fmt::Debug for Module {
 
 impl Drop for Module {
     fn drop(&mut self) {
-        if let Some(ctx) = self.ctx.take() {
+        if let Some(ctx) = self.ctx.take()
+            && self.initialized_here
+        {
             // Nothing useful can be done if finalising fails while dropping.
             let _ = ctx.finalize();
         }
@@ -113,13 +119,16 @@ impl Module {
             })
         })?;
         let (args, keep) = crate::raw::init_args(config.init_args.as_deref()).map_err(load_err)?;
-        match ctx.initialize(args) {
-            Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        let initialized_here = match ctx.initialize(args) {
+            Ok(()) => true,
+            // Another user in this process (or an earlier `Module`) initialised it: use it, never finalise it.
+            Err(cryptoki::error::Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => false,
             Err(e) => return Err(e.into()),
-        }
+        };
         let raw = RawModule::load(&config.path).map_err(load_err)?;
         Ok(Self {
             ctx: Some(ctx),
+            initialized_here,
             raw,
             path: config.path.clone(),
             _init_args: keep,
