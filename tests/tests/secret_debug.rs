@@ -70,6 +70,15 @@ fn secrets_do_not_show_in_debug_output() {
         hidden(file, &shown, plaintext);
     }
 
+    // The local Key Vault's own client secret (it prints it in its JSON line for clients, never in `Debug`).
+    let vault = byok_tests::vault::LocalVault::start(false, "", |_| {});
+    let shown = format!("{:?} {vault:?}", vault.info);
+    hidden("byok_emulator::Info", &shown, vault.info.client_secret.as_bytes());
+    assert!(
+        shown.contains(&vault.info.vault_url),
+        "the non-secret parts are shown: {shown}"
+    );
+
     let kek = KekPrivateKey::generate(byok_encoding::RsaSize::Rsa2048).expect("a KEK");
     let der = kek.to_pkcs8_der().expect("DER");
     let shown = format!("{kek:?}");

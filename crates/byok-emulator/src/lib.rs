@@ -59,8 +59,9 @@ impl Config {
     }
 }
 
-/// What a client needs to talk to the running vault. Printed by the binary as one JSON line.
-#[derive(Clone, Debug, Serialize)]
+/// What a client needs to talk to the running vault. Printed by the binary as one JSON line (the client secret with
+/// it: a client needs it); never shown by `Debug`.
+#[derive(Clone, Serialize)]
 pub struct Info {
     /// `https://127.0.0.1:{port}`.
     pub vault_url: String,
@@ -81,6 +82,20 @@ pub struct Info {
     pub audience: String,
     /// Where to connect: `127.0.0.1:{port}` (with `--name`, the vault's host name must resolve to it).
     pub connect_to: String,
+}
+
+impl std::fmt::Debug for Info {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Info")
+            .field("vault_url", &self.vault_url)
+            .field("ca_file", &self.ca_file)
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("authority_host", &self.authority_host)
+            .field("audience", &self.audience)
+            .field("connect_to", &self.connect_to)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) struct Shared {
