@@ -49,26 +49,98 @@ fn holder_pid(ino: u64) -> Option<u32> {
     })
 }
 
-/// Held while one key name in one vault is being looked up, imported and verified.
+/// How many lock files the key locks are spread over: two processes on different keys rarely share one, and the
+/// directory never grows past this (one file per key would leave a file behind for every key ever transferred).
+const STRIPES: usize = 256;
+
+/// Machine-wide locks on key names in vaults, held from the look-up to the verification so that two byok processes
+/// never both find a name free and both import. A name maps to one of [`STRIPES`] lock files, flock'ed while any
+/// task of this process works on a name of that stripe (names within one process are unique: a batch refuses a
+/// manifest that lists one twice). Taking a lock costs a couple of system calls; each file is opened once.
 #[derive(Debug)]
-pub(crate) struct KeyLock {
-    _file: File,
+pub(crate) struct KeyLocks {
+    dir: PathBuf,
+    stripes: Vec<std::sync::Mutex<Stripe>>,
 }
 
-impl KeyLock {
-    /// Waits until no other byok process on this machine works on `name` in `vault`.
-    pub(crate) fn acquire(vault: &str, name: &str) -> io::Result<Self> {
-        let digest = hex::encode(Sha256::digest(format!("{vault}\n{name}").as_bytes()));
-        let path = lock_dir()?.join(format!("{}.lock", &digest[..32]));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)?;
-        file.lock()?;
-        Ok(Self { _file: file })
+#[derive(Debug, Default)]
+struct Stripe {
+    file: Option<File>,
+    /// Tasks of this process holding the stripe: the flock is taken by the first and released by the last.
+    holders: usize,
+}
+
+/// A held key lock; released when dropped.
+#[derive(Debug)]
+pub(crate) struct KeyLock<'a> {
+    stripe: &'a std::sync::Mutex<Stripe>,
+}
+
+impl Drop for KeyLock<'_> {
+    fn drop(&mut self) {
+        let mut s = self.stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.holders -= 1;
+        if s.holders == 0
+            && let Some(f) = &s.file
+        {
+            // Closing would release it too; unlocking keeps the file open for the next name of this stripe.
+            let _ = f.unlock();
+        }
+    }
+}
+
+impl KeyLocks {
+    /// The lock directory, checked (private to this user); no file is opened yet.
+    pub(crate) fn new() -> io::Result<Self> {
+        Ok(Self {
+            dir: lock_dir()?,
+            stripes: (0..STRIPES).map(|_| std::sync::Mutex::default()).collect(),
+        })
+    }
+
+    /// Waits until no other byok process on this machine works on a name of this one's stripe.
+    pub(crate) async fn lock(&self, vault: &str, name: &str) -> io::Result<KeyLock<'_>> {
+        let digest = Sha256::digest(format!("{vault}\n{name}").as_bytes());
+        let index = usize::from(u16::from_be_bytes([digest[0], digest[1]])) % STRIPES;
+        let stripe = &self.stripes[index];
+        loop {
+            if self.try_take(stripe, index)? {
+                return Ok(KeyLock { stripe });
+            }
+            // Another process works on a name of this stripe: it is done within one transfer's time.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    fn try_take(&self, stripe: &std::sync::Mutex<Stripe>, index: usize) -> io::Result<bool> {
+        let mut s = stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if s.holders > 0 {
+            s.holders += 1;
+            return Ok(true);
+        }
+        if s.file.is_none() {
+            s.file = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(self.dir.join(format!("key-{index:03}.lock")))?,
+            );
+        }
+        let file = s
+            .file
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the lock file is not open"))?;
+        match file.try_lock() {
+            Ok(()) => {
+                s.holders = 1;
+                Ok(true)
+            }
+            Err(TryLockError::WouldBlock) => Ok(false),
+            Err(TryLockError::Error(e)) => Err(e),
+        }
     }
 }
 
@@ -111,5 +183,24 @@ mod tests {
         assert!(message.contains("in use by another byok-cli"), "{message}");
         drop(first);
         lock_state(&second, &path).expect("free again");
+    }
+
+    #[test]
+    fn a_key_lock_excludes_another_process_until_released() {
+        // Two `KeyLocks` open their own files, as two processes would.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (a, b) = (KeyLocks::new().expect("locks"), KeyLocks::new().expect("locks"));
+        let vault = format!("https://lock-test-{}.vault.azure.net", std::process::id());
+        rt.block_on(async {
+            let held = a.lock(&vault, "k").await.expect("lock");
+            let waiting = tokio::time::timeout(std::time::Duration::from_millis(200), b.lock(&vault, "k")).await;
+            assert!(waiting.is_err(), "the second process must wait");
+            drop(held);
+            let taken = tokio::time::timeout(std::time::Duration::from_secs(5), b.lock(&vault, "k")).await;
+            assert!(taken.is_ok_and(|l| l.is_ok()), "free once released");
+        });
     }
 }

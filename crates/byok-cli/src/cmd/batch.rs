@@ -24,6 +24,7 @@ use crate::cmd::vault::VaultArgs;
 use crate::cmd::wrap::WrapArgs;
 use crate::exit::{CliError, Exit, Result};
 use crate::files;
+use crate::locks::KeyLocks;
 use crate::state::{Binding, Previous, StateFile};
 use crate::ui::Ui;
 
@@ -617,6 +618,9 @@ fn transfer_all(
             record_dir: args.record_dir.as_deref(),
             seen_keys: Mutex::new(HashMap::new()),
             allow_duplicate_keys: args.allow_duplicate_keys,
+            locks: Arc::new(
+                KeyLocks::new().map_err(|e| CliError::msg(Exit::Io, format!("cannot prepare the key locks: {e}")))?,
+            ),
         };
         let sessions = usize::from(args.hsm_sessions).min(todo.len()).max(1);
         let outcome: Result<()> = std::thread::scope(|scope| {
@@ -697,6 +701,7 @@ struct Work<'a> {
     /// The HSM keys taken so far (label, id) and the name each goes to.
     seen_keys: Mutex<HashMap<(String, Vec<u8>), String>>,
     allow_duplicate_keys: bool,
+    locks: Arc<KeyLocks>,
 }
 
 impl Work<'_> {
@@ -736,11 +741,11 @@ impl Work<'_> {
                     continue;
                 }
             };
-            let (conn, report, ui) = (self.conn.clone(), self.report.clone(), self.ui);
+            let (conn, report, ui, locks) = (self.conn.clone(), self.report.clone(), self.ui, self.locks.clone());
             let (name, intent) = (item.name.clone(), self.previous.started.get(&item.name).cloned());
             self.rt.spawn(async move {
                 let _permit = permit;
-                let outcome = import_one(&conn, ui, &report, prepared, intent.as_deref()).await;
+                let outcome = import_one(&conn, ui, &report, &locks, prepared, intent.as_deref()).await;
                 if let Err(e) = report.key(&name, &outcome) {
                     // A result that cannot be written (state file, record) stops the batch: results must not be lost.
                     report.stop.store(true, Ordering::Relaxed);
@@ -809,16 +814,14 @@ async fn import_one(
     conn: &Connection,
     ui: Ui,
     report: &Report,
+    locks: &KeyLocks,
     prepared: transfer::Prepared,
     intent: Option<&str>,
 ) -> Outcome {
     let name = prepared.request.name.clone();
-    let (url, locked_name) = (conn.vault().url().to_owned(), name.clone());
-    let lock = tokio::task::spawn_blocking(move || crate::locks::KeyLock::acquire(&url, &locked_name)).await;
-    let _lock = match lock {
-        Ok(Ok(l)) => l,
-        Ok(Err(e)) => return Outcome::failed("looking in the vault", format!("cannot take the lock for the key: {e}")),
-        Err(e) => return Outcome::failed("looking in the vault", e.to_string()),
+    let _lock = match locks.lock(conn.vault().url(), &name).await {
+        Ok(l) => l,
+        Err(e) => return Outcome::failed("looking in the vault", format!("cannot take the lock for the key: {e}")),
     };
     const LOOK: &str = "looking in the vault";
     match conn.get_key(&name, None).await {

@@ -150,7 +150,11 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         };
         let keep = args.keep_byok.as_deref().map(|f| (f, args.force));
         let prepared = prepare(&pipeline, session, &key, kind, request, started, keep)?;
-        let _lock = key_lock(conn.vault(), &args.name)?;
+        let locks = crate::locks::KeyLocks::new()
+            .map_err(|e| CliError::msg(Exit::Io, format!("cannot prepare the key locks: {e}")))?;
+        let _lock = rt
+            .block_on(locks.lock(conn.vault().url(), &args.name))
+            .map_err(|e| CliError::msg(Exit::Io, format!("cannot take the lock for key `{}`: {e}", args.name)))?;
         let (record, verification) = rt.block_on(complete(&conn, ui, true, prepared))?;
         // The key is in the vault now: whatever happens to the record, say what was imported.
         let written = args.record.as_deref().map(|file| write_record(file, &record, args.force)).transpose();
@@ -172,13 +176,6 @@ pub(crate) fn write_record(file: &Path, record: &Value, force: bool) -> Result<(
         .map_err(|e| CliError::msg(Exit::Internal, format!("cannot encode the record: {e}")))?;
     text.push(b'\n');
     files::write_atomic(file, &text, force)
-}
-
-/// The machine-wide lock on one key name in one vault, held from the look-up to the verification: two byok
-/// processes never both find the name free and both import.
-pub(crate) fn key_lock(vault: &byok_keyvault::Vault, name: &str) -> Result<crate::locks::KeyLock> {
-    crate::locks::KeyLock::acquire(vault.url(), name)
-        .map_err(|e| CliError::msg(Exit::Io, format!("cannot take the lock for key `{name}`: {e}")))
 }
 
 /// What every key of a transfer shares: the vault, the KEK, how to wrap.
