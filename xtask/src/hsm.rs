@@ -42,6 +42,10 @@ pub(crate) fn setup() -> Result<PathBuf> {
     if !Path::new("/usr/sbin/debootstrap").exists() {
         missing.push("debootstrap");
     }
+    // The tests watch system calls with it (the record's directory is fsync'ed after the rename).
+    if !works(Command::new("strace").arg("-V")) {
+        missing.push("strace");
+    }
     if !missing.is_empty() {
         apt_install(&missing)?;
     }
