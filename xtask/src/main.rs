@@ -60,6 +60,7 @@ fn ci() -> Result<()> {
     exec(cargo().args(["fmt", "--all", "--check"]))?;
     exec(cargo().args([
         "clippy",
+        "--locked",
         "--workspace",
         "--all-targets",
         "--quiet",
@@ -70,18 +71,19 @@ fn ci() -> Result<()> {
     util::ensure_cargo_tool("cargo-deny", "cargo-deny", "0.20.2")?;
     // The advisories check needs the advisory database from the network: see docs/security.md.
     exec(cargo().args(["deny", "--log-level", "error", "check", "licenses", "bans", "sources"]))?;
-    exec(cargo().args(["build", "--workspace", "--bins", "--quiet"]))?;
+    // `--locked` from here on: CI builds exactly the dependency set in Cargo.lock, or fails.
+    exec(cargo().args(["build", "--locked", "--workspace", "--bins", "--quiet"]))?;
     hsm::setup()?;
     interop::run()?;
-    exec(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
+    exec(cargo().args(["test", "--locked", "--workspace", "--doc", "--quiet"]))?;
     // Each parser briefly under libFuzzer (nightly), the saved regressions among the seeds.
     fuzz::run(&["--smoke".to_owned()])?;
     // Last, so that the test runner's summary closes the output.
     let nextest = util::works(cargo().args(["nextest", "--version"]));
     if nextest {
-        exec(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))
+        exec(cargo().args(["nextest", "run", "--locked", "--workspace", "--no-fail-fast"]))
     } else {
-        exec(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+        exec(cargo().args(["test", "--locked", "--workspace", "--no-fail-fast"]))
     }
     .or_else(|e| bail!("tests failed: {e:#}"))
 }

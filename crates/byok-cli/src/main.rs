@@ -1,5 +1,6 @@
 //! `byok-cli`: move a key from an HSM into Azure Key Vault or Managed HSM without it ever existing in plaintext
-//! outside an HSM. This binary only parses, wires and prints; the work happens in the byok-* crates.
+//! outside an HSM. This binary parses, wires and prints; the HSM, vault and wrap work happens in the byok-* crates.
+//! The transfer and batch workflows still live in `cmd/` (issue #13 moves them into a `byok-transfer` library).
 
 #![forbid(unsafe_code)]
 

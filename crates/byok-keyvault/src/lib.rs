@@ -65,6 +65,13 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the vault said the key (or version) does not exist (HTTP 404).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Service { status: Some(404), .. })
+    }
+}
+
 /// A Key Vault or Managed HSM, by its URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vault {

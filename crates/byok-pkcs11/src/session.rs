@@ -864,3 +864,66 @@ fn key_type_name(k: KeyType) -> String {
         .find(|(t, _)| *t == k)
         .map_or_else(|| format!("key type {k}"), |(_, n)| (*n).to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selftest::PathReport;
+
+    fn report(verdicts: [Verdict; 3]) -> SelfTestReport {
+        SelfTestReport {
+            paths: WrapPath::ALL
+                .into_iter()
+                .zip(verdicts)
+                .map(|(path, verdict)| PathReport { path, verdict })
+                .collect(),
+        }
+    }
+
+    fn options(choice: WrapChoice, allow_nonconformant: bool) -> WrapOptions {
+        WrapOptions {
+            choice,
+            allow_nonconformant,
+        }
+    }
+
+    #[test]
+    fn the_wrap_path_is_chosen_by_the_self_test() {
+        let softhsm = report([
+            Verdict::Unsupported("no 0x1054".into()),
+            Verdict::Unsupported("no 0x210B".into()),
+            Verdict::AlignedOnly("pads".into()),
+        ]);
+        let auto = options(WrapChoice::Auto, false);
+        // An aligned-only path serves AES keys, not PKCS#8 ones.
+        assert_eq!(choose_path(&softhsm, auto, true), Ok((WrapPath::TwoStepPad, None)));
+        assert!(matches!(
+            choose_path(&softhsm, auto, false),
+            Err(Error::Nonconformant(_))
+        ));
+        // Overridden, it is used and the reason travels with it.
+        let (path, why) = choose_path(&softhsm, options(WrapChoice::Auto, true), false).expect("overridden");
+        assert_eq!(path, WrapPath::TwoStepPad);
+        assert!(why.is_some_and(|w| w.contains("multiple of 8")));
+        // A forced path the token does not offer is refused, whatever the override.
+        assert_eq!(
+            choose_path(&softhsm, options(WrapChoice::Path(WrapPath::OneShot), true), true),
+            Err(Error::PathUnsupported(WrapPath::OneShot))
+        );
+        // A forced aligned-only path for a PKCS#8 key says why it is unsafe.
+        assert!(matches!(
+            choose_path(&softhsm, options(WrapChoice::Path(WrapPath::TwoStepPad), false), false),
+            Err(Error::UnsafeForKey {
+                path: WrapPath::TwoStepPad,
+                ..
+            })
+        ));
+        // The first conformant path in auto's order wins.
+        let nss = report([
+            Verdict::Unsupported("no 0x1054".into()),
+            Verdict::Conformant,
+            Verdict::Failed("PKCS#7".into()),
+        ]);
+        assert_eq!(choose_path(&nss, auto, false), Ok((WrapPath::TwoStepKwp, None)));
+    }
+}

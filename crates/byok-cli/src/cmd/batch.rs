@@ -852,7 +852,7 @@ async fn import_one(
                 Err(e) => Outcome::failed(LOOK, format!("{:#}", e.error)),
             };
         }
-        Err(byok_keyvault::Error::Service { status: Some(404), .. }) => {}
+        Err(e) if e.is_not_found() => {}
         Err(e) => return Outcome::failed(LOOK, e.to_string()),
     }
     if let Err(e) = report.started(&name, &prepared.request.transfer_id) {
@@ -1013,9 +1013,7 @@ fn dry_run(
                 args.kek.kek_name, k.kty, k.key_ops
             ),
         ),
-        Err(byok_keyvault::Error::Service { status: Some(404), .. }) => {
-            say("(KEK)", true, format!("would create `{}`", args.kek.kek_name))
-        }
+        Err(e) if e.is_not_found() => say("(KEK)", true, format!("would create `{}`", args.kek.kek_name)),
         Err(e) => say("(KEK)", false, e.to_string()),
     }
     for item in items {
@@ -1046,9 +1044,7 @@ fn dry_run(
             continue;
         }
         match rt.block_on(conn.get_key(&item.name, None)) {
-            Err(byok_keyvault::Error::Service { status: Some(404), .. }) => {
-                say(&item.name, true, format!("would transfer {}", key.describe()))
-            }
+            Err(e) if e.is_not_found() => say(&item.name, true, format!("would transfer {}", key.describe())),
             Ok(existing) => match same_key(conn, rt, session, &key, kind, &existing) {
                 Ok(true) => say(
                     &item.name,
@@ -1112,5 +1108,65 @@ fn same_key(
                 .map_err(|e| e.to_string())?;
             Ok(from_hsm == from_vault)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(text: &str, allow_duplicates: bool) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("m.toml");
+        std::fs::write(&file, text).expect("manifest");
+        match read_manifest(&file, allow_duplicates) {
+            Ok(_) => String::new(),
+            Err(e) => e.error.to_string(),
+        }
+    }
+
+    #[test]
+    fn manifests_are_validated() {
+        let key = |uri: &str, name: &str| format!("[[key]]\nuri = \"{uri}\"\nname = \"{name}\"\n");
+        let ok = key("pkcs11:token=t;object=a", "a") + &key("pkcs11:token=t;object=b", "b");
+        assert_eq!(refusal(&ok, false), "");
+        let cases = [
+            (
+                key("pkcs11:token=t;object=a?module-path=/tmp/x.so", "a"),
+                "a module-path in a manifest URI is refused",
+            ),
+            (
+                key("pkcs11:token=t;object=a?pin-source=file:/etc/shadow", "a"),
+                "a pin-source in a manifest URI is refused",
+            ),
+            (
+                key("pkcs11:token=t;object=a?pin-value=1234", "a"),
+                "a pin-value in a manifest URI is refused",
+            ),
+            (
+                key("pkcs11:token=t;object=a", "a") + &key("pkcs11:token=t;object=a", "b"),
+                "`a` and `b` name the same HSM key",
+            ),
+            (
+                key("pkcs11:token=t;object=a", "a") + &key("pkcs11:token=t;object=b", "a"),
+                "the name `a` is listed twice",
+            ),
+            (
+                key("pkcs11:token=t;object=a", "a") + &key("pkcs11:token=u;object=b", "b"),
+                "names another token",
+            ),
+            (key("pkcs11:token=t;object=a", "a_b"), "is not a key name"),
+            (
+                "[defaults]\nname = \"x\"\n".to_owned() + &key("pkcs11:token=t;object=a", "a"),
+                "[defaults] takes",
+            ),
+            ("# nothing\n".to_owned(), "lists no [[key]]"),
+        ];
+        for (text, needle) in cases {
+            let got = refusal(&text, false);
+            assert!(got.contains(needle), "{text}\n=> {got}");
+        }
+        let dup = key("pkcs11:token=t;object=a", "a") + &key("pkcs11:token=t;object=a", "b");
+        assert_eq!(refusal(&dup, true), "", "--allow-duplicate-keys");
     }
 }

@@ -142,7 +142,7 @@ pub(crate) fn check_kek(conn: &Connection, rt: &tokio::runtime::Runtime, blob: &
     let kek = rt
         .block_on(conn.get_kek(kid.name(), Some(kid.version())))
         .map_err(|e| match e {
-            byok_keyvault::Error::Service { status: Some(404), .. } => CliError::msg(
+            e if e.is_not_found() => CliError::msg(
                 Exit::Vault,
                 format!("the KEK the blob names ({kid}) does not exist in {}", conn.vault()),
             )

@@ -475,7 +475,7 @@ pub(crate) fn kek(
         .hint(
             "choose another --kek-name; byok does not add a KEK version on top of a key that is used for other things",
         )),
-        Err(byok_keyvault::Error::Service { status: Some(404), .. }) => create(),
+        Err(e) if e.is_not_found() => create(),
         Err(byok_keyvault::Error::Answer { reason, .. }) => Err(CliError::msg(
             Exit::Refused,
             format!("`{}` exists in {} but is not an RSA KEK ({reason})", name, conn.vault()),

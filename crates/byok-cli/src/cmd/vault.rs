@@ -129,9 +129,7 @@ pub(crate) fn error(e: byok_keyvault::Error) -> CliError {
             "the credential was refused or could not get a token: check AZURE_TENANT_ID, AZURE_CLIENT_ID and the \
              secret or token file (and AZURE_AUTHORITY_HOST), or choose another --auth",
         ),
-        E::Service { status: Some(404), .. } => {
-            Some("check the key name and the vault (byok never creates keys you did not ask for)")
-        }
+        e if e.is_not_found() => Some("check the key name and the vault (byok never creates keys you did not ask for)"),
         E::Service { code: Some(c), .. } if c == "Ambiguous" => {
             Some("nothing was sent twice; look at the key in the vault before trying again")
         }
