@@ -84,6 +84,12 @@ pub fn assert_refused(out: &Output, code: i32, needle: &str) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// A testdata KEK's private key (`testdata/keys/kek-rsa{bits}.pkcs8.pem`), to open what byok wrapped to it.
+pub fn kek_private(bits: u32) -> byok_wrap::KekPrivateKey {
+    let pem = std::fs::read(testdata(&format!("keys/kek-rsa{bits}.pkcs8.pem"))).expect("KEK file");
+    byok_wrap::KekPrivateKey::from_private_key_file(&pem).expect("KEK private key")
+}
+
 /// A file in `testdata/`.
 pub fn testdata(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(path)

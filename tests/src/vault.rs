@@ -103,6 +103,23 @@ impl LocalVault {
         self.cli(Some(token), &args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
+    /// A KEK version's private key, from this vault's state (the only place it exists), to open the blobs it got.
+    pub fn kek_private(&self, kid: &str) -> byok_wrap::KekPrivateKey {
+        use base64::Engine as _;
+        let versions: Vec<Value> =
+            serde_json::from_slice(&std::fs::read(self.state.join("keys/kek.json")).expect("the KEK's state file"))
+                .expect("JSON");
+        let version = kid.rsplit('/').next().expect("version");
+        let v = versions
+            .iter()
+            .find(|v| v["version"].as_str() == Some(version))
+            .expect("the KEK version the blob names");
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(v["material"]["pkcs8"].as_str().expect("RSA material"))
+            .expect("base64");
+        byok_wrap::KekPrivateKey::from_pkcs8_der(&der).expect("a KEK")
+    }
+
     /// How many versions the vault holds of a key (from its state file).
     pub fn versions(&self, name: &str) -> usize {
         let path = self.state.join("keys").join(format!("{name}.json"));

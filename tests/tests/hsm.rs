@@ -9,15 +9,7 @@ use byok_blob::ByokBlob;
 use byok_encoding::{Kty, TargetKey};
 use byok_tests::hsm::{Token, workspace};
 use byok_tests::{KID, byok_cli, run, stderr, stdout, testdata};
-use byok_wrap::KekPrivateKey;
 use serde_json::Value;
-
-fn kek_private(bits: u32) -> KekPrivateKey {
-    KekPrivateKey::from_private_key_file(
-        &std::fs::read(testdata(&format!("keys/kek-rsa{bits}.pkcs8.pem"))).expect("KEK"),
-    )
-    .expect("KEK private key")
-}
 
 fn aes_kcv(key: &[u8]) -> String {
     use aes::cipher::{BlockCipherEncrypt, KeyInit};
@@ -57,7 +49,7 @@ fn wrap_and_check(token: Token, key: &Value, bits: u32, expect_path: &str) {
     let blob_path = host_dir.join(format!("{label}.byok"));
     let blob = ByokBlob::from_json(&std::fs::read(&blob_path).expect("blob")).expect("valid .byok");
     assert!(blob.generator().is_some_and(|g| g.contains(expect_path)));
-    let plaintext = kek_private(bits)
+    let plaintext = byok_tests::kek_private(bits)
         .unwrap(blob.ciphertext())
         .unwrap_or_else(|e| panic!("{label}: {e}"));
     let kind = key["kind"].as_str().expect("kind");
@@ -194,7 +186,7 @@ fn softhsm_wraps_aes_but_refuses_pkcs8_unless_overridden() {
     let blob = ByokBlob::from_json(&std::fs::read(host.join("ec.byok")).expect("blob")).expect("valid");
     assert!(blob.generator().is_some_and(|g| g.contains("NONCONFORMANT")));
     // The bug itself: strict PKCS#8 followed by zero padding to a multiple of 8.
-    let pt = kek_private(2048).unwrap(blob.ciphertext()).expect("opens");
+    let pt = byok_tests::kek_private(2048).unwrap(blob.ciphertext()).expect("opens");
     assert!(TargetKey::from_pkcs8_der(&pt).is_err(), "a strict reader refuses it");
     let der_len = 2 + usize::from(pt[1]); // a P-256 PKCS#8 is under 128 bytes
     assert!(pt.len().is_multiple_of(8) && pt.len() > der_len && pt[der_len..].iter().all(|&b| b == 0));

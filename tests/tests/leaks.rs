@@ -14,7 +14,6 @@ use byok_blob::ByokBlob;
 use byok_tests::hsm::Token;
 use byok_tests::vault::LocalVault;
 use byok_tests::{byok_cli, run, stderr, stdout};
-use byok_wrap::KekPrivateKey;
 use serde_json::Value;
 
 /// Every way a secret could show up in text or bytes: raw, hex (both cases), base64 and base64url (padded or not, at
@@ -69,22 +68,6 @@ fn files(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// The KEK's private key, from the local Key Vault's state (the only place it exists).
-fn kek_private(vault: &LocalVault, kid: &str) -> KekPrivateKey {
-    let versions: Vec<Value> =
-        serde_json::from_slice(&std::fs::read(vault.state.join("keys/kek.json")).expect("the KEK's state file"))
-            .expect("JSON");
-    let version = kid.rsplit('/').next().expect("version");
-    let v = versions
-        .iter()
-        .find(|v| v["version"].as_str() == Some(version))
-        .expect("the KEK version the blob names");
-    let der = STANDARD
-        .decode(v["material"]["pkcs8"].as_str().expect("RSA material"))
-        .expect("base64");
-    KekPrivateKey::from_pkcs8_der(&der).expect("a KEK")
-}
-
 #[test]
 fn full_transfer_leaves_no_trace_of_what_it_moved() {
     let vault = LocalVault::start(true, "", |_| {});
@@ -113,7 +96,7 @@ fn full_transfer_leaves_no_trace_of_what_it_moved() {
 
         // Learn the secrets: open the blob with the KEK's private key.
         let blob = ByokBlob::from_json(&std::fs::read(&blob_file).expect("kept blob")).expect("valid blob");
-        let kek = kek_private(&vault, &blob.kid().to_string());
+        let kek = vault.kek_private(&blob.kid().to_string());
         let plaintext = kek.unwrap(blob.ciphertext()).expect("the KEK opens it");
         let rsa_len = 256; // the 2048-bit KEK's RSA part
         let aes_key = kek
@@ -264,7 +247,7 @@ fn batch_leaves_no_trace_of_the_keys_the_pin_or_the_access_tokens() {
     let mut aes_keys = Vec::new();
     for file in &blobs {
         let blob = ByokBlob::from_json(file).expect("a valid blob");
-        let kek = kek_private(&vault, &blob.kid().to_string());
+        let kek = vault.kek_private(&blob.kid().to_string());
         let plaintext = kek.unwrap(blob.ciphertext()).expect("the KEK opens it");
         let aes_key = kek.decrypt_aes_key(&blob.ciphertext()[..256]).expect("the AES key");
         assert!(plaintext.len() >= 16, "a real key");

@@ -5,12 +5,6 @@ use std::path::Path;
 use byok_blob::ByokBlob;
 use byok_encoding::{Kty, TargetKey};
 use byok_tests::{KID, byok_cli, listing, run, stderr, stdout, testdata};
-use byok_wrap::KekPrivateKey;
-
-fn kek_private(bits: u32) -> KekPrivateKey {
-    let pem = std::fs::read(testdata(&format!("keys/kek-rsa{bits}.pkcs8.pem"))).expect("KEK file");
-    KekPrivateKey::from_private_key_file(&pem).expect("KEK private key")
-}
 
 /// Wraps `key` to the `bits` KEK through the binary and returns the blob.
 fn wrap(dir: &Path, bits: u32, key: &str, extra: &[&str]) -> ByokBlob {
@@ -45,7 +39,7 @@ fn every_target_kind_round_trips_under_every_kek_size() {
         ("aes256.raw", Some("oct")),
     ];
     for bits in [2048, 3072, 4096] {
-        let kek = kek_private(bits);
+        let kek = byok_tests::kek_private(bits);
         for (key, kty) in targets {
             let extra: Vec<&str> = kty.map(|k| vec!["--kty", k]).unwrap_or_default();
             let blob = wrap(dir.path(), bits, key, &extra);
@@ -70,7 +64,7 @@ fn every_target_kind_round_trips_under_every_kek_size() {
 fn pkcs8_input_is_wrapped_byte_for_byte() {
     let dir = tempfile::tempdir().expect("tempdir");
     let blob = wrap(dir.path(), 2048, "rsa2048.pkcs8.der", &[]);
-    let plaintext = kek_private(2048).unwrap(blob.ciphertext()).expect("opens");
+    let plaintext = byok_tests::kek_private(2048).unwrap(blob.ciphertext()).expect("opens");
     assert_eq!(
         *plaintext,
         std::fs::read(testdata("keys/rsa2048.pkcs8.der")).expect("source")
@@ -80,7 +74,7 @@ fn pkcs8_input_is_wrapped_byte_for_byte() {
 #[test]
 fn jwk_kek_supplies_its_kid() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let kek = kek_private(2048);
+    let kek = byok_tests::kek_private(2048);
     let jwk = serde_json::json!({
         "key": {
             "kid": KID.replace("/kek/", "/jwk-kek/"),
@@ -158,7 +152,7 @@ fn force_replaces_and_json_reports() {
     let written = std::fs::read(&out).expect("replaced");
     assert_eq!(report["bytes"], written.len());
     let blob = ByokBlob::from_json(&written).expect("valid");
-    let plaintext = kek_private(4096).unwrap(blob.ciphertext()).expect("opens");
+    let plaintext = byok_tests::kek_private(4096).unwrap(blob.ciphertext()).expect("opens");
     assert_eq!(
         TargetKey::from_plaintext(Kty::Ec, &plaintext)
             .expect("EC")
