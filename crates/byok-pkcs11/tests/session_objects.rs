@@ -1,5 +1,6 @@
 //! No session object outlives a wrap, successful or refused (NSS softokn from `cargo xtask setup`, in process).
 //! The two-step paths make an ephemeral AES key and every path makes a KEK object: both must be gone.
+//! And a library shared with another user in the process: byok never finalises what it did not initialise.
 
 use byok_encoding::{AesSize, KekPublicKey, KeyKind, RsaSize};
 use byok_pkcs11::{Error, Module, ModuleConfig, Pkcs11Uri, WrapChoice, WrapOptions, WrapPath};
@@ -126,4 +127,24 @@ fn no_session_object_survives() {
         0,
         "a fresh session finds nothing left behind"
     );
+}
+
+/// byok inside a host process: another user of the same library initialised it first. byok must use it
+/// (CKR_CRYPTOKI_ALREADY_INITIALIZED is not an error) and must not finalise a library it did not initialise.
+#[test]
+fn a_second_user_of_the_library_leaves_it_initialised() {
+    let uri: Pkcs11Uri = "pkcs11:token=NSS%20Certificate%20DB".parse().expect("uri");
+    // The host's component: it initialised the library first.
+    let host = Module::load(&nss()).expect("NSS loads");
+    let host_session = host.open(&uri, None).expect("the host's session");
+    {
+        // byok, later, in the same process: the library is initialised already.
+        let byok = Module::load(&nss()).expect("an initialised library is usable");
+        let session = byok.open(&uri, None).expect("byok's session");
+        session.list_keys().expect("byok lists keys");
+    }
+    // byok is gone; the host's session and library still work.
+    host_session.list_keys().expect("the host's session survives byok");
+    let again = host.open(&uri, None).expect("the host opens another session");
+    again.list_keys().expect("and uses it");
 }
