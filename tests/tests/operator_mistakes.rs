@@ -624,3 +624,45 @@ fn aes_records_carry_the_key_check_value_and_the_directory_is_synced() {
         "the directory is not fsync'ed:\n{log}"
     );
 }
+
+#[test]
+fn each_state_line_is_one_write() {
+    // Under strace: every write to the state file is one whole line, so a crash never leaves half a line and a
+    // line from another writer can never be interleaved into one.
+    let vault = LocalVault::start(true, "", |_| {});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = manifest(dir.path(), &aes_keys("onewrite", 2), "o");
+    let (state, trace) = (dir.path().join("state.jsonl"), dir.path().join("trace"));
+    let cmd = batch_command(&vault, Token::Nss, &manifest, &["--resume", &arg(&state)]);
+    let mut traced = std::process::Command::new("strace");
+    traced
+        .args(["-f", "-qq", "-s", "4096", "-e", "trace=openat,write,writev", "-o"])
+        .arg(&trace);
+    traced.arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => traced.env(k, v),
+            None => traced.env_remove(k),
+        };
+    }
+    let out = run(&mut traced);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = std::fs::read_to_string(&trace).expect("trace");
+    let opened = format!("\"{}\"", state.display());
+    let fd = log
+        .lines()
+        .filter(|l| l.contains("openat") && l.contains(&opened) && l.contains("O_APPEND"))
+        .find_map(|l| l.rsplit("= ").next()?.trim().parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("the state file is not opened for appending:\n{log}"));
+    let writes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&format!("write({fd}, ")) || l.contains(&format!("writev({fd}, ")))
+        .collect();
+    // The header, then a `started` and a `done` line per key.
+    assert_eq!(writes.len(), 5, "{writes:#?}");
+    for w in &writes {
+        let text = w.split_once(", \"").map(|(_, t)| t).expect("a string");
+        assert_eq!(text.matches("\\n").count(), 1, "one line per write: {w}");
+        assert!(text.contains("}\\n\""), "the line ends in that write: {w}");
+    }
+}
