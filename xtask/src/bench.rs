@@ -293,81 +293,137 @@ struct BatchNumbers {
     rss_1000_mib: f64,
 }
 
+/// One `byok-cli batch` of the NSS keys `bench-{range}` as `{prefix}{i}` into the vault `info`: keys/s and peak RSS (MiB).
+fn run_batch(
+    cli: &Path,
+    info: &serde_json::Value,
+    init_args: &str,
+    dir: &Path,
+    range: std::ops::Range<u32>,
+    prefix: &str,
+) -> Result<(f64, f64)> {
+    const JOBS: &str = "16";
+    let s = |k: &str| info[k].as_str().unwrap_or_default().to_owned();
+    let mut manifest = String::new();
+    for i in range {
+        manifest.push_str(&format!(
+            "[[key]]\nuri = \"pkcs11:token=NSS%20Certificate%20DB;object=bench-{i}\"\nname = \"{prefix}{i}\"\n"
+        ));
+    }
+    let file = dir.join(format!("{prefix}manifest.toml"));
+    std::fs::write(&file, manifest)?;
+    let rss = dir.join(format!("{prefix}rss"));
+    let out = capture(
+        Command::new("/usr/bin/time")
+            .arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&rss)
+            .arg(cli)
+            .args([
+                "--output",
+                "json",
+                "batch",
+                "--kek-name",
+                "kek",
+                "--jobs",
+                JOBS,
+                "--manifest",
+            ])
+            .arg(&file)
+            .args(["--vault-url", &s("vault_url"), "--ca-file", &s("ca_file")])
+            .args([
+                "--pkcs11-module",
+                crate::hsm::NSS_MODULE,
+                "--pkcs11-init-args",
+                init_args,
+            ])
+            .env("AZURE_TENANT_ID", s("tenant_id"))
+            .env("AZURE_CLIENT_ID", s("client_id"))
+            .env("AZURE_CLIENT_SECRET", s("client_secret"))
+            .env("AZURE_AUTHORITY_HOST", s("authority_host")),
+    )?;
+    let text = String::from_utf8(out)?;
+    let summary: serde_json::Value = serde_json::from_str(text.lines().last().context("no summary")?)?;
+    let kps = summary["summary"]["keys_per_second"].as_f64().context("keys/s")?;
+    if summary["summary"]["failed"] != 0 || summary["summary"]["mismatched"] != 0 {
+        bail!("the bench batch had failures: {summary}");
+    }
+    let kib: f64 = std::fs::read_to_string(&rss)?.trim().parse()?;
+    Ok((kps, kib / 1024.0))
+}
+
+/// A fresh NSS database under `dir` with `n` EC P-256 keys `bench-0…`; returns its init args.
+fn nss_keys(dir: &Path, n: u32) -> Result<String> {
+    let init_args = crate::hsm::nss_database(&dir.join("nss"))?;
+    let module = byok_pkcs11::Module::load(&byok_pkcs11::ModuleConfig {
+        path: crate::hsm::NSS_MODULE.into(),
+        init_args: Some(init_args.clone()),
+    })?;
+    let session = module.open(&"pkcs11:token=NSS%20Certificate%20DB".parse()?, None)?;
+    for i in 0..n {
+        session.generate(
+            byok_encoding::KeyKind::Ec(byok_encoding::Curve::P256),
+            &format!("bench-{i}"),
+            &i.to_be_bytes(),
+        )?;
+    }
+    Ok(init_args)
+}
+
+/// `cargo xtask bench-ab OTHER_BYOK_CLI`: this checkout's release `byok-cli batch` against another build (an older
+/// commit's) in alternating rounds of 300 keys into one release local Key Vault, which one goes first alternating;
+/// the median of the rounds' ratios cancels the VM's drift that separate runs suffer. Fails above 1.05×.
+pub(crate) fn batch_ab(other: &Path) -> Result<()> {
+    const ROUNDS: u32 = 6;
+    const KEYS: u32 = 300;
+    let ours = build_cli(true)?;
+    let dir = root().join("target/bench-ab");
+    fresh_dir(&dir)?;
+    let init_args = nss_keys(&dir, KEYS * 2)?;
+    let vault = emulator(&dir.join("vault"))?;
+    let info = &vault.1;
+    run_batch(&ours, info, &init_args, &dir, 0..50, "warm")?;
+    let mut ratios = Vec::new();
+    for r in 0..ROUNDS {
+        let keys = (r % 2) * KEYS..(r % 2 + 1) * KEYS;
+        let one = |cli: &Path, who: &str| run_batch(cli, info, &init_args, &dir, keys.clone(), &format!("{who}{r}-"));
+        let ((ours_kps, _), (other_kps, _)) = if r % 2 == 0 {
+            (one(&ours, "a")?, one(other, "b")?)
+        } else {
+            let o = one(other, "b")?;
+            (one(&ours, "a")?, o)
+        };
+        println!(
+            "round {r}: this checkout {ours_kps:.1} keys/s, {} {other_kps:.1} keys/s",
+            other.display()
+        );
+        ratios.push(other_kps / ours_kps);
+    }
+    let ratio = median(ratios);
+    println!(
+        "bench-ab: this checkout is {ratio:.3}x the time of {} per key (median of {ROUNDS} rounds)",
+        other.display()
+    );
+    if ratio > 1.05 {
+        bail!(
+            "this checkout's batch is {ratio:.3}x slower than {} (more than 1.05x)",
+            other.display()
+        );
+    }
+    Ok(())
+}
+
 /// 1,000 EC P-256 keys (and 100 for the memory comparison) generated in a fresh NSS database, moved by
 /// `byok-cli batch` (release, 16 jobs, the default 2 HSM sessions) into a release local Key Vault; then the same
 /// vault's capacity for the same imports (EC P-256 PKCS#8 under the RSA-4096 KEK), loaded directly with 16 in flight.
 fn batch_bench(dir: &Path, cli: &Path) -> Result<BatchNumbers> {
-    const JOBS: &str = "16";
-    let init_args = crate::hsm::nss_database(&dir.join("nss"))?;
-    {
-        let module = byok_pkcs11::Module::load(&byok_pkcs11::ModuleConfig {
-            path: crate::hsm::NSS_MODULE.into(),
-            init_args: Some(init_args.clone()),
-        })?;
-        let session = module.open(&"pkcs11:token=NSS%20Certificate%20DB".parse()?, None)?;
-        for i in 0..1100u32 {
-            session.generate(
-                byok_encoding::KeyKind::Ec(byok_encoding::Curve::P256),
-                &format!("bench-{i}"),
-                &i.to_be_bytes(),
-            )?;
-        }
-    }
+    let init_args = nss_keys(dir, 1100)?;
     let vault = emulator(&dir.join("batch-vault"))?;
     let info = &vault.1;
-    let s = |k: &str| info[k].as_str().unwrap_or_default().to_owned();
-    let run_batch = |range: std::ops::Range<u32>, prefix: &str| -> Result<(f64, f64)> {
-        let mut manifest = String::new();
-        for i in range {
-            manifest.push_str(&format!(
-                "[[key]]\nuri = \"pkcs11:token=NSS%20Certificate%20DB;object=bench-{i}\"\nname = \"{prefix}{i}\"\n"
-            ));
-        }
-        let file = dir.join(format!("{prefix}manifest.toml"));
-        std::fs::write(&file, manifest)?;
-        let rss = dir.join(format!("{prefix}rss"));
-        let out = capture(
-            Command::new("/usr/bin/time")
-                .arg("-f")
-                .arg("%M")
-                .arg("-o")
-                .arg(&rss)
-                .arg(cli)
-                .args([
-                    "--output",
-                    "json",
-                    "batch",
-                    "--kek-name",
-                    "kek",
-                    "--jobs",
-                    JOBS,
-                    "--manifest",
-                ])
-                .arg(&file)
-                .args(["--vault-url", &s("vault_url"), "--ca-file", &s("ca_file")])
-                .args([
-                    "--pkcs11-module",
-                    crate::hsm::NSS_MODULE,
-                    "--pkcs11-init-args",
-                    &init_args,
-                ])
-                .env("AZURE_TENANT_ID", s("tenant_id"))
-                .env("AZURE_CLIENT_ID", s("client_id"))
-                .env("AZURE_CLIENT_SECRET", s("client_secret"))
-                .env("AZURE_AUTHORITY_HOST", s("authority_host")),
-        )?;
-        let text = String::from_utf8(out)?;
-        let summary: serde_json::Value = serde_json::from_str(text.lines().last().context("no summary")?)?;
-        let kps = summary["summary"]["keys_per_second"].as_f64().context("keys/s")?;
-        if summary["summary"]["failed"] != 0 || summary["summary"]["mismatched"] != 0 {
-            bail!("the bench batch had failures: {summary}");
-        }
-        let kib: f64 = std::fs::read_to_string(&rss)?.trim().parse()?;
-        Ok((kps, kib / 1024.0))
-    };
     // The first run also creates the KEK; both runs then share it.
-    let (_, rss_100_mib) = run_batch(0..100, "s")?;
-    let (keys_per_second, rss_1000_mib) = run_batch(100..1100, "b")?;
+    let (_, rss_100_mib) = run_batch(cli, info, &init_args, dir, 0..100, "s")?;
+    let (keys_per_second, rss_1000_mib) = run_batch(cli, info, &init_args, dir, 100..1100, "b")?;
     let target = byok_encoding::TargetKey::from_private_key_file(&std::fs::read(
         root().join("testdata/keys/ec-p256.pkcs8.pem"),
     )?)?;

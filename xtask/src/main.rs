@@ -23,6 +23,7 @@ tasks:
   interop   OpenSSL CLI and Python `cryptography` judge byok's blobs, and byok opens theirs
   demo      a whole transfer on throwaway parts: local Managed HSM, NSS token, full-transfer, the record
   bench     software wrap vs Python and OpenSSL; one-key processes; writes docs/performance.md
+  bench-ab  OTHER_BYOK_CLI: this checkout's batch against another build, alternating rounds (fails above 1.05x)
   man       regenerate docs/man from the clap definition (a test checks it is fresh)
   fuzz      cargo-fuzz on the parsers: --smoke (15 s each, in CI), --seconds S, --runs N, [TARGET…]";
 
@@ -34,6 +35,12 @@ fn main() -> ExitCode {
         Some("setup") => hsm::setup().map(|_| ()),
         Some("demo") => demo::run(),
         Some("bench") => bench::run(),
+        Some("bench-ab") => match args.get(1) {
+            Some(other) => bench::batch_ab(std::path::Path::new(other)),
+            None => Err(anyhow::anyhow!(
+                "usage: cargo xtask bench-ab OTHER_BYOK_CLI (a release byok-cli to compare with)"
+            )),
+        },
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("man") => util::build_cli(false)
             .and_then(|cli| util::exec(Command::new(cli).arg("man").arg(util::root().join("docs/man")))),
