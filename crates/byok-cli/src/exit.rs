@@ -86,6 +86,45 @@ impl CliError {
         self.hint = Some(hint.into());
         self
     }
+
+    /// Puts a line in front that says what failed; this error says why.
+    pub(crate) fn context(self, message: impl fmt::Display + Send + Sync + 'static) -> Self {
+        Self {
+            error: self.error.context(message),
+            ..self
+        }
+    }
+}
+
+/// The library's errors: the exit code from what sort of failure it is, the hint from the library or, for the
+/// HSM's and the vault's own errors, the same hints their direct use gets.
+impl From<byok_transfer::Error> for CliError {
+    fn from(e: byok_transfer::Error) -> Self {
+        use byok_transfer::Kind;
+        let (exit, hint) = match (e.kind(), e.hsm_error(), e.vault_error()) {
+            (Kind::Hsm, Some(h), _) => crate::cmd::hsm::classify(h),
+            (Kind::Vault, _, Some(v)) if e.step() == byok_transfer::Step::Import => crate::cmd::import::classify(v),
+            (Kind::Vault, _, Some(v)) => crate::cmd::vault::classify(v),
+            (kind, _, _) => (
+                match kind {
+                    Kind::Hsm => Exit::Hsm,
+                    Kind::Vault => Exit::Vault,
+                    Kind::Io => Exit::Io,
+                    Kind::InvalidInput => Exit::InvalidInput,
+                    Kind::Refused => Exit::Refused,
+                    Kind::Usage => Exit::Usage,
+                    _ => Exit::Internal,
+                },
+                None,
+            ),
+        };
+        let hint = e.hint().map(str::to_owned).or(hint);
+        Self {
+            exit,
+            error: anyhow::Error::new(e),
+            hint,
+        }
+    }
 }
 
 pub(crate) type Result<T, E = CliError> = std::result::Result<T, E>;

@@ -1,14 +1,11 @@
 //! `byok-cli`: move a key from an HSM into Azure Key Vault or Managed HSM without it ever existing in plaintext
-//! outside an HSM. This binary parses, wires and prints; the HSM, vault and wrap work happens in the byok-* crates.
-//! The transfer and batch workflows still live in `cmd/` (issue #13 moves them into a `byok-transfer` library).
+//! outside an HSM. This binary parses flags, calls the byok libraries (`byok-transfer` runs transfers and batches)
+//! and renders their results, progress, hints and exit codes.
 
 #![forbid(unsafe_code)]
 
 mod cmd;
 mod exit;
-mod files;
-mod locks;
-mod state;
 mod ui;
 
 use std::io;
@@ -132,7 +129,7 @@ fn write_man_pages(dir: &std::path::Path) -> exit::Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::msg(Exit::Io, format!("cannot create {}: {e}", dir.display())))?;
     for (name, page) in pages {
-        files::write_atomic(&dir.join(name), &page, true)?;
+        byok_transfer::files::write_atomic(&dir.join(name), &page, true)?;
     }
     Ok(())
 }

@@ -8,9 +8,9 @@ use byok_pkcs11::{Error as HsmError, KeyInfo, Module, ModuleConfig, Pin, Pkcs11U
 use serde_json::json;
 
 use crate::exit::{CliError, Exit, Result};
-use crate::files;
 use crate::stdout_error;
 use crate::ui::Ui;
+use byok_transfer::files;
 
 /// How to reach the HSM. Shared by `wrap --key` and every `hsm` subcommand.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,7 +33,17 @@ pub(crate) struct HsmArgs {
 }
 
 pub(crate) fn error(e: HsmError) -> CliError {
-    let hint = match &e {
+    let (exit, hint) = classify(&e);
+    CliError {
+        exit,
+        error: anyhow::Error::new(e),
+        hint,
+    }
+}
+
+/// An HSM error's exit code, and how to fix it when byok knows.
+pub(crate) fn classify(e: &HsmError) -> (Exit, Option<String>) {
+    let hint = match e {
         HsmError::ModuleLoad { .. } => Some(
             "name the token's PKCS#11 library with --pkcs11-module, e.g. /usr/lib/softhsm/libsofthsm2.so".to_owned(),
         ),
@@ -61,11 +71,7 @@ pub(crate) fn error(e: HsmError) -> CliError {
     } else {
         Exit::Hsm
     };
-    let err = CliError::new(exit, anyhow::Error::new(e));
-    match hint {
-        Some(h) => err.hint(h),
-        None => err,
-    }
+    (exit, hint)
 }
 
 pub(crate) fn parse_uri(s: &str) -> std::result::Result<Pkcs11Uri, String> {

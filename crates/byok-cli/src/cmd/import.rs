@@ -6,14 +6,14 @@ use std::path::PathBuf;
 
 use byok_blob::ByokBlob;
 use byok_encoding::{Curve, Kty};
-use byok_keyvault::{Connection, ImportRequest, Imported, Kek, Timestamp};
+use byok_keyvault::{Connection, Imported, Kek, Timestamp};
 use serde_json::json;
 
 use crate::cmd::vault::{self, VaultArgs, runtime};
 use crate::exit::{CliError, Exit, Result};
-use crate::files;
 use crate::stdout_error;
 use crate::ui::Ui;
+use byok_transfer::{KeyProperties, files};
 
 /// What the new key version gets: operations, tags and attributes. Shared by `import` and `full-transfer`.
 #[derive(Debug, Clone, clap::Args)]
@@ -54,15 +54,8 @@ fn parse_time(s: &str) -> std::result::Result<Timestamp, String> {
 }
 
 impl KeyPropertiesArgs {
-    /// The import request for a blob, with a fresh transfer id; checked against the vault.
-    pub(crate) fn request(
-        &self,
-        conn: &Connection,
-        name: &str,
-        byok: Vec<u8>,
-        kty: Kty,
-        curve: Option<Curve>,
-    ) -> Result<ImportRequest> {
+    /// The properties the flags give (the release policy read from its file).
+    pub(crate) fn properties(&self) -> Result<KeyProperties> {
         let mut tags = BTreeMap::new();
         for (k, v) in &self.tags {
             if tags.insert(k.clone(), v.clone()).is_some() {
@@ -73,35 +66,16 @@ impl KeyPropertiesArgs {
             Some(p) => Some(files::read_input(p, "release policy file")?),
             None => None,
         };
-        let request = ImportRequest {
-            name: name.to_owned(),
-            byok,
-            kty,
-            curve,
-            key_ops: if self.ops.is_empty() {
-                ImportRequest::default_ops(kty)
-            } else {
-                self.ops.clone()
-            },
+        Ok(KeyProperties {
+            ops: (!self.ops.is_empty()).then(|| self.ops.clone()),
+            tags,
             enabled: !self.disabled,
             not_before: self.not_before,
             expires: self.expires,
-            tags,
             exportable: self.exportable,
             release_policy,
-            transfer_id: transfer_id()?,
-        };
-        request.validate(conn.vault()).map_err(vault::error)?;
-        Ok(request)
+        })
     }
-}
-
-/// A random 128-bit id, hex: names one transfer in the vault's tag and in the record.
-pub(crate) fn transfer_id() -> Result<String> {
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id)
-        .map_err(|e| CliError::msg(Exit::Internal, format!("the OS random generator failed: {e}")))?;
-    Ok(hex::encode(id))
 }
 
 #[derive(Debug, clap::Args)]
@@ -173,17 +147,24 @@ pub(crate) fn check_kek(conn: &Connection, rt: &tokio::runtime::Runtime, blob: &
     Ok(kek)
 }
 
-/// Hints for the vault's refusal of an import.
-pub(crate) fn import_error(e: byok_keyvault::Error) -> CliError {
-    let bad_parameter = matches!(&e, byok_keyvault::Error::Service { status: Some(400), .. });
-    let err = vault::error(e);
-    if bad_parameter {
-        err.hint(
-            "the vault refused the blob: it was wrapped to a different KEK than it names, or --kty/--curve contradict \
-             the key inside (byok-cli inspect shows what the blob names; byok-cli hsm verify opens it in an HSM)",
-        )
-    } else {
-        err
+/// The vault's refusal of an import: a 400 is about the blob.
+pub(crate) fn classify(e: &byok_keyvault::Error) -> (Exit, Option<String>) {
+    let (exit, hint) = vault::classify(e);
+    if matches!(e, byok_keyvault::Error::Service { status: Some(400), .. }) {
+        let hint = "the vault refused the blob: it was wrapped to a different KEK than it names, or --kty/--curve \
+                    contradict the key inside (byok-cli inspect shows what the blob names; byok-cli hsm verify opens \
+                    it in an HSM)";
+        return (exit, Some(hint.to_owned()));
+    }
+    (exit, hint)
+}
+
+fn import_error(e: byok_keyvault::Error) -> CliError {
+    let (exit, hint) = classify(&e);
+    CliError {
+        exit,
+        error: anyhow::Error::new(e),
+        hint,
     }
 }
 
@@ -196,9 +177,11 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         )
     })?;
     let conn = args.vault.connect(ui)?;
-    let request = args
+    let mut request = args
         .properties
-        .request(&conn, &args.name, document, args.kty, args.curve)?;
+        .properties()?
+        .request(conn.vault(), &args.name, args.kty, args.curve)?;
+    request.byok = document;
     let rt = runtime()?;
     let kek = check_kek(&conn, &rt, &blob)?;
     ui.verbose(&format!("KEK {} is import-only RSA-HSM; importing", kek.kid));

@@ -8,9 +8,9 @@ use serde_json::json;
 
 use crate::cmd::key_error;
 use crate::exit::{Classify, CliError, Exit, Result};
-use crate::files;
 use crate::stdout_error;
 use crate::ui::Ui;
+use byok_transfer::files;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {

@@ -7,9 +7,9 @@ use serde_json::json;
 
 use crate::cmd::vault::{self, VaultArgs, runtime};
 use crate::exit::{CliError, Exit, Result};
-use crate::files;
 use crate::stdout_error;
 use crate::ui::Ui;
+use byok_transfer::files;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {

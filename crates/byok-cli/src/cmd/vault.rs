@@ -7,8 +7,8 @@ use std::time::Duration;
 use byok_keyvault::{AuthKind, Connection, Credential, Timeouts, Vault};
 
 use crate::exit::{CliError, Exit, Result};
-use crate::files;
 use crate::ui::Ui;
+use byok_transfer::files;
 
 /// Which vault, and how to reach it.
 #[derive(Debug, Clone, clap::Args)]
@@ -112,8 +112,18 @@ pub(crate) fn key_name(s: &str) -> std::result::Result<String, String> {
 
 /// A vault error with its exit code and a hint.
 pub(crate) fn error(e: byok_keyvault::Error) -> CliError {
+    let (exit, hint) = classify(&e);
+    CliError {
+        exit,
+        error: anyhow::Error::new(e),
+        hint,
+    }
+}
+
+/// A vault error's exit code, and how to fix it when byok knows.
+pub(crate) fn classify(e: &byok_keyvault::Error) -> (Exit, Option<String>) {
     use byok_keyvault::Error as E;
-    let hint = match &e {
+    let hint = match e {
         E::Service {
             status: Some(401 | 403),
             ..
@@ -156,11 +166,7 @@ pub(crate) fn error(e: byok_keyvault::Error) -> CliError {
         E::Address(..) | E::Credential(_) | E::NoCredential | E::Request(_) => Exit::Usage,
         _ => Exit::Vault,
     };
-    let err = CliError::new(exit, anyhow::Error::new(e));
-    match hint {
-        Some(h) => err.hint(h),
-        None => err,
-    }
+    (exit, hint.map(str::to_owned))
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -12,9 +12,9 @@ use serde_json::json;
 use crate::cmd::hsm::{self, HsmArgs};
 use crate::cmd::key_error;
 use crate::exit::{Classify, CliError, Exit, Result};
-use crate::files;
 use crate::stdout_error;
 use crate::ui::Ui;
+use byok_transfer::files;
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["key", "key_file"])))]

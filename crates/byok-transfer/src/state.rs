@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use crate::exit::{CliError, Exit, Result};
+use crate::error::{Error, Kind, Result, Step};
 use crate::{files, locks};
 
 /// A line longer than this is not one byok wrote (they are about 300 bytes).
@@ -23,11 +23,11 @@ const HEADER: &str = "byok_batch_state";
 
 /// What a state file belongs to; a file made for another run is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Binding {
-    pub(crate) vault: String,
-    pub(crate) kek: String,
-    pub(crate) token: String,
-    pub(crate) manifest_sha256: String,
+pub struct Binding {
+    pub vault: String,
+    pub kek: String,
+    pub token: String,
+    pub manifest_sha256: String,
 }
 
 impl Binding {
@@ -56,27 +56,28 @@ impl Binding {
 
 /// What an earlier run recorded, per key name.
 #[derive(Debug, Default)]
-pub(crate) struct Previous {
+pub struct Previous {
     /// Done or skipped in this vault: not looked at again.
-    pub(crate) completed: std::collections::HashSet<String>,
+    pub completed: std::collections::HashSet<String>,
     /// Sent to the vault (or about to be) with this transfer id, and not seen to end: a resume that finds this id
     /// on the key in the vault finishes its verification and record.
-    pub(crate) started: HashMap<String, String>,
+    pub started: HashMap<String, String>,
 }
 
 /// The open, locked state file.
 #[derive(Debug)]
-pub(crate) struct StateFile {
+pub struct StateFile {
     file: Mutex<File>,
     path: PathBuf,
 }
 
 /// What can be told of a state file before anything else happens: it is a regular file (or absent), not a link, not
 /// too large.
-pub(crate) fn precheck(path: &Path) -> Result<()> {
+pub fn precheck(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Err(CliError::msg(
-            Exit::Io,
+        Ok(m) if m.is_dir() => Err(Error::new(
+            Step::Preflight,
+            Kind::Io,
             format!("the state file {} is a directory", path.display()),
         )),
         Ok(m) if m.file_type().is_symlink() => Err(refused(
@@ -88,10 +89,22 @@ pub(crate) fn precheck(path: &Path) -> Result<()> {
         Ok(_) => {
             // Its first line must be byok's header: a manifest or any other file given by mistake is not appended to.
             let mut first = Vec::new();
-            let file = File::open(path)
-                .map_err(|e| CliError::msg(Exit::Io, format!("cannot read the state file {}: {e}", path.display())))?;
-            io::BufRead::read_until(&mut io::BufReader::new(file.take(MAX_LINE as u64)), b'\n', &mut first)
-                .map_err(|e| CliError::msg(Exit::Io, format!("cannot read the state file {}: {e}", path.display())))?;
+            let file = File::open(path).map_err(|e| {
+                Error::new(
+                    Step::Preflight,
+                    Kind::Io,
+                    format!("cannot read the state file {}: {e}", path.display()),
+                )
+            })?;
+            io::BufRead::read_until(&mut io::BufReader::new(file.take(MAX_LINE as u64)), b'\n', &mut first).map_err(
+                |e| {
+                    Error::new(
+                        Step::Preflight,
+                        Kind::Io,
+                        format!("cannot read the state file {}: {e}", path.display()),
+                    )
+                },
+            )?;
             let header: Value = serde_json::from_slice(first.trim_ascii()).unwrap_or(Value::Null);
             if first.trim_ascii().is_empty() || header[HEADER] == 1 {
                 Ok(())
@@ -103,19 +116,26 @@ pub(crate) fn precheck(path: &Path) -> Result<()> {
     }
 }
 
-fn not_byoks(path: &Path) -> CliError {
-    CliError::msg(
-        Exit::InvalidInput,
+fn not_byoks(path: &Path) -> Error {
+    Error::new(
+        Step::Preflight,
+        Kind::InvalidInput,
         format!("the state file {} is not byok's (line 1)", path.display()),
     )
-    .hint("its first line is not byok's header, so nothing was appended: give --resume a state file byok wrote, or a new path")
+    .with_hint("its first line is not byok's header, so nothing was appended: give --resume a state file byok wrote, or a new path")
 }
 
 impl StateFile {
     /// Opens (or makes) the state file for `binding`, locked against other byok processes, and reads what it holds.
-    pub(crate) fn open(path: &Path, binding: &Binding) -> Result<(Self, Previous)> {
+    pub fn open(path: &Path, binding: &Binding) -> Result<(Self, Previous)> {
         let shown = path.display();
-        let io_err = |e: io::Error| CliError::msg(Exit::Io, format!("cannot open the state file {shown}: {e}"));
+        let io_err = |e: io::Error| {
+            Error::new(
+                Step::Preflight,
+                Kind::Io,
+                format!("cannot open the state file {shown}: {e}"),
+            )
+        };
         precheck(path)?;
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_symlink() => {
@@ -165,16 +185,20 @@ impl StateFile {
     }
 
     /// Appends one line in one write, flushed to disk.
-    pub(crate) fn record(&self, line: &Value) -> Result<()> {
+    pub fn record(&self, line: &Value) -> Result<()> {
         let mut f = self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         append(&mut f, &line.to_string(), false)
-            .map_err(|e| files::write_error(&format!("the state file {}", self.path.display()), &e))
+            .map_err(|e| files::write_error(&format!("the state file {}", self.path.display()), &e).at(Step::Record))
     }
 }
 
-fn refused(path: &Path, why: &str) -> CliError {
-    CliError::msg(Exit::Refused, format!("the state file {}: {why}", path.display()))
-        .hint("give --resume a state file byok wrote, or a new path")
+fn refused(path: &Path, why: &str) -> Error {
+    Error::new(
+        Step::Preflight,
+        Kind::Refused,
+        format!("the state file {}: {why}", path.display()),
+    )
+    .with_hint("give --resume a state file byok wrote, or a new path")
 }
 
 /// One line (with its newline) in one `write`, then fsync. `newline_first` ends a partial line before it.
@@ -194,8 +218,13 @@ fn append(f: &mut File, line: &str, newline_first: bool) -> io::Result<()> {
 /// The file's complete lines, and whether it ends with a newline (false: its last line was cut short and is left
 /// out). Empty lines are skipped.
 fn read_lines(f: &mut File, path: &Path) -> Result<(Vec<Vec<u8>>, bool)> {
-    let read_err =
-        |e: io::Error| CliError::msg(Exit::Io, format!("cannot read the state file {}: {e}", path.display()));
+    let read_err = |e: io::Error| {
+        Error::new(
+            Step::Preflight,
+            Kind::Io,
+            format!("cannot read the state file {}: {e}", path.display()),
+        )
+    };
     f.seek(SeekFrom::Start(0)).map_err(read_err)?;
     let mut data = Vec::new();
     f.take(MAX_STATE_BYTES + 1).read_to_end(&mut data).map_err(read_err)?;
@@ -228,14 +257,15 @@ fn check_header(path: &Path, first: &[u8], binding: &Binding) -> Result<()> {
         return Err(not_byoks(path));
     }
     if let Some((what, theirs, ours)) = binding.mismatch(&header) {
-        return Err(CliError::msg(
-            Exit::Refused,
+        return Err(Error::new(
+            Step::Preflight,
+            Kind::Refused,
             format!(
                 "the state file {} belongs to another run: its {what} is {theirs}, this run's is {ours}",
                 path.display()
             ),
         )
-        .hint(
+        .with_hint(
             "a state file records one manifest into one vault with one KEK and token: give this run a new state file",
         ));
     }

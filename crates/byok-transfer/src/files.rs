@@ -3,21 +3,21 @@
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use crate::exit::{CliError, Exit, Result};
+use crate::error::{Error, Kind, Result, Step};
 
 /// Inputs are keys and blobs of a few KiB; anything far larger is a mistake, not a key.
 const MAX_INPUT_LEN: u64 = 1024 * 1024;
 
 /// Manifests list keys (about 100 bytes each): this is some 600,000 keys, far more than one batch should carry.
-pub(crate) const MAX_MANIFEST_LEN: u64 = 64 * 1024 * 1024;
+pub const MAX_MANIFEST_LEN: u64 = 64 * 1024 * 1024;
 
 /// Reads a whole input file. `what` names it in errors ("KEK file", "target key file").
-pub(crate) fn read_input(path: &Path, what: &str) -> Result<Vec<u8>> {
+pub fn read_input(path: &Path, what: &str) -> Result<Vec<u8>> {
     read_bounded(path, what, MAX_INPUT_LEN, "far too large to be a key or a .byok file")
 }
 
 /// Reads a manifest, with its own limit.
-pub(crate) fn read_manifest(path: &Path) -> Result<Vec<u8>> {
+pub fn read_manifest(path: &Path) -> Result<Vec<u8>> {
     read_bounded(
         path,
         "manifest",
@@ -34,12 +34,17 @@ fn read_bounded(path: &Path, what: &str, limit: u64, why: &str) -> Result<Vec<u8
             io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
             _ => e.to_string(),
         };
-        CliError::msg(Exit::Io, format!("cannot read the {what} {shown}: {reason}"))
+        Error::new(
+            Step::Preflight,
+            Kind::Io,
+            format!("cannot read the {what} {shown}: {reason}"),
+        )
     };
     let meta = std::fs::metadata(path).map_err(io_err)?;
     if meta.is_dir() {
-        return Err(CliError::msg(
-            Exit::Io,
+        return Err(Error::new(
+            Step::Preflight,
+            Kind::Io,
             format!("cannot read the {what} {shown}: it is a directory"),
         ));
     }
@@ -47,14 +52,16 @@ fn read_bounded(path: &Path, what: &str, limit: u64, why: &str) -> Result<Vec<u8
     let mut data = Vec::new();
     file.take(limit + 1).read_to_end(&mut data).map_err(io_err)?;
     if data.len() as u64 > limit {
-        return Err(CliError::msg(
-            Exit::InvalidInput,
+        return Err(Error::new(
+            Step::Preflight,
+            Kind::InvalidInput,
             format!("the {what} {shown} is larger than {limit} bytes, {why}"),
         ));
     }
     if data.is_empty() {
-        return Err(CliError::msg(
-            Exit::InvalidInput,
+        return Err(Error::new(
+            Step::Preflight,
+            Kind::InvalidInput,
             format!("the {what} {shown} is empty"),
         ));
     }
@@ -62,18 +69,20 @@ fn read_bounded(path: &Path, what: &str, limit: u64, why: &str) -> Result<Vec<u8
 }
 
 /// Fails early, before any work, when `path` exists and `force` is not set.
-pub(crate) fn check_writable(path: &Path, force: bool) -> Result<()> {
+pub fn check_writable(path: &Path, force: bool) -> Result<()> {
     if path.is_dir() {
-        return Err(CliError::msg(
-            Exit::Io,
+        return Err(Error::new(
+            Step::Preflight,
+            Kind::Io,
             format!("cannot write {}: it is a directory", path.display()),
         ));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.is_dir()
     {
-        return Err(CliError::msg(
-            Exit::Io,
+        return Err(Error::new(
+            Step::Preflight,
+            Kind::Io,
             format!(
                 "cannot write {}: the directory {} does not exist",
                 path.display(),
@@ -87,20 +96,23 @@ pub(crate) fn check_writable(path: &Path, force: bool) -> Result<()> {
         && !meta.is_file()
         && !meta.file_type().is_symlink()
     {
-        return Err(CliError::msg(
-            Exit::Refused,
+        return Err(Error::new(
+            Step::Preflight,
+            Kind::Refused,
             format!(
                 "cannot write {}: it is not a regular file (a device, FIFO or socket)",
                 path.display()
             ),
         )
-        .hint("byok writes regular files only, even with --force: choose a file path"));
+        .with_hint("byok writes regular files only, even with --force: choose a file path"));
     }
     if !force && path.exists() {
-        return Err(
-            CliError::msg(Exit::Refused, format!("{} already exists", path.display()))
-                .hint("choose another path, or pass --force to replace the file"),
-        );
+        return Err(Error::new(
+            Step::Preflight,
+            Kind::Refused,
+            format!("{} already exists", path.display()),
+        )
+        .with_hint("choose another path, or pass --force to replace the file"));
     }
     Ok(())
 }
@@ -108,7 +120,7 @@ pub(crate) fn check_writable(path: &Path, force: bool) -> Result<()> {
 /// Writes `data` to `path` atomically: a temporary file in the same directory, flushed to disk, then renamed
 /// into place. Without `force` the rename refuses to replace an existing file, even one created meanwhile.
 /// On any error nothing is left behind.
-pub(crate) fn write_atomic(path: &Path, data: &[u8], force: bool) -> Result<()> {
+pub fn write_atomic(path: &Path, data: &[u8], force: bool) -> Result<()> {
     check_writable(path, force)?;
     let shown = path.display();
     let dir = match path.parent() {
@@ -127,8 +139,8 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], force: bool) -> Result<()> 
     } else {
         tmp.persist_noclobber(path).map_err(|e| {
             if e.error.kind() == io::ErrorKind::AlreadyExists {
-                CliError::msg(Exit::Refused, format!("{shown} already exists"))
-                    .hint("choose another path, or pass --force to replace the file")
+                Error::new(Step::Preflight, Kind::Refused, format!("{shown} already exists"))
+                    .with_hint("choose another path, or pass --force to replace the file")
             } else {
                 io_err(e.error)
             }
@@ -141,7 +153,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], force: bool) -> Result<()> 
 
 /// Refuses two outputs of one command that are the same file (`--keep-byok F --record F`): the second would
 /// replace the first after the import, when stopping is too late.
-pub(crate) fn check_distinct(outputs: &[(&str, &Path)]) -> Result<()> {
+pub fn check_distinct(outputs: &[(&str, &Path)]) -> Result<()> {
     let resolved = |p: &Path| -> std::path::PathBuf {
         let dir = match p.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
@@ -163,11 +175,12 @@ pub(crate) fn check_distinct(outputs: &[(&str, &Path)]) -> Result<()> {
                 _ => false,
             };
             if same_file || resolved(a) == resolved(b) {
-                return Err(CliError::msg(
-                    Exit::Usage,
+                return Err(Error::new(
+                    Step::Preflight,
+                    Kind::Usage,
                     format!("{a_flag} and {b_flag} name the same file ({})", a.display()),
                 )
-                .hint("give each output its own path"));
+                .with_hint("give each output its own path"));
             }
         }
     }
@@ -175,7 +188,7 @@ pub(crate) fn check_distinct(outputs: &[(&str, &Path)]) -> Result<()> {
 }
 
 /// The error for a file that cannot be written, in words (the temporary file's name is not the user's concern).
-pub(crate) fn write_error(shown: &str, e: &io::Error) -> CliError {
+pub fn write_error(shown: &str, e: &io::Error) -> Error {
     let (reason, hint) = match e.kind() {
         io::ErrorKind::StorageFull => (
             "no space left on the device".to_owned(),
@@ -189,9 +202,9 @@ pub(crate) fn write_error(shown: &str, e: &io::Error) -> CliError {
         io::ErrorKind::ReadOnlyFilesystem => ("the file system is read-only".to_owned(), None),
         _ => (e.to_string(), None),
     };
-    let err = CliError::msg(Exit::Io, format!("cannot write {shown}: {reason}"));
+    let err = Error::new(Step::Preflight, Kind::Io, format!("cannot write {shown}: {reason}"));
     match hint {
-        Some(h) => err.hint(h),
+        Some(h) => err.with_hint(h),
         None => err,
     }
 }

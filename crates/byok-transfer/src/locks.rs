@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::exit::{CliError, Exit, Result};
+use crate::error::{Error, Kind, Result, Step};
 
 /// Takes the exclusive lock on an open state file, or says which process holds it.
-pub(crate) fn lock_state(file: &File, path: &Path) -> Result<()> {
+pub fn lock_state(file: &File, path: &Path) -> Result<()> {
     match file.try_lock() {
         Ok(()) => Ok(()),
         Err(TryLockError::WouldBlock) => {
@@ -21,17 +21,19 @@ pub(crate) fn lock_state(file: &File, path: &Path) -> Result<()> {
                 .and_then(|m| holder_pid(m.ino()))
                 .map(|pid| format!(" (pid {pid})"))
                 .unwrap_or_default();
-            Err(CliError::msg(
-                Exit::Refused,
+            Err(Error::new(
+                Step::Preflight,
+                Kind::Refused,
                 format!(
                     "the state file {} is in use by another byok-cli{holder}",
                     path.display()
                 ),
             )
-            .hint("two runs on one state file would import keys twice: wait for the other run to end, or stop it"))
+            .with_hint("two runs on one state file would import keys twice: wait for the other run to end, or stop it"))
         }
-        Err(TryLockError::Error(e)) => Err(CliError::msg(
-            Exit::Io,
+        Err(TryLockError::Error(e)) => Err(Error::new(
+            Step::Preflight,
+            Kind::Io,
             format!("cannot lock the state file {}: {e}", path.display()),
         )),
     }
@@ -58,7 +60,7 @@ const STRIPES: usize = 256;
 /// task of this process works on a name of that stripe (names within one process are unique: a batch refuses a
 /// manifest that lists one twice). Taking a lock costs a couple of system calls; each file is opened once.
 #[derive(Debug)]
-pub(crate) struct KeyLocks {
+pub struct KeyLocks {
     dir: PathBuf,
     stripes: Vec<std::sync::Mutex<Stripe>>,
 }
@@ -72,7 +74,7 @@ struct Stripe {
 
 /// A held key lock; released when dropped.
 #[derive(Debug)]
-pub(crate) struct KeyLock<'a> {
+pub struct KeyLock<'a> {
     stripe: &'a std::sync::Mutex<Stripe>,
 }
 
@@ -91,7 +93,7 @@ impl Drop for KeyLock<'_> {
 
 impl KeyLocks {
     /// The lock directory, checked (private to this user); no file is opened yet.
-    pub(crate) fn new() -> io::Result<Self> {
+    pub fn new() -> io::Result<Self> {
         Ok(Self {
             dir: lock_dir()?,
             stripes: (0..STRIPES).map(|_| std::sync::Mutex::default()).collect(),
@@ -99,7 +101,7 @@ impl KeyLocks {
     }
 
     /// Waits until no other byok process on this machine works on a name of this one's stripe.
-    pub(crate) async fn lock(&self, vault: &str, name: &str) -> io::Result<KeyLock<'_>> {
+    pub async fn lock(&self, vault: &str, name: &str) -> io::Result<KeyLock<'_>> {
         let digest = Sha256::digest(format!("{vault}\n{name}").as_bytes());
         let index = usize::from(u16::from_be_bytes([digest[0], digest[1]])) % STRIPES;
         let stripe = &self.stripes[index];
@@ -178,8 +180,8 @@ mod tests {
         lock_state(&first, &path).expect("first lock");
         let second = File::open(&path).expect("open");
         let err = lock_state(&second, &path).expect_err("second lock");
-        assert_eq!(err.exit, Exit::Refused);
-        let message = err.error.to_string();
+        assert_eq!(err.kind(), Kind::Refused);
+        let message = err.to_string();
         assert!(message.contains("in use by another byok-cli"), "{message}");
         drop(first);
         lock_state(&second, &path).expect("free again");

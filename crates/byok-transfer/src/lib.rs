@@ -1,0 +1,28 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod batch;
+mod error;
+pub mod files;
+mod kek;
+pub mod locks;
+mod observe;
+mod plan;
+mod record;
+mod request;
+mod runtime;
+pub mod state;
+mod transfer;
+mod verify;
+
+pub use error::{Error, Kind, Result, Step};
+pub use kek::{KekChoice, KekPolicy, obtain as obtain_kek};
+pub use observe::{Event, Observer, Quiet, STEPS};
+pub use plan::Plan;
+pub use record::{
+    BlobRecord, FORMAT_VERSION, ImportRecord, KekRecord, KeyRecord, SelfTestRecord, SourceRecord, TokenRecord, Tool,
+    TransferRecord, VaultRecord, VerificationRecord, WrapRecord,
+};
+pub use request::{KeyProperties, transfer_id};
+pub use transfer::{Pipeline, Prepared, Transferred, adopt, compare_existing, complete, prepare, transferable};
+pub use verify::{Expectation, Verification, verify};
