@@ -29,3 +29,24 @@ fn completion_scripts_for_every_shell() {
         stderr(&unknown)
     );
 }
+
+/// docs/man holds what the binary renders today (`cargo xtask man` after changing flags or help), page for page.
+#[test]
+fn man_pages_are_fresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(byok_cli().arg("man").arg(dir.path()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rendered = byok_tests::listing(dir.path());
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/man");
+    assert!(rendered.len() > 8, "a page per subcommand: {rendered:?}");
+    assert_eq!(
+        byok_tests::listing(&docs),
+        rendered,
+        "docs/man lists other pages than the binary renders: run `cargo xtask man`"
+    );
+    for name in &rendered {
+        let fresh = std::fs::read(dir.path().join(name)).expect("rendered page");
+        let on_disk = std::fs::read(docs.join(name)).unwrap_or_default();
+        assert!(on_disk == fresh, "docs/man/{name} is stale: run `cargo xtask man`");
+    }
+}

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod budget;
 mod demo;
 mod fuzz;
 mod hsm;
@@ -23,6 +24,7 @@ tasks:
   interop   OpenSSL CLI and Python `cryptography` judge byok's blobs, and byok opens theirs
   demo      a whole transfer on throwaway parts: local Managed HSM, NSS token, full-transfer, the record
   bench     software wrap vs Python and OpenSSL; one-key processes; writes docs/performance.md
+  budget    the CLI's size rules: crates/byok-cli/src at most 2,300 lines, no function over 80 lines
   bench-ab  OTHER_BYOK_CLI: this checkout's batch against another build, alternating rounds (fails above 1.05x)
   man       regenerate docs/man from the clap definition (a test checks it is fresh)
   fuzz      cargo-fuzz on the parsers: --smoke (15 s each, in CI), --seconds S, --runs N, [TARGET…]";
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Some("setup") => hsm::setup().map(|_| ()),
         Some("demo") => demo::run(),
         Some("bench") => bench::run(),
+        Some("budget") => budget::run(),
         Some("bench-ab") => match args.get(1) {
             Some(other) => bench::batch_ab(std::path::Path::new(other)),
             None => Err(anyhow::anyhow!(

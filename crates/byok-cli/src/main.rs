@@ -158,29 +158,4 @@ mod tests {
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
     }
-
-    /// docs/man holds what the clap definition renders today: `cargo xtask man` after changing flags or help.
-    #[test]
-    fn man_pages_are_fresh() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/man");
-        let pages = super::man_pages().expect("renders");
-        assert!(pages.len() > 8, "a page per subcommand");
-        for (name, page) in &pages {
-            let on_disk = std::fs::read(dir.join(name)).unwrap_or_default();
-            assert!(
-                on_disk == *page,
-                "docs/man/{name} is stale or missing: run `cargo xtask man`"
-            );
-        }
-        let listed: Vec<String> = std::fs::read_dir(&dir)
-            .expect("docs/man")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        for name in listed {
-            assert!(
-                pages.iter().any(|(n, _)| *n == name),
-                "docs/man/{name} is no longer generated: remove it"
-            );
-        }
-    }
 }

@@ -81,11 +81,13 @@ pub struct Vault {
 impl Vault {
     /// `https://{name}.vault.azure.net`.
     pub fn from_vault_name(name: &str) -> Result<Self, Error> {
+        check_vault_name(name)?;
         Self::from_url(&format!("https://{name}.vault.azure.net"))
     }
 
     /// `https://{name}.managedhsm.azure.net`.
     pub fn from_hsm_name(name: &str) -> Result<Self, Error> {
+        check_vault_name(name)?;
         Self::from_url(&format!("https://{name}.managedhsm.azure.net"))
     }
 
@@ -153,6 +155,24 @@ impl Vault {
         };
         norm(kid.vault_url()) == norm(&self.url)
     }
+}
+
+/// Whether `name` can name a Key Vault or Managed HSM (Azure's rule): 3 to 24 letters, digits and dashes, starting
+/// with a letter, not ending with a dash, no two dashes in a row. A name is never a host: `a.b` or `x/y` would
+/// address another server.
+pub fn check_vault_name(name: &str) -> Result<(), Error> {
+    let ok = (3..=24).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if !ok {
+        return Err(Error::Request(format!(
+            "`{name}` is not a vault name: 3 to 24 letters, digits and single dashes, starting with a letter \
+             (for a full address use --vault-url)"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

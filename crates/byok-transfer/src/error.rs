@@ -79,6 +79,22 @@ impl Error {
         }
     }
 
+    /// A failure described by `message`, caused by `source`.
+    pub fn with_source(
+        step: Step,
+        kind: Kind,
+        message: impl fmt::Display,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            step,
+            kind,
+            message: Some(message.to_string()),
+            source: Some(Box::new(source)),
+            hint: None,
+        }
+    }
+
     /// The HSM's own error, shown as it is.
     pub fn hsm(step: Step, e: byok_pkcs11::Error) -> Self {
         Self::wrap(step, Kind::Hsm, e)

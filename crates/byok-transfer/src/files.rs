@@ -16,6 +16,37 @@ pub fn read_input(path: &Path, what: &str) -> Result<Vec<u8>> {
     read_bounded(path, what, MAX_INPUT_LEN, "far too large to be a key or a .byok file")
 }
 
+/// Reads a `.byok` file and parses it: its bytes as they are, and what they hold.
+pub fn read_blob(path: &Path) -> Result<(Vec<u8>, byok_blob::ByokBlob)> {
+    let bytes = read_input(path, ".byok file")?;
+    let blob = byok_blob::ByokBlob::from_json(&bytes).map_err(|e| {
+        let message = format!("{} is not a valid .byok file", path.display());
+        Error::with_source(Step::Preflight, Kind::InvalidInput, message, e)
+    })?;
+    Ok((bytes, blob))
+}
+
+/// Reads a PIN file: UTF-8 text, one trailing newline (LF or CRLF) ignored, not empty. The bytes read are zeroized.
+pub fn read_pin(path: &Path) -> Result<byok_pkcs11::Pin> {
+    let bytes = zeroize::Zeroizing::new(read_input(path, "PIN file")?);
+    let invalid = |what: &str| {
+        Error::new(
+            Step::Preflight,
+            Kind::InvalidInput,
+            format!("the PIN file {} {what}", path.display()),
+        )
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| invalid("is not text"))?;
+    let pin = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(text);
+    if pin.is_empty() {
+        return Err(invalid("is empty"));
+    }
+    Ok(byok_pkcs11::Pin::new(pin.to_owned()))
+}
+
 /// Reads a manifest, with its own limit.
 pub fn read_manifest(path: &Path) -> Result<Vec<u8>> {
     read_bounded(

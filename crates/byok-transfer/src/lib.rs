@@ -2,8 +2,11 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+mod blob;
 mod error;
 pub mod files;
+mod import;
+pub mod inspect;
 mod kek;
 pub mod locks;
 mod observe;
@@ -15,7 +18,9 @@ pub mod state;
 mod transfer;
 mod verify;
 
+pub use blob::{Blob, HsmBlob, wrap_in_hsm, wrap_in_software};
 pub use error::{Error, Kind, Result, Step};
+pub use import::{BlobImported, check_blob_kek, import_blob};
 pub use kek::{KekChoice, KekPolicy, obtain as obtain_kek};
 pub use observe::{Event, Observer, Quiet, STEPS};
 pub use plan::Plan;

@@ -4,13 +4,12 @@
 
 use std::path::Path;
 
-use byok_blob::ByokBlob;
 use byok_encoding::KeyKind;
 use byok_keyvault::{Connection, ImportRequest, Timestamp, VaultKey};
-use byok_pkcs11::{KeyInfo, KeyKindInfo, TokenSession, Verdict, WrapOptions, Wrapped};
+use byok_pkcs11::{KeyInfo, KeyKindInfo, TokenSession, Verdict, WrapOptions};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Kind, Result, Step};
+use crate::error::{Error, Result, Step};
 use crate::kek::KekChoice;
 use crate::observe::{Event, Observer};
 use crate::record::{
@@ -113,18 +112,14 @@ pub fn prepare(
 ) -> Result<Prepared> {
     let started = Timestamp::now();
     p.step(4, "wrapping in the HSM (with the wrap self-test)");
-    let wrapped = session
-        .wrap(key, &p.kek.kek.public, p.options)
-        .map_err(|e| Error::hsm(Step::Wrap, e))?;
-    if let Some(why) = &wrapped.nonconformant {
-        p.observer.event(&Event::NonconformantWrap {
-            path: wrapped.path,
-            why,
-        });
+    let kek = &p.kek.kek;
+    let made = crate::blob::wrap_in_hsm(session, key, &kek.public, &kek.kid, p.options, p.tool)?;
+    if let Some(why) = &made.nonconformant {
+        p.observer.event(&Event::NonconformantWrap { path: made.path, why });
     }
-    let wrap = wrap_record(session, &wrapped, kind);
+    let wrap = wrap_record(session, &made, kind);
     let source = source_record(session, key, kind)?;
-    let byok = blob(p, session, wrapped)?;
+    let byok = made.blob.bytes;
     if let Some((file, replace)) = keep_blob {
         crate::files::write_atomic(file, &byok, replace).map_err(|e| e.at(Step::Wrap))?;
         p.observer.event(&Event::BlobKept { file });
@@ -167,38 +162,16 @@ pub fn prepare(
     })
 }
 
-/// The `.byok` document for a wrapped key, checked by reading it back.
-fn blob(p: &Pipeline<'_>, session: &TokenSession<'_>, wrapped: Wrapped) -> Result<Vec<u8>> {
-    let mut generator = format!(
-        "{} {}; source: {} via PKCS#11, {}",
-        p.tool.name,
-        p.tool.version,
-        session.token().describe(),
-        wrapped.path.name()
-    );
-    if wrapped.nonconformant.is_some() {
-        generator.push_str("; NONCONFORMANT (--allow-nonconformant-wrap)");
-    }
-    let byok = ByokBlob::new(p.kek.kek.kid.clone(), wrapped.ciphertext, generator).to_json();
-    ByokBlob::from_json(&byok).map_err(|e| {
-        Error::new(
-            Step::Wrap,
-            Kind::Internal,
-            format!("the blob byok made does not validate: {e}"),
-        )
-    })?;
-    Ok(byok)
-}
-
 /// The self-test's verdict for the path used, as it applies to this key: "aligned only" is conformant for AES.
-fn wrap_record(session: &mut TokenSession<'_>, wrapped: &Wrapped, kind: KeyKind) -> WrapRecord {
+fn wrap_record(session: &mut TokenSession<'_>, made: &crate::blob::HsmBlob, kind: KeyKind) -> WrapRecord {
+    let path = made.path;
     let self_test = match session.self_test() {
         Ok(report) => {
-            let verdict = &report.path(wrapped.path).verdict;
+            let verdict = &report.path(path).verdict;
             let applies = match verdict {
                 Verdict::Conformant => "conformant",
                 Verdict::AlignedOnly(_) if matches!(kind, KeyKind::Aes(_)) => "conformant",
-                _ if wrapped.nonconformant.is_some() => "non-conformant (overridden)",
+                _ if made.nonconformant.is_some() => "non-conformant (overridden)",
                 _ => "not conformant",
             };
             SelfTestRecord {
@@ -212,9 +185,9 @@ fn wrap_record(session: &mut TokenSession<'_>, wrapped: &Wrapped, kind: KeyKind)
         },
     };
     WrapRecord {
-        path: wrapped.path.name().into(),
-        mechanisms: wrapped.path.mechanisms().into(),
-        conformant: wrapped.nonconformant.is_none(),
+        path: path.name().into(),
+        mechanisms: path.mechanisms().into(),
+        conformant: made.nonconformant.is_none(),
         self_test,
     }
 }

@@ -116,18 +116,7 @@ impl HsmArgs {
         });
         if let Some(path) = file {
             warn_if_shared(&path);
-            let bytes = zeroize::Zeroizing::new(files::read_input(&path, "PIN file")?);
-            let text = std::str::from_utf8(&bytes).map_err(|_| {
-                CliError::msg(
-                    Exit::InvalidInput,
-                    format!("the PIN file {} is not text", path.display()),
-                )
-            })?;
-            let pin = text
-                .strip_suffix('\n')
-                .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                .unwrap_or(text);
-            return non_empty(pin.to_owned(), &format!("the PIN file {}", path.display())).map(Some);
+            return Ok(Some(files::read_pin(&path)?));
         }
         if std::io::stdin().is_terminal() {
             let pin = rpassword::prompt_password("PIN: ")
@@ -407,13 +396,7 @@ fn list(ui: Ui, args: &TokenArgs) -> Result<()> {
 
 fn verify(ui: Ui, args: &VerifyArgs) -> Result<()> {
     let kind = args.spec.kind()?;
-    let bytes = files::read_input(&args.byok_file, ".byok file")?;
-    let blob = byok_blob::ByokBlob::from_json(&bytes).map_err(|e| {
-        CliError::new(
-            Exit::InvalidInput,
-            anyhow::Error::new(e).context(format!("{} is not a valid .byok file", args.byok_file.display())),
-        )
-    })?;
+    let (_, blob) = files::read_blob(&args.byok_file)?;
     args.hsm.with_session(&args.kek, |s| {
         let kek = s.find_key(&args.kek).map_err(error)?;
         let found = s.verify_ciphertext(&kek, blob.ciphertext(), kind).map_err(error)?;

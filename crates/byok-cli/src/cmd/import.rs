@@ -4,16 +4,15 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use byok_blob::ByokBlob;
 use byok_encoding::{Curve, Kty};
-use byok_keyvault::{Connection, Imported, Kek, Timestamp};
+use byok_keyvault::Timestamp;
 use serde_json::json;
 
 use crate::cmd::vault::{self, VaultArgs, runtime};
 use crate::exit::{CliError, Exit, Result};
 use crate::stdout_error;
 use crate::ui::Ui;
-use byok_transfer::{KeyProperties, files};
+use byok_transfer::{BlobImported, KeyProperties, files};
 
 /// What the new key version gets: operations, tags and attributes. Shared by `import` and `full-transfer`.
 #[derive(Debug, Clone, clap::Args)]
@@ -98,55 +97,6 @@ pub(crate) struct Args {
     properties: KeyPropertiesArgs,
 }
 
-/// Checks that the KEK a blob names is this vault's and is a proper KEK.
-pub(crate) fn check_kek(conn: &Connection, rt: &tokio::runtime::Runtime, blob: &ByokBlob) -> Result<Kek> {
-    let kid = blob.kid();
-    if !conn.vault().owns(kid) {
-        return Err(CliError::msg(
-            Exit::InvalidInput,
-            format!(
-                "the blob was wrapped to a KEK of another vault ({kid}), not {}",
-                conn.vault()
-            ),
-        )
-        .hint(
-            "a blob opens only in the vault that holds its KEK: import it there, or wrap again to this vault's KEK",
-        ));
-    }
-    let kek = rt
-        .block_on(conn.get_kek(kid.name(), Some(kid.version())))
-        .map_err(|e| match e {
-            e if e.is_not_found() => CliError::msg(
-                Exit::Vault,
-                format!("the KEK the blob names ({kid}) does not exist in {}", conn.vault()),
-            )
-            .hint("it was deleted, or the blob names a version that never existed: check the KEK and wrap again"),
-            other => vault::error(other),
-        })?;
-    if !kek.is_import_only_hsm() {
-        return Err(CliError::msg(
-            Exit::InvalidInput,
-            format!(
-                "the key the blob names ({kid}) is {} with key_ops {:?}, not a Key Exchange Key (RSA-HSM, key_ops [\"import\"])",
-                kek.kty, kek.key_ops
-            ),
-        )
-        .hint("create a KEK with `byok-cli kek create`, download it, and wrap again"));
-    }
-    let expected = kek.public.ciphertext_len();
-    if blob.ciphertext().len() <= expected {
-        return Err(CliError::msg(
-            Exit::InvalidInput,
-            format!(
-                "the blob's ciphertext ({} bytes) is too short for the {}-bit KEK it names: it was wrapped to another key",
-                blob.ciphertext().len(),
-                expected * 8
-            ),
-        ));
-    }
-    Ok(kek)
-}
-
 /// The vault's refusal of an import: a 400 is about the blob.
 pub(crate) fn classify(e: &byok_keyvault::Error) -> (Exit, Option<String>) {
     let (exit, hint) = vault::classify(e);
@@ -159,33 +109,16 @@ pub(crate) fn classify(e: &byok_keyvault::Error) -> (Exit, Option<String>) {
     (exit, hint)
 }
 
-fn import_error(e: byok_keyvault::Error) -> CliError {
-    let (exit, hint) = classify(&e);
-    CliError {
-        exit,
-        error: anyhow::Error::new(e),
-        hint,
-    }
-}
-
 pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
-    let document = files::read_input(&args.byok_file, ".byok file")?;
-    let blob = ByokBlob::from_json(&document).map_err(|e| {
-        CliError::new(
-            Exit::InvalidInput,
-            anyhow::Error::new(e).context(format!("{} is not a valid .byok file", args.byok_file.display())),
-        )
-    })?;
+    let (document, blob) = files::read_blob(&args.byok_file)?;
     let conn = args.vault.connect(ui)?;
     let mut request = args
         .properties
         .properties()?
         .request(conn.vault(), &args.name, args.kty, args.curve)?;
     request.byok = document;
-    let rt = runtime()?;
-    let kek = check_kek(&conn, &rt, &blob)?;
-    ui.verbose(&format!("KEK {} is import-only RSA-HSM; importing", kek.kid));
-    let imported: Imported = rt.block_on(conn.import_key(&request)).map_err(import_error)?;
+    ui.verbose(&format!("checking the KEK {} and importing", blob.kid()));
+    let BlobImported { kek, imported } = runtime()?.block_on(byok_transfer::import_blob(&conn, &blob, &request))?;
     let key = &imported.key;
     let fingerprint = key.public.as_ref().map(|p| p.fingerprint_sha256());
     let mut human = format!(

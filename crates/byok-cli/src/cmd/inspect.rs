@@ -11,6 +11,7 @@ use crate::exit::{Classify, CliError, Exit, Result};
 use crate::stdout_error;
 use crate::ui::Ui;
 use byok_transfer::files;
+use byok_transfer::inspect::{self, KekFit};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -21,14 +22,6 @@ pub(crate) struct Args {
     /// The KEK's public key, to check that the ciphertext's parts fit it (PEM, DER or JWK).
     #[arg(long, value_name = "FILE")]
     kek_file: Option<PathBuf>,
-}
-
-/// What a KEK says about the blob.
-struct KekCheck {
-    kek: KekPublicKey,
-    rsa_part: usize,
-    kwp_part: Option<usize>,
-    problems: Vec<String>,
 }
 
 pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
@@ -47,7 +40,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         Some(path) => {
             let kek_bytes = files::read_input(path, "KEK file")?;
             let kek = KekPublicKey::parse(&kek_bytes).map_err(|e| key_error(e, path, "KEK file"))?;
-            Some(check_against(&blob, kek))
+            Some(inspect::fit(&blob, kek))
         }
         None => None,
     };
@@ -69,49 +62,6 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     }
 }
 
-fn check_against(blob: &ByokBlob, kek: KekPublicKey) -> KekCheck {
-    let len = blob.ciphertext().len();
-    let rsa_part = kek.ciphertext_len();
-    let mut problems = Vec::new();
-    let kwp_part = len.checked_sub(rsa_part).filter(|&k| k >= 16);
-    match kwp_part {
-        None => problems.push(format!(
-            "the ciphertext is {len} bytes, too short for this KEK's {rsa_part}-byte RSA part and a KWP part"
-        )),
-        Some(k) if k % 8 != 0 => problems.push(format!("the KWP part would be {k} bytes, not a multiple of 8")),
-        Some(_) => {}
-    }
-    if let Some(kid) = kek.kid()
-        && kid != blob.kid().to_string()
-    {
-        problems.push(format!("the KEK file's kid {kid} is not the blob's kid {}", blob.kid()));
-    }
-    KekCheck {
-        kek,
-        rsa_part,
-        kwp_part,
-        problems,
-    }
-}
-
-/// The plaintext length range a KWP part of `kwp` bytes can hold, and what such a plaintext usually is.
-fn plaintext_range(kwp: usize) -> (usize, usize, Option<&'static str>) {
-    let (min, max) = (kwp - 15, kwp - 8);
-    let guess = match max {
-        16 => Some("an AES-128 key"),
-        24 => Some("an AES-192 key"),
-        32 => Some("an AES-256 key"),
-        64..=160 => Some("an EC P-256 or P-256K PKCS#8 key"),
-        161..=200 => Some("an EC P-384 PKCS#8 key"),
-        201..=260 => Some("an EC P-521 PKCS#8 key"),
-        1180..=1240 => Some("an RSA-2048 PKCS#8 key"),
-        1760..=1820 => Some("an RSA-3072 PKCS#8 key"),
-        2340..=2400 => Some("an RSA-4096 PKCS#8 key"),
-        _ => None,
-    };
-    (min, max, guess)
-}
-
 fn vault_kind_id(kind: VaultKind) -> &'static str {
     match kind {
         VaultKind::KeyVault => "key-vault",
@@ -120,7 +70,7 @@ fn vault_kind_id(kind: VaultKind) -> &'static str {
     }
 }
 
-fn render(args: &Args, blob: &ByokBlob, check: Option<&KekCheck>) -> (String, serde_json::Value) {
+fn render(args: &Args, blob: &ByokBlob, check: Option<&KekFit>) -> (String, serde_json::Value) {
     let kid = blob.kid();
     let len = blob.ciphertext().len();
     let candidates = blob.possible_rsa_part_lengths();
@@ -149,41 +99,7 @@ fn render(args: &Args, blob: &ByokBlob, check: Option<&KekCheck>) -> (String, se
             ));
             serde_json::Value::Null
         }
-        Some(c) => {
-            h.push_str(&format!(
-                "  KEK file        {}, SHA-256 {}\n    RSA part      {} bytes\n",
-                c.kek.size(),
-                c.kek.fingerprint_sha256(),
-                c.rsa_part
-            ));
-            let mut plaintext = serde_json::Value::Null;
-            if let Some(kwp) = c.kwp_part.filter(|k| k % 8 == 0) {
-                let (min, max, guess) = plaintext_range(kwp);
-                h.push_str(&format!(
-                    "    KWP part      {kwp} bytes: a plaintext of {min} to {max} bytes"
-                ));
-                if let Some(g) = guess {
-                    h.push_str(&format!(", likely {g}"));
-                }
-                h.push('\n');
-                plaintext = json!({ "min_bytes": min, "max_bytes": max, "likely": guess });
-            }
-            if c.problems.is_empty() {
-                h.push_str("  consistent      yes: the sizes fit this KEK\n");
-            } else {
-                h.push_str(&format!("  consistent      NO: {}\n", c.problems.join("; ")));
-            }
-            json!({
-                "size_bits": c.kek.size().bits(),
-                "fingerprint_sha256": c.kek.fingerprint_sha256(),
-                "kid": c.kek.kid(),
-                "rsa_part_bytes": c.rsa_part,
-                "kwp_part_bytes": c.kwp_part,
-                "plaintext": plaintext,
-                "consistent": c.problems.is_empty(),
-                "problems": c.problems,
-            })
-        }
+        Some(c) => render_fit(&mut h, c),
     };
     let json = json!({
         "format_version": 1,
@@ -207,4 +123,41 @@ fn render(args: &Args, blob: &ByokBlob, check: Option<&KekCheck>) -> (String, se
         "kek": kek_json,
     });
     (h, json)
+}
+
+/// The KEK's lines of the human text, and its JSON.
+fn render_fit(h: &mut String, c: &KekFit) -> serde_json::Value {
+    h.push_str(&format!(
+        "  KEK file        {}, SHA-256 {}\n    RSA part      {} bytes\n",
+        c.kek.size(),
+        c.kek.fingerprint_sha256(),
+        c.rsa_part
+    ));
+    let mut plaintext = serde_json::Value::Null;
+    if let Some(kwp) = c.kwp_part.filter(|k| k % 8 == 0) {
+        let (min, max, guess) = inspect::plaintext_range(kwp);
+        h.push_str(&format!(
+            "    KWP part      {kwp} bytes: a plaintext of {min} to {max} bytes"
+        ));
+        if let Some(g) = guess {
+            h.push_str(&format!(", likely {g}"));
+        }
+        h.push('\n');
+        plaintext = json!({ "min_bytes": min, "max_bytes": max, "likely": guess });
+    }
+    if c.problems.is_empty() {
+        h.push_str("  consistent      yes: the sizes fit this KEK\n");
+    } else {
+        h.push_str(&format!("  consistent      NO: {}\n", c.problems.join("; ")));
+    }
+    json!({
+        "size_bits": c.kek.size().bits(),
+        "fingerprint_sha256": c.kek.fingerprint_sha256(),
+        "kid": c.kek.kid(),
+        "rsa_part_bytes": c.rsa_part,
+        "kwp_part_bytes": c.kwp_part,
+        "plaintext": plaintext,
+        "consistent": c.problems.is_empty(),
+        "problems": c.problems,
+    })
 }

@@ -87,20 +87,9 @@ impl VaultArgs {
     }
 }
 
-/// A clap value parser for vault and Managed HSM names: 3 to 24 letters, digits and dashes, starting with a letter,
-/// not ending with a dash, no two dashes in a row (Azure's rule).
+/// A clap value parser for vault and Managed HSM names (Azure's rule), refused before anything happens.
 fn vault_name(s: &str) -> std::result::Result<String, String> {
-    let ok = (3..=24).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && s.starts_with(|c: char| c.is_ascii_alphabetic())
-        && !s.ends_with('-')
-        && !s.contains("--");
-    if !ok {
-        return Err(format!(
-            "`{s}` is not a vault name: 3 to 24 letters, digits and single dashes, starting with a letter \
-             (for a full address use --vault-url)"
-        ));
-    }
+    byok_keyvault::check_vault_name(s).map_err(|e| e.to_string())?;
     Ok(s.to_owned())
 }
 

@@ -3,18 +3,18 @@
 
 use std::path::PathBuf;
 
-use byok_blob::{ByokBlob, KeyId};
-use byok_encoding::{Error as EncodingError, KekPublicKey, KeyKind, Kty, TargetKey};
+use byok_blob::KeyId;
+use byok_encoding::{Error as EncodingError, KekPublicKey, Kty, TargetKey};
 use byok_pkcs11::{KeyKindInfo, Pkcs11Uri, WrapChoice, WrapOptions, WrapPath};
-use byok_wrap::KekEncryptor;
+use byok_transfer::{Blob, files};
 use serde_json::json;
 
 use crate::cmd::hsm::{self, HsmArgs};
 use crate::cmd::key_error;
+use crate::cmd::transfer::tool;
 use crate::exit::{Classify, CliError, Exit, Result};
 use crate::stdout_error;
 use crate::ui::Ui;
-use byok_transfer::files;
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["key", "key_file"])))]
@@ -101,12 +101,10 @@ fn parse_choice(s: &str) -> std::result::Result<WrapChoice, String> {
     s.parse::<WrapPath>().map(WrapChoice::Path)
 }
 
-/// What a source produced.
+/// What a source produced: the blob, and how to describe its source.
 struct Produced {
-    ciphertext: Vec<u8>,
-    kind: KeyKind,
+    blob: Blob,
     public_sha256: Option<String>,
-    generator: String,
     source: serde_json::Value,
     source_line: String,
 }
@@ -127,22 +125,27 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     ));
 
     let produced = match (&args.key, &args.key_file) {
-        (Some(uri), _) => from_hsm(ui, args, uri, &kek)?,
-        (None, Some(file)) => from_file(ui, args, file, &kek)?,
+        (Some(uri), _) => from_hsm(ui, args, uri, &kek, &kid)?,
+        (None, Some(file)) => from_file(ui, args, file, &kek, &kid)?,
         (None, None) => {
             return Err(CliError::msg(Exit::Usage, "give --key 'pkcs11:…' or --key-file"));
         }
     };
 
-    let rsa_len = kek.ciphertext_len();
-    let kwp_len = produced.ciphertext.len() - rsa_len;
-    let document = ByokBlob::new(kid.clone(), produced.ciphertext, produced.generator.clone()).to_json();
-    // What we write must be what we would accept.
-    ByokBlob::from_json(&document).or_exit(Exit::Internal, || "the blob byok made does not validate".into())?;
-    files::write_atomic(&args.out, &document, args.force)?;
+    let document = &produced.blob.bytes;
+    files::write_atomic(&args.out, document, args.force)?;
     ui.verbose(&format!("wrote {} ({} bytes)", args.out.display(), document.len()));
 
-    let kind = produced.kind;
+    let (human, json) = render(args, &kek, &kid, &produced);
+    ui.result(&human, &json).map_err(stdout_error)
+}
+
+/// The result: human text (with the `az` command that imports the blob) and JSON.
+fn render(args: &Args, kek: &KekPublicKey, kid: &KeyId, produced: &Produced) -> (String, serde_json::Value) {
+    let document = &produced.blob.bytes;
+    let rsa_len = kek.ciphertext_len();
+    let kwp_len = produced.blob.ciphertext_len - rsa_len;
+    let kind = produced.blob.kind;
     let kty = kind.kty();
     let mut human = format!(
         "wrote {out} ({bytes} bytes)\n  source      {source}\n  target      {kind}, import as kty {azure_kty}{crv}\n",
@@ -178,7 +181,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         "file": args.out,
         "bytes": document.len(),
         "source": produced.source,
-        "generator": produced.generator,
+        "generator": produced.blob.generator,
         "target": {
             "kind": kind.to_string(),
             "kty": kty.azure_hsm_name(),
@@ -192,7 +195,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         },
         "ciphertext": { "rsa_part_bytes": rsa_len, "kwp_part_bytes": kwp_len },
     });
-    ui.result(&human, &json).map_err(stdout_error)
+    (human, json)
 }
 
 fn software_refusal() -> CliError {
@@ -231,7 +234,7 @@ fn resolve_kid(ui: Ui, args: &Args, kek: &KekPublicKey) -> Result<KeyId> {
     Ok(kid)
 }
 
-fn from_hsm(ui: Ui, args: &Args, uri: &Pkcs11Uri, kek: &KekPublicKey) -> Result<Produced> {
+fn from_hsm(ui: Ui, args: &Args, uri: &Pkcs11Uri, kek: &KekPublicKey, kid: &KeyId) -> Result<Produced> {
     args.hsm.with_session(uri, |session| {
         let key = session.find_key(uri).map_err(hsm::error)?;
         if let (Some(kty), KeyKindInfo::Supported(kind)) = (args.kty, &key.kind)
@@ -243,31 +246,18 @@ fn from_hsm(ui: Ui, args: &Args, uri: &Pkcs11Uri, kek: &KekPublicKey) -> Result<
             ));
         }
         ui.verbose(&format!("key {} in token `{}`", key.describe(), session.token().label));
-        let options = args.wrap.options();
-        let wrapped = session.wrap(&key, kek, options).map_err(hsm::error)?;
-        let KeyKindInfo::Supported(kind) = key.kind else {
-            unreachable!("wrap refuses unsupported keys")
-        };
-        let token = session.token();
-        let mut generator = format!(
-            "byok-cli {}; source: {} via PKCS#11, {}",
-            env!("CARGO_PKG_VERSION"),
-            token.describe(),
-            wrapped.path.name()
-        );
-        if let Some(why) = &wrapped.nonconformant {
+        let made = byok_transfer::wrap_in_hsm(session, &key, kek, kid, args.wrap.options(), &tool())?;
+        if let Some(why) = &made.nonconformant {
             ui.warn(&format!(
                 "WRAPPED WITH A NON-CONFORMANT PATH ({}): {why}. Key Vault may reject this blob; the key is unchanged \
                  in the HSM",
-                wrapped.path
+                made.path
             ));
-            generator.push_str("; NONCONFORMANT (--allow-nonconformant-wrap)");
         }
+        let token = session.token();
         Ok(Produced {
-            ciphertext: wrapped.ciphertext,
-            kind,
             public_sha256: key.public.as_ref().map(|p| p.fingerprint_sha256()),
-            source_line: format!("`{}` in token `{}` via {}", key.label, token.label, wrapped.path),
+            source_line: format!("`{}` in token `{}` via {}", key.label, token.label, made.path),
             source: json!({
                 "type": "pkcs11",
                 "token": token.label,
@@ -275,15 +265,15 @@ fn from_hsm(ui: Ui, args: &Args, uri: &Pkcs11Uri, kek: &KekPublicKey) -> Result<
                 "token_model": token.describe(),
                 "key_label": key.label,
                 "key_id": hsm::hex(&key.id),
-                "wrap_path": wrapped.path.name(),
-                "conformant": wrapped.nonconformant.is_none(),
+                "wrap_path": made.path.name(),
+                "conformant": made.nonconformant.is_none(),
             }),
-            generator,
+            blob: made.blob,
         })
     })
 }
 
-fn from_file(ui: Ui, args: &Args, file: &std::path::Path, kek: &KekPublicKey) -> Result<Produced> {
+fn from_file(ui: Ui, args: &Args, file: &std::path::Path, kek: &KekPublicKey, kid: &KeyId) -> Result<Produced> {
     if !args.allow_software_key {
         return Err(software_refusal());
     }
@@ -294,15 +284,9 @@ fn from_file(ui: Ui, args: &Args, file: &std::path::Path, kek: &KekPublicKey) ->
         target.kind(),
         file.display()
     ));
-    let encryptor = KekEncryptor::new(kek).or_exit(Exit::InvalidInput, || "the KEK cannot be used".into())?;
-    let ciphertext = encryptor
-        .wrap(target.plaintext())
-        .or_exit(Exit::Internal, || "wrapping failed".into())?;
     Ok(Produced {
-        ciphertext,
-        kind: target.kind(),
+        blob: byok_transfer::wrap_in_software(&target, kek, kid, &tool())?,
         public_sha256: target.public_key().map(|p| p.fingerprint_sha256()),
-        generator: format!("byok-cli {}; source: software key file", env!("CARGO_PKG_VERSION")),
         source: json!("software"),
         source_line: format!("software key file {}", file.display()),
     })

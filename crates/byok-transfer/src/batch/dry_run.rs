@@ -6,7 +6,7 @@ use byok_pkcs11::{KeyInfo, TokenSession, Verdict, WrapChoice};
 
 use super::Options;
 use super::engine::Source;
-use super::manifest::Manifest;
+use super::manifest::{Item, Manifest};
 use super::report::chain;
 use crate::error::{Error, Result, Step};
 use crate::verify::{self, Expectation, Verification};
@@ -38,24 +38,38 @@ pub fn dry_run(
         .open(source.uri, source.pin)
         .map_err(|e| Error::hsm(Step::Preflight, e))?;
     let mut problems = 0usize;
-    let mut tell = |name: &str, ok: bool, plan: String| {
-        problems += usize::from(!ok);
-        say(&Check {
-            name: name.to_owned(),
+    let mut tell = |check: Check| {
+        problems += usize::from(!check.ok);
+        say(&check);
+    };
+    let pkcs8_ok = self_test(&mut session, options, &mut tell)?;
+    tell(kek(&rt, conn, &options.kek.name));
+    for item in &manifest.items {
+        let (ok, plan) = match rt.block_on(key(conn, &session, item, pkcs8_ok)) {
+            Ok(plan) => (true, plan),
+            Err(problem) => (false, problem),
+        };
+        tell(Check {
+            name: item.name.clone(),
             ok,
             plan,
         });
-    };
+    }
+    Ok(problems)
+}
+
+/// The self-test's line; returns whether RSA and EC keys (PKCS#8) can be wrapped, which needs a fully conformant
+/// path (AES keys also take one that is right for aligned keys).
+fn self_test(session: &mut TokenSession<'_>, options: &Options, tell: &mut impl FnMut(Check)) -> Result<bool> {
     let report = session.self_test().map_err(|e| Error::hsm(Step::Preflight, e))?.clone();
     let forced = matches!(options.wrap.choice, WrapChoice::Path(_));
-    // RSA and EC keys (PKCS#8) need a fully conformant path; AES keys also take one that is right for aligned keys.
     let pkcs8_ok = forced || report.best().is_some();
     let aes_ok = pkcs8_ok
         || report
             .paths
             .iter()
             .any(|p| matches!(p.verdict, Verdict::AlignedOnly(_)));
-    let self_test = match report.best() {
+    let plan = match report.best() {
         Some(p) => format!("wraps with {p}"),
         None if aes_ok => format!(
             "AES keys only (no path is conformant for RSA/EC):\n{}",
@@ -63,63 +77,57 @@ pub fn dry_run(
         ),
         None => format!("no conformant wrap path:\n{}", report.summary()),
     };
-    tell("(self-test)", aes_ok, self_test);
-    let kek_name = &options.kek.name;
-    match rt.block_on(conn.get_kek(kek_name, None)) {
-        Ok(k) if k.is_import_only_hsm() => tell("(KEK)", true, format!("reuses {}", k.kid)),
-        Ok(k) => tell(
-            "(KEK)",
+    tell(Check {
+        name: "(self-test)".into(),
+        ok: aes_ok,
+        plan,
+    });
+    Ok(pkcs8_ok)
+}
+
+/// The KEK's line: reused, created, or a name that holds something else.
+fn kek(rt: &tokio::runtime::Runtime, conn: &Connection, name: &str) -> Check {
+    let (ok, plan) = match rt.block_on(conn.get_kek(name, None)) {
+        Ok(k) if k.is_import_only_hsm() => (true, format!("reuses {}", k.kid)),
+        Ok(k) => (
             false,
-            format!("`{kek_name}` exists but is {} with key_ops {:?}", k.kty, k.key_ops),
+            format!("`{name}` exists but is {} with key_ops {:?}", k.kty, k.key_ops),
         ),
-        Err(e) if e.is_not_found() => tell("(KEK)", true, format!("would create `{kek_name}`")),
-        Err(e) => tell("(KEK)", false, e.to_string()),
+        Err(e) if e.is_not_found() => (true, format!("would create `{name}`")),
+        Err(e) => (false, e.to_string()),
+    };
+    Check {
+        name: "(KEK)".into(),
+        ok,
+        plan,
     }
-    for item in &manifest.items {
-        let key = match session.find_key(&item.uri) {
-            Ok(k) => k,
-            Err(e) => {
-                tell(&item.name, false, e.to_string());
-                continue;
-            }
-        };
-        let kind = match crate::transfer::transferable(&key) {
-            Ok(k) => k,
-            Err(e) => {
-                tell(&item.name, false, chain(&e));
-                continue;
-            }
-        };
-        if !matches!(kind, KeyKind::Aes(_)) && !pkcs8_ok {
-            tell(
-                &item.name,
-                false,
-                format!("{kind}: the token has no wrap path conformant for RSA/EC keys"),
-            );
-            continue;
-        }
-        if let Err(e) = item.request(kind, conn.vault()) {
-            tell(&item.name, false, e);
-            continue;
-        }
-        let (ok, plan) = match rt.block_on(conn.get_key(&item.name, None)) {
-            Err(e) if e.is_not_found() => (true, format!("would transfer {}", key.describe())),
-            Ok(existing) => match rt.block_on(same_key(conn, &session, &key, kind, &existing)) {
-                Ok(true) => (true, format!("would skip: already imported as {}", existing.kid)),
-                Ok(false) => (
-                    false,
-                    format!("the name exists in the vault with a different key ({})", existing.kid),
-                ),
-                Err(why) => (
-                    false,
-                    format!("the name exists in the vault ({}) and {why}", existing.kid),
-                ),
-            },
-            Err(e) => (false, e.to_string()),
-        };
-        tell(&item.name, ok, plan);
+}
+
+/// One key's plan, or the problem with it.
+async fn key(
+    conn: &Connection,
+    session: &TokenSession<'_>,
+    item: &Item,
+    pkcs8_ok: bool,
+) -> std::result::Result<String, String> {
+    let key = session.find_key(&item.uri).map_err(|e| e.to_string())?;
+    let kind = crate::transfer::transferable(&key).map_err(|e| chain(&e))?;
+    if !matches!(kind, KeyKind::Aes(_)) && !pkcs8_ok {
+        return Err(format!("{kind}: the token has no wrap path conformant for RSA/EC keys"));
     }
-    Ok(problems)
+    item.request(kind, conn.vault())?;
+    match conn.get_key(&item.name, None).await {
+        Err(e) if e.is_not_found() => Ok(format!("would transfer {}", key.describe())),
+        Ok(existing) => match same_key(conn, session, &key, kind, &existing).await {
+            Ok(true) => Ok(format!("would skip: already imported as {}", existing.kid)),
+            Ok(false) => Err(format!(
+                "the name exists in the vault with a different key ({})",
+                existing.kid
+            )),
+            Err(why) => Err(format!("the name exists in the vault ({}) and {why}", existing.kid)),
+        },
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Whether a key in the vault is the token's key, by the one comparison every transfer uses (nothing is written

@@ -78,16 +78,44 @@ impl Manifest {
     /// Reads and checks a manifest: every key named once, one token, no URI that chooses code or a PIN file, and
     /// (unless `allow_duplicates`) no HSM key under two names.
     pub fn read(file: &Path, allow_duplicates: bool) -> Result<Self> {
-        let (items, sha256) = read_manifest(file, allow_duplicates)?;
+        let bytes = files::read_manifest(file)?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let text = std::str::from_utf8(&bytes).map_err(|_| manifest_error(file, "is not UTF-8 text"))?;
+        let manifest = parse(file, text)?;
+        let d = &manifest.defaults;
+        if d.uri.is_some() || d.name.is_some() || d.kty.is_some() || d.size.is_some() || d.curve.is_some() {
+            return Err(manifest_error(
+                file,
+                "[defaults] takes ops, tags, enabled, not_before and expires only",
+            ));
+        }
+        if manifest.key.is_empty() {
+            return Err(manifest_error(file, "lists no [[key]]"));
+        }
+        let mut names = HashSet::new();
+        let mut items = Vec::with_capacity(manifest.key.len());
+        for (i, entry) in manifest.key.iter().enumerate() {
+            let item =
+                Item::from_entry(entry, d).map_err(|what| manifest_error(file, format!("key {}: {what}", i + 1)))?;
+            if !names.insert(item.name.clone()) {
+                return Err(manifest_error(
+                    file,
+                    format!("key {}: the name `{}` is listed twice", i + 1, item.name),
+                ));
+            }
+            items.push(item);
+        }
+        one_token(file, &items)?;
+        if !allow_duplicates {
+            distinct_keys(file, &items)?;
+        }
         Ok(Self { items, sha256 })
     }
 }
 
-fn read_manifest(file: &Path, allow_duplicates: bool) -> Result<(Vec<Item>, String)> {
-    let bytes = files::read_manifest(file)?;
-    let digest = hex::encode(Sha256::digest(&bytes));
-    let text = std::str::from_utf8(&bytes).map_err(|_| manifest_error(file, "is not UTF-8 text"))?;
-    let manifest: ManifestFile = toml::from_str(text).map_err(|e| {
+/// The TOML, with the line and column of a syntax error.
+fn parse(file: &Path, text: &str) -> Result<ManifestFile> {
+    toml::from_str(text).map_err(|e| {
         let at = e.span().map(|span| {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
@@ -95,88 +123,11 @@ fn read_manifest(file: &Path, allow_duplicates: bool) -> Result<(Vec<Item>, Stri
             format!("line {line}, column {column}: ")
         });
         manifest_error(file, format!("{}{}", at.unwrap_or_default(), e.message().trim_end()))
-    })?;
-    let d = &manifest.defaults;
-    if d.uri.is_some() || d.name.is_some() || d.kty.is_some() || d.size.is_some() || d.curve.is_some() {
-        return Err(manifest_error(
-            file,
-            "[defaults] takes ops, tags, enabled, not_before and expires only",
-        ));
-    }
-    if manifest.key.is_empty() {
-        return Err(manifest_error(file, "lists no [[key]]"));
-    }
-    let time = |s: &Option<String>, n: usize| -> Result<Option<Timestamp>> {
-        s.as_deref()
-            .map(Timestamp::parse)
-            .transpose()
-            .map_err(|e| manifest_error(file, format!("key {n}: {e}")))
-    };
-    let mut names = HashSet::new();
-    let mut items = Vec::with_capacity(manifest.key.len());
-    for (i, e) in manifest.key.iter().enumerate() {
-        let n = i + 1;
-        let bad = |what: String| manifest_error(file, format!("key {n}: {what}"));
-        let uri: Pkcs11Uri = e
-            .uri
-            .as_deref()
-            .ok_or_else(|| bad("`uri` is missing".into()))?
-            .parse()
-            .map_err(|err| bad(format!("{err}")))?;
-        if uri.has_pin_value {
-            return Err(bad(
-                "a pin-value in a manifest URI is refused; give the PIN with --pin-file or --pin-env".into(),
-            ));
-        }
-        // A manifest is data: it must not choose the code byok loads or the file it reads as a PIN.
-        if uri.module_path.is_some() {
-            return Err(bad(
-                "a module-path in a manifest URI is refused (it would choose the library byok loads); give the \
-                 module with --pkcs11-module"
-                    .into(),
-            ));
-        }
-        if uri.pin_source.is_some() {
-            return Err(bad(
-                "a pin-source in a manifest URI is refused (it would choose a file byok reads as a PIN); give the \
-                 PIN with --pin-file or --pin-env"
-                    .into(),
-            ));
-        }
-        let name = e.name.clone().ok_or_else(|| bad("`name` is missing".into()))?;
-        byok_keyvault::check_key_name(&name).map_err(|e| bad(e.to_string()))?;
-        if !names.insert(name.clone()) {
-            return Err(bad(format!("the name `{name}` is listed twice")));
-        }
-        let mut tags = d.tags.clone().unwrap_or_default();
-        tags.extend(e.tags.clone().unwrap_or_default());
-        items.push(Item {
-            uri,
-            name,
-            kty: e
-                .kty
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(|err| bad(format!("{err}")))?,
-            size: e.size,
-            curve: e
-                .curve
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(|err| bad(format!("{err}")))?,
-            properties: KeyProperties {
-                ops: e.ops.clone().or_else(|| d.ops.clone()),
-                tags,
-                enabled: e.enabled.or(d.enabled).unwrap_or(true),
-                not_before: time(&e.not_before, n)?.or(time(&d.not_before, n)?),
-                expires: time(&e.expires, n)?.or(time(&d.expires, n)?),
-                exportable: false,
-                release_policy: None,
-            },
-        });
-    }
+    })
+}
+
+/// A batch reads one token: every URI names the first key's.
+fn one_token(file: &Path, items: &[Item]) -> Result<()> {
     let token = |u: &Pkcs11Uri| {
         (
             u.token.clone(),
@@ -185,32 +136,99 @@ fn read_manifest(file: &Path, allow_duplicates: bool) -> Result<(Vec<Item>, Stri
             u.model.clone(),
         )
     };
-    if let Some(other) = items.iter().find(|it| token(&it.uri) != token(&items[0].uri)) {
-        return Err(manifest_error(
+    match items.iter().find(|it| token(&it.uri) != token(&items[0].uri)) {
+        Some(other) => Err(manifest_error(
             file,
             format!(
                 "`{}` names another token than the first key: a batch reads one token",
                 other.name
             ),
-        ));
+        )),
+        None => Ok(()),
     }
-    if !allow_duplicates {
-        let mut seen = std::collections::HashMap::new();
-        for it in &items {
-            let selector = (it.uri.object.clone(), it.uri.id.clone(), it.uri.object_type);
-            if let Some(first) = seen.insert(selector, it.name.clone()) {
-                return Err(
-                    manifest_error(file, format!("`{first}` and `{}` name the same HSM key", it.name)).with_hint(
-                        "one key under two names is usually a mistake; pass --allow-duplicate-keys if it is meant",
-                    ),
-                );
-            }
+}
+
+/// No two names for one HSM key (as far as the URIs tell; the engine checks the keys it finds too).
+fn distinct_keys(file: &Path, items: &[Item]) -> Result<()> {
+    let mut seen = std::collections::HashMap::new();
+    for it in items {
+        let selector = (it.uri.object.clone(), it.uri.id.clone(), it.uri.object_type);
+        if let Some(first) = seen.insert(selector, it.name.clone()) {
+            return Err(
+                manifest_error(file, format!("`{first}` and `{}` name the same HSM key", it.name)).with_hint(
+                    "one key under two names is usually a mistake; pass --allow-duplicate-keys if it is meant",
+                ),
+            );
         }
     }
-    Ok((items, digest))
+    Ok(())
+}
+
+/// A URI from a manifest: data, so it must not choose the code byok loads, the file it reads as a PIN, or the PIN.
+fn manifest_uri(uri: Option<&str>) -> std::result::Result<Pkcs11Uri, String> {
+    let uri: Pkcs11Uri = uri.ok_or("`uri` is missing")?.parse().map_err(|e| format!("{e}"))?;
+    if uri.has_pin_value {
+        return Err("a pin-value in a manifest URI is refused; give the PIN with --pin-file or --pin-env".into());
+    }
+    if uri.module_path.is_some() {
+        return Err(
+            "a module-path in a manifest URI is refused (it would choose the library byok loads); give the \
+                    module with --pkcs11-module"
+                .into(),
+        );
+    }
+    if uri.pin_source.is_some() {
+        return Err(
+            "a pin-source in a manifest URI is refused (it would choose a file byok reads as a PIN); give the \
+                    PIN with --pin-file or --pin-env"
+                .into(),
+        );
+    }
+    Ok(uri)
 }
 
 impl Item {
+    /// One `[[key]]` table, checked and completed with the defaults. `Err` says what is wrong.
+    fn from_entry(e: &Entry, d: &Entry) -> std::result::Result<Self, String> {
+        let uri = manifest_uri(e.uri.as_deref())?;
+        let name = e.name.clone().ok_or("`name` is missing")?;
+        byok_keyvault::check_key_name(&name).map_err(|e| e.to_string())?;
+        let time = |s: &Option<String>| {
+            s.as_deref()
+                .map(Timestamp::parse)
+                .transpose()
+                .map_err(|e| e.to_string())
+        };
+        let mut tags = d.tags.clone().unwrap_or_default();
+        tags.extend(e.tags.clone().unwrap_or_default());
+        Ok(Self {
+            uri,
+            name,
+            kty: e
+                .kty
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|err| format!("{err}"))?,
+            size: e.size,
+            curve: e
+                .curve
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|err| format!("{err}"))?,
+            properties: KeyProperties {
+                ops: e.ops.clone().or_else(|| d.ops.clone()),
+                tags,
+                enabled: e.enabled.or(d.enabled).unwrap_or(true),
+                not_before: time(&e.not_before)?.or(time(&d.not_before)?),
+                expires: time(&e.expires)?.or(time(&d.expires)?),
+                exportable: false,
+                release_policy: None,
+            },
+        })
+    }
+
     /// Checks the token's key against what the manifest says, and builds the import request. `Err` says what
     /// does not agree.
     pub fn request(&self, kind: KeyKind, vault: &Vault) -> std::result::Result<ImportRequest, String> {
@@ -248,7 +266,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("m.toml");
         std::fs::write(&file, text).expect("manifest");
-        match read_manifest(&file, allow_duplicates) {
+        match Manifest::read(&file, allow_duplicates) {
             Ok(_) => String::new(),
             Err(e) => e.to_string(),
         }
