@@ -17,8 +17,7 @@ pub struct LocalVault {
     pub state: PathBuf,
     /// The access tokens it issued and the faults it injected.
     pub observed: byok_emulator::Observations,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _vault: byok_emulator::Background,
     _dir: tempfile::TempDir,
 }
 
@@ -31,26 +30,12 @@ impl LocalVault {
         config.managed_hsm = managed_hsm;
         config.faults = faults.parse().expect("fault spec");
         configure(&mut config);
-        let (info_tx, info_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(async move {
-                let running = byok_emulator::start(config).await.expect("the local Key Vault starts");
-                info_tx
-                    .send((running.info.clone(), running.observations()))
-                    .expect("send info");
-                let _ = stop_rx.await;
-                running.shutdown().await.expect("stops");
-            });
-        });
-        let (info, observed) = info_rx.recv().expect("the local Key Vault reports its address");
+        let vault = byok_emulator::Background::start(config).expect("the local Key Vault starts");
         Self {
-            info,
+            info: vault.info.clone(),
             state,
-            observed,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            observed: vault.observed.clone(),
+            _vault: vault,
             _dir: dir,
         }
     }
@@ -126,17 +111,6 @@ impl LocalVault {
         match std::fs::read(&path) {
             Ok(text) => serde_json::from_slice::<Vec<Value>>(&text).expect("state file").len(),
             Err(_) => 0,
-        }
-    }
-}
-
-impl Drop for LocalVault {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }

@@ -27,6 +27,7 @@ const STANDARD_ANY_PAD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD
 
 /// How the ciphertext was encoded in a document that was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CiphertextEncoding {
     /// base64url without padding: what the specification and byok write.
     Base64UrlUnpadded,

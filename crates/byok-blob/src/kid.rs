@@ -7,6 +7,7 @@ use crate::Error;
 
 /// The kind of service a host name belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum VaultKind {
     /// Azure Key Vault (`*.vault.azure.net` and the sovereign clouds' equivalents).
     KeyVault,
@@ -23,6 +24,15 @@ impl VaultKind {
             Self::KeyVault => "Key Vault",
             Self::ManagedHsm => "Managed HSM",
             Self::Other => "other (not an Azure host name)",
+        }
+    }
+
+    /// `key-vault`, `managed-hsm` or `other`: the stable identifier in JSON.
+    pub const fn id(self) -> &'static str {
+        match self {
+            Self::KeyVault => "key-vault",
+            Self::ManagedHsm => "managed-hsm",
+            Self::Other => "other",
         }
     }
 

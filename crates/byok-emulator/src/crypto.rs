@@ -149,17 +149,17 @@ pub(crate) fn verify(v: &KeyVersion, alg_name: &str, digest: &[u8], sig: &[u8]) 
     let digest = digest_of(&alg, alg_name, digest)?;
     let der = pkcs8(&v.material)?;
     let key = byok_encoding::TargetKey::from_pkcs8_der(&der).map_err(|_| ApiError::bad("The key is damaged."))?;
-    let ok = match (&alg.kind, key.public_key()) {
-        (AlgKind::Rsa(_, params), Some(public @ byok_encoding::TargetPublicKey::Rsa { .. })) => {
-            // ring-style RSA verification takes the PKCS#1 RSAPublicKey.
-            let pkcs1 = public
-                .to_pkcs1_der()
-                .ok_or_else(|| ApiError::bad("The key is damaged."))?;
-            UnparsedPublicKey::new(*params, pkcs1)
-                .verify_digest(&digest, sig)
-                .is_ok()
-        }
-        (AlgKind::Ec(_, verification, crv), Some(byok_encoding::TargetPublicKey::Ec { curve, point })) => {
+    let public = key.public_key();
+    let ok = match (
+        &alg.kind,
+        public.and_then(|p| p.to_pkcs1_der()),
+        public.and_then(|p| p.ec()),
+    ) {
+        // ring-style RSA verification takes the PKCS#1 RSAPublicKey.
+        (AlgKind::Rsa(_, params), Some(pkcs1), _) => UnparsedPublicKey::new(*params, pkcs1)
+            .verify_digest(&digest, sig)
+            .is_ok(),
+        (AlgKind::Ec(_, verification, crv), _, Some((curve, point))) => {
             if curve.azure_name() != *crv {
                 return Err(ApiError::bad(format!("The algorithm {alg_name} needs a {crv} key.")));
             }

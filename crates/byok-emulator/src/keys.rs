@@ -120,18 +120,15 @@ fn bundle(shared: &Shared, name: &str, v: &KeyVersion) -> Value {
             .and_then(|k| k.public_key().cloned()),
         Material::Oct { .. } => None,
     };
-    match public {
-        Some(TargetPublicKey::Rsa { n, e }) => {
-            key["n"] = b64url(&n).into();
-            key["e"] = b64url(&e).into();
-        }
-        Some(TargetPublicKey::Ec { curve, point }) => {
-            let half = (point.len() - 1) / 2;
-            key["crv"] = curve.azure_name().into();
-            key["x"] = b64url(&point[1..1 + half]).into();
-            key["y"] = b64url(&point[1 + half..]).into();
-        }
-        None => {}
+    if let Some((n, e)) = public.as_ref().and_then(TargetPublicKey::rsa) {
+        key["n"] = b64url(n).into();
+        key["e"] = b64url(e).into();
+    }
+    if let Some((curve, point)) = public.as_ref().and_then(TargetPublicKey::ec) {
+        let half = (point.len() - 1) / 2;
+        key["crv"] = curve.azure_name().into();
+        key["x"] = b64url(&point[1..1 + half]).into();
+        key["y"] = b64url(&point[1 + half..]).into();
     }
     let mut attributes = json!({
         "enabled": v.enabled,

@@ -2,7 +2,9 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod background;
 mod crypto;
+mod error;
 mod faults;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -21,6 +23,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use serde::Serialize;
 
+pub use background::Background;
+pub use error::Error;
 pub use faults::Faults;
 
 /// How to run the local Key Vault.
@@ -166,19 +170,24 @@ impl Running {
     }
 
     /// Stops serving and waits for the server to end.
-    pub async fn shutdown(self) -> Result<()> {
+    pub async fn shutdown(self) -> Result<(), Error> {
         self.handle.shutdown();
-        self.task.await.context("server task")?.context("server")
+        self.wait().await
     }
 
     /// Waits until the server ends by itself.
-    pub async fn wait(self) -> Result<()> {
-        self.task.await.context("server task")?.context("server")
+    pub async fn wait(self) -> Result<(), Error> {
+        let ended = self.task.await.context("server task").and_then(|r| r.context("server"));
+        ended.map_err(Error::new)
     }
 }
 
 /// Starts the vault on a tokio runtime and returns once it listens.
-pub async fn start(config: Config) -> Result<Running> {
+pub async fn start(config: Config) -> Result<Running, Error> {
+    serve(config).await.map_err(Error::new)
+}
+
+async fn serve(config: Config) -> Result<Running> {
     if !config.listen.ip().is_loopback() && !config.allow_remote {
         bail!(
             "{} is not a loopback address; pass --allow-remote to listen on it",

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
         out.flush()?;
         drop(out);
         tokio::select! {
-            r = running.wait() => r,
+            r = running.wait() => r.map_err(anyhow::Error::new),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     });

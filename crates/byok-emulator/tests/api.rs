@@ -420,7 +420,7 @@ async fn restart_keeps_keys_and_credentials() {
     assert_eq!(after["key"]["n"], before["key"]["n"]);
     assert_eq!(after["key"]["kid"], before["key"]["kid"]);
     // The imported key is the source key.
-    let Some(byok_encoding::TargetPublicKey::Rsa { n, .. }) = rsa.public_key() else {
+    let Some((n, _)) = rsa.public_key().and_then(byok_encoding::TargetPublicKey::rsa) else {
         panic!("RSA")
     };
     assert_eq!(after["key"]["n"], URL_SAFE_NO_PAD.encode(n));
@@ -512,7 +512,7 @@ async fn imported_keys_sign_and_refuse_what_they_may_not() {
         .expect("b64");
     assert_eq!(sig.len(), 64, "JWS r||s");
     // The source key's public half (the HSM layout carries no point; byok derived it) verifies the vault's signature.
-    let Some(byok_encoding::TargetPublicKey::Ec { point, .. }) = ec.public_key() else {
+    let Some((_, point)) = ec.public_key().and_then(byok_encoding::TargetPublicKey::ec) else {
         panic!("EC")
     };
     aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, point)

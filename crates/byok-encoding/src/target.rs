@@ -141,7 +141,7 @@ impl TargetKey {
     /// `AlgorithmIdentifier` and the public key kept (the layout OpenSSL writes).
     pub fn from_sec1_der(der: &[u8]) -> Result<Self, Error> {
         let (curve, public) = check_ec(der, None)?;
-        let TargetPublicKey::Ec { point, .. } = &public else {
+        let Some((_, point)) = public.ec() else {
             unreachable!("check_ec returns an EC public key")
         };
         let ec = sec1::EcPrivateKey::from_der(der).map_err(|e| Error::malformed("SEC1 ECPrivateKey", e))?;
@@ -244,23 +244,17 @@ impl TargetKey {
     }
 }
 
-/// The public half of an RSA or EC target key.
+/// The public half of an RSA or EC target key. Made only by constructors that normalise it (RSA without leading
+/// zero bytes, EC as an uncompressed point on its curve), so that equality means the same key.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TargetPublicKey {
+pub struct TargetPublicKey(Public);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Public {
     /// RSA modulus and public exponent, big-endian without leading zeros.
-    Rsa {
-        /// Modulus.
-        n: Vec<u8>,
-        /// Public exponent.
-        e: Vec<u8>,
-    },
-    /// An EC point, uncompressed SEC1 encoding.
-    Ec {
-        /// The curve.
-        curve: Curve,
-        /// `04 || x || y`.
-        point: Vec<u8>,
-    },
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// An EC point, uncompressed SEC1 encoding (`04 || x || y`).
+    Ec { curve: Curve, point: Vec<u8> },
 }
 
 impl TargetPublicKey {
@@ -278,10 +272,10 @@ impl TargetPublicKey {
         if RsaSize::from_bits(bits).is_none() {
             return Err(Error::UnsupportedRsaSize { bits });
         }
-        Ok(Self::Rsa {
+        Ok(Self(Public::Rsa {
             n: n.to_vec(),
             e: e.to_vec(),
-        })
+        }))
     }
 
     /// An EC public key from its curve and coordinates, as a JWK carries them; the point must lie on the curve.
@@ -311,14 +305,43 @@ impl TargetPublicKey {
                 reason: format!("the point is not on {curve}"),
             });
         }
-        Ok(Self::Ec { curve, point })
+        Ok(Self(Public::Ec { curve, point }))
+    }
+
+    /// An EC public key from its uncompressed SEC1 point (`04 || x || y`), as PKCS#11's CKA_EC_POINT holds it; the
+    /// point must lie on the curve.
+    pub fn from_ec_point(curve: Curve, point: &[u8]) -> Result<Self, Error> {
+        let n = curve.scalar_len();
+        match point.split_first() {
+            Some((0x04, xy)) if xy.len() == 2 * n => Self::from_ec_components(curve, &xy[..n], &xy[n..]),
+            _ => Err(Error::Malformed {
+                what: "EC public key",
+                reason: format!("not an uncompressed {curve} point"),
+            }),
+        }
+    }
+
+    /// The RSA modulus and public exponent (big-endian, no leading zeros), for an RSA key.
+    pub fn rsa(&self) -> Option<(&[u8], &[u8])> {
+        match &self.0 {
+            Public::Rsa { n, e } => Some((n, e)),
+            Public::Ec { .. } => None,
+        }
+    }
+
+    /// The curve and the uncompressed point, for an EC key.
+    pub fn ec(&self) -> Option<(Curve, &[u8])> {
+        match &self.0 {
+            Public::Ec { curve, point } => Some((*curve, point)),
+            Public::Rsa { .. } => None,
+        }
     }
 
     /// DER of the X.509 `SubjectPublicKeyInfo`.
     pub fn to_spki_der(&self) -> Vec<u8> {
-        match self {
-            Self::Rsa { n, e } => rsa_spki_der(n, e),
-            Self::Ec { curve, point } => {
+        match &self.0 {
+            Public::Rsa { n, e } => rsa_spki_der(n, e),
+            Public::Ec { curve, point } => {
                 let curve_oid = ObjectIdentifier::new_unwrap(curve.oid());
                 spki_der(
                     AlgorithmIdentifierRef {
@@ -339,10 +362,7 @@ impl TargetPublicKey {
 
     /// DER of the PKCS#1 `RSAPublicKey` (RSA only).
     pub fn to_pkcs1_der(&self) -> Option<Vec<u8>> {
-        match self {
-            Self::Rsa { n, e } => Some(rsa_pkcs1_der(n, e)),
-            Self::Ec { .. } => None,
-        }
+        self.rsa().map(|(n, e)| rsa_pkcs1_der(n, e))
     }
 }
 
@@ -455,10 +475,10 @@ fn check_rsa(pkcs1_der: &[u8]) -> Result<(RsaSize, TargetPublicKey), Error> {
     let n = key.modulus.as_bytes();
     let bits = bit_len(n);
     let size = RsaSize::from_bits(bits).ok_or(Error::UnsupportedRsaSize { bits })?;
-    let public = TargetPublicKey::Rsa {
-        n: n.to_vec(),
-        e: key.public_exponent.as_bytes().to_vec(),
-    };
+    let public = TargetPublicKey(Public::Rsa {
+        n: strip_zeros(n).to_vec(),
+        e: strip_zeros(key.public_exponent.as_bytes()).to_vec(),
+    });
     // Checks that the primes, exponents and modulus belong together.
     <rsa::PrivateKey as pkcs1::DecodeRsaPrivateKey>::from_pkcs1_der(pkcs1_der)
         .map_err(|e| Error::InconsistentKey(format!("RSA key components do not agree ({e})")))?;
@@ -540,7 +560,7 @@ fn check_ec(ec_der: &[u8], outer: Option<ObjectIdentifier>) -> Result<(Curve, Ta
         Curve::P521 => ec_public_point!(p521, scalar, stored),
         Curve::P256K => ec_public_point!(k256, scalar, stored),
     };
-    Ok((curve, TargetPublicKey::Ec { curve, point }))
+    Ok((curve, TargetPublicKey(Public::Ec { curve, point })))
 }
 
 #[cfg(test)]

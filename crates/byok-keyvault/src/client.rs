@@ -14,6 +14,8 @@ use azure_security_keyvault_keys::models::{
 };
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use byok_blob::{KeyId, VaultKind};
+
+use crate::Cause;
 use byok_encoding::{AesSize, Curve, KekPublicKey, Kty, RsaSize, TargetPublicKey};
 
 use crate::host::AudienceGuard;
@@ -122,8 +124,8 @@ impl Kek {
 pub struct ImportRequest {
     /// The key's name in the vault (a new version if it exists).
     pub name: String,
-    /// The `.byok` file, as written (it travels as `key_hsm`, base64url).
-    pub byok: Vec<u8>,
+    /// The `.byok` file's bytes, as written (they travel as `key_hsm`, base64url).
+    pub blob_bytes: Vec<u8>,
     /// RSA, EC or oct (sent as `RSA-HSM`, `EC-HSM`, `oct-HSM`).
     pub kty: Kty,
     /// The curve, for EC and only for EC.
@@ -252,7 +254,7 @@ impl ImportRequest {
             kty: Some(kty),
             crv: self.curve.map(curve_name),
             key_ops: Some(self.key_ops.clone()),
-            t: Some(self.byok.clone()),
+            t: Some(self.blob_bytes.clone()),
             ..Default::default()
         };
         let attributes = KeyAttributes {
@@ -372,23 +374,22 @@ impl Connection {
     }
 
     fn service(&self, operation: &'static str, key: &str, e: &azure_core::Error) -> Error {
-        let (status, code) = match e.kind() {
-            _ if transport::Refusal::find(e).is_some() => {
-                (None, transport::Refusal::find(e).map(|r| r.code.to_owned()))
-            }
-            azure_core::error::ErrorKind::HttpResponse { status, error_code, .. } => {
-                (Some(u16::from(*status)), error_code.clone())
-            }
-            azure_core::error::ErrorKind::Credential => (None, Some("AuthenticationFailed".to_owned())),
-            azure_core::error::ErrorKind::DataConversion => (None, Some("NotKeyVault".to_owned())),
-            _ => (None, None),
+        use azure_core::error::ErrorKind;
+        let cause = match (transport::Refusal::find(e), e.kind()) {
+            (Some(refusal), _) => refusal.cause.clone(),
+            (None, ErrorKind::HttpResponse { status, error_code, .. }) => Cause::Status {
+                status: u16::from(*status),
+                code: error_code.clone(),
+            },
+            (None, ErrorKind::Credential) => Cause::Authentication,
+            (None, ErrorKind::DataConversion) => Cause::NotKeyVault,
+            (None, _) => Cause::Unreachable,
         };
         Error::Service {
             operation,
             vault: self.vault.url().to_owned(),
             key: key.to_owned(),
-            status,
-            code,
+            cause,
             message: describe(e),
         }
     }
@@ -470,8 +471,7 @@ impl Connection {
                     operation: "creating key",
                     vault: self.vault.url().to_owned(),
                     key: name.to_owned(),
-                    status: None,
-                    code: Some("Ambiguous".into()),
+                    cause: Cause::Ambiguous,
                     message: format!(
                         "the connection broke after the request was sent ({}), so the KEK may exist now; byok does \
                          not send it again, which could make a second version. Look with `byok-cli kek download \
@@ -539,16 +539,13 @@ impl Connection {
                     return Ok(Imported { key, ambiguous });
                 }
                 Ok(_) => self.notify(&format!("{OP} `{name}`: it was not imported; sending again")),
-                Err(Error::Service { status: Some(404), .. }) => {
-                    self.notify(&format!("{OP} `{name}`: no such key yet; sending again"))
-                }
+                Err(e) if e.is_not_found() => self.notify(&format!("{OP} `{name}`: no such key yet; sending again")),
                 Err(e) => {
                     return Err(Error::Service {
                         operation: OP,
                         vault: self.vault.url().to_owned(),
                         key: name.to_owned(),
-                        status: None,
-                        code: Some("Ambiguous".into()),
+                        cause: Cause::Ambiguous,
                         message: format!(
                             "the connection broke after the import was sent, and whether it happened cannot be \
                              told ({e}); look for a version tagged {TRANSFER_TAG}={} before importing again",
@@ -703,7 +700,7 @@ mod tests {
     fn request(kty: Kty) -> ImportRequest {
         ImportRequest {
             name: "target".into(),
-            byok: b"{}".to_vec(),
+            blob_bytes: b"{}".to_vec(),
             kty,
             curve: (kty == Kty::Ec).then_some(Curve::P256),
             key_ops: ImportRequest::default_ops(kty),

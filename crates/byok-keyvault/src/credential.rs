@@ -19,6 +19,7 @@ use crate::Error;
 
 /// Which kind of credential to use (`--auth`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AuthKind {
     /// The first available of: client secret, workload identity, managed identity, Azure CLI.
     Auto,

@@ -64,7 +64,7 @@ impl TokenCredential for AudienceGuard {
     ) -> azure_core::Result<AccessToken> {
         if let Some(bad) = scopes.iter().find(|s| !allowed(s)).or(scopes.is_empty().then_some(&"")) {
             return Err(crate::transport::Refusal::error(
-                "AudienceRefused",
+                crate::Cause::AudienceRefused,
                 format!(
                     "{} asked for a token for `{bad}`, which is not a Key Vault or Managed HSM audience; byok does not \
                      fetch it (a genuine vault asks for https://vault.azure.net or https://managedhsm.azure.net — \

@@ -39,8 +39,8 @@ pub enum Error {
     /// The request is not one the vault would accept; nothing was sent.
     #[error("{0}")]
     Request(String),
-    /// The service (or the network) refused an operation.
-    #[error("{operation} `{key}` in {vault} failed{}: {message}", status.map(|s| format!(" (HTTP {s}{})", code.as_ref().map(|c| format!(", {c}")).unwrap_or_default())).unwrap_or_default())]
+    /// The service (or the network) refused an operation, or byok refused what came back.
+    #[error("{operation} `{key}` in {vault} failed{}: {message}", cause.http())]
     Service {
         /// `creating key`, `reading key`, …
         operation: &'static str,
@@ -48,10 +48,8 @@ pub enum Error {
         vault: String,
         /// The key name.
         key: String,
-        /// The HTTP status, when there was a response.
-        status: Option<u16>,
-        /// The service's error code (`BadParameter`, `KeyNotFound`, …).
-        code: Option<String>,
+        /// Why: the service's HTTP answer, or a condition byok found.
+        cause: Cause,
         /// What the service or the client said.
         message: String,
     },
@@ -66,9 +64,68 @@ pub enum Error {
 }
 
 impl Error {
+    /// Why an operation failed, when it reached the network.
+    pub fn cause(&self) -> Option<&Cause> {
+        match self {
+            Self::Service { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status the vault answered with, when it answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self.cause() {
+            Some(Cause::Status { status, .. }) => Some(*status),
+            _ => None,
+        }
+    }
+
     /// Whether the vault said the key (or version) does not exist (HTTP 404).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::Service { status: Some(404), .. })
+        self.status() == Some(404)
+    }
+}
+
+/// Why an operation on the vault failed: what the service answered, or which of byok's own conditions held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cause {
+    /// The service answered with an error status and, usually, its error code (`BadParameter`, `KeyNotFound`, …).
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The service's error code.
+        code: Option<String>,
+    },
+    /// No access token: the credential was refused, or its token endpoint failed.
+    Authentication,
+    /// The request was sent and its answer lost, and the vault's state does not tell whether it took effect; byok
+    /// did not send it again.
+    Ambiguous,
+    /// The vault asked for a token for an audience that is not Key Vault's or Managed HSM's; none was fetched.
+    AudienceRefused,
+    /// The vault or the token endpoint answered with a redirect, which neither ever sends; it was not followed.
+    Redirect,
+    /// The answer is not a Key Vault answer (a proxy's page, a captive portal, another service).
+    NotKeyVault,
+    /// The answer is larger than [`MAX_ANSWER_BYTES`]; it was not read.
+    AnswerTooLarge,
+    /// No answer: the connection, TLS or a timeout failed (after the retries the policy allows).
+    Unreachable,
+}
+
+impl Cause {
+    /// ` (HTTP 404, KeyNotFound)` for an HTTP answer, nothing otherwise: what the error's first line shows.
+    fn http(&self) -> String {
+        match self {
+            Self::Status { status, code } => {
+                format!(
+                    " (HTTP {status}{})",
+                    code.as_ref().map(|c| format!(", {c}")).unwrap_or_default()
+                )
+            }
+            _ => String::new(),
+        }
     }
 }
 

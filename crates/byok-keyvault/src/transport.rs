@@ -180,7 +180,7 @@ impl HttpClient for Guarded {
                 .get_optional_str(&HeaderName::from_static("location"))
                 .unwrap_or("nowhere");
             return Err(Refusal::error(
-                "Redirect",
+                crate::Cause::Redirect,
                 format!(
                     "{} answered HTTP {status}, a redirect to {to}; Key Vault and Entra never redirect, so byok does not \
                      follow (check the URL, or what sits between byok and the vault)",
@@ -236,7 +236,7 @@ impl Guarded {
 
 fn too_large(url: &url::Url, len: u64) -> SdkError {
     Refusal::error(
-        "AnswerTooLarge",
+        crate::Cause::AnswerTooLarge,
         format!(
             "the answer from {} is larger than {MAX_ANSWER_BYTES} bytes ({len} or more); Key Vault answers are a few \
              KiB, so byok does not read it",
@@ -245,17 +245,17 @@ fn too_large(url: &url::Url, len: u64) -> SdkError {
     )
 }
 
-/// byok's own refusal of what the network offered, with a code for [`crate::Error::Service`]; final, never retried.
+/// byok's own refusal of what the network offered, with its [`crate::Cause`]; final, never retried.
 #[derive(Debug)]
 pub(crate) struct Refusal {
-    pub(crate) code: &'static str,
+    pub(crate) cause: crate::Cause,
     message: String,
 }
 
 impl Refusal {
-    pub(crate) fn error(code: &'static str, message: String) -> SdkError {
+    pub(crate) fn error(cause: crate::Cause, message: String) -> SdkError {
         let refusal = Self {
-            code,
+            cause,
             message: message.clone(),
         };
         SdkError::with_error(ErrorKind::Other, refusal, message)

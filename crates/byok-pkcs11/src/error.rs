@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::WrapPath;
+use crate::{Ckr, WrapPath};
 
 /// What went wrong with the HSM. PKCS#11 failures name the function and its CKR code.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -21,9 +21,12 @@ pub enum Error {
     Pkcs11 {
         /// `C_Login`, `C_WrapKey`, …
         function: String,
-        /// `CKR_PIN_INCORRECT`, …
-        code: String,
+        /// What it returned.
+        code: Ckr,
     },
+    /// The PKCS#11 binding failed without a return value from the module (a missing function, a bad argument).
+    #[error("cryptoki failed: {0}")]
+    Binding(String),
     /// A `pkcs11:` URI that is not valid.
     #[error("invalid pkcs11 URI: {0}")]
     Uri(String),
@@ -111,38 +114,18 @@ pub enum Error {
     Encoding(String),
 }
 
-/// `Debug` of cryptoki's `RvError` is CamelCase (`PinIncorrect`); PKCS#11 says `CKR_PIN_INCORRECT`.
-pub(crate) fn ckr_name(rv: &cryptoki::error::RvError) -> String {
-    let camel = format!("{rv:?}");
-    if camel.contains('(') {
-        return camel;
-    }
-    let mut out = String::from("CKR");
-    for c in camel.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
-
 impl Error {
     pub(crate) fn raw(e: crate::raw::RawError) -> Self {
-        let code = match cryptoki::error::Rv::from(e.rv) {
-            cryptoki::error::Rv::Error(rv) => ckr_name(&rv),
-            cryptoki::error::Rv::Ok => "CKR_OK".into(),
-        };
         Self::Pkcs11 {
             function: e.function.to_owned(),
-            code,
+            code: Ckr::from_raw(e.rv),
         }
     }
 
-    /// The CKR code, when this is a PKCS#11 failure.
-    pub fn ckr(&self) -> Option<&str> {
+    /// The module's return value, when this is a PKCS#11 failure.
+    pub fn ckr(&self) -> Option<Ckr> {
         match self {
-            Self::Pkcs11 { code, .. } => Some(code),
+            Self::Pkcs11 { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -153,24 +136,9 @@ impl From<cryptoki::error::Error> for Error {
         match e {
             cryptoki::error::Error::Pkcs11(rv, function) => Self::Pkcs11 {
                 function: format!("C_{function:?}"),
-                code: ckr_name(&rv),
+                code: Ckr::from_rv(rv),
             },
-            other => Self::Pkcs11 {
-                function: "cryptoki".into(),
-                code: other.to_string(),
-            },
+            other => Self::Binding(other.to_string()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use cryptoki::error::RvError;
-
-    #[test]
-    fn ckr_names() {
-        assert_eq!(super::ckr_name(&RvError::PinIncorrect), "CKR_PIN_INCORRECT");
-        assert_eq!(super::ckr_name(&RvError::WrappedKeyInvalid), "CKR_WRAPPED_KEY_INVALID");
-        assert_eq!(super::ckr_name(&RvError::KeyUnextractable), "CKR_KEY_UNEXTRACTABLE");
     }
 }

@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod ckr;
 mod error;
 mod module;
 mod raw;
@@ -11,6 +12,7 @@ mod uri;
 
 use std::fmt;
 
+pub use ckr::{Ckr, OtherCkr};
 pub use error::Error;
 pub use module::{Module, ModuleConfig, ModuleInfo, TokenInfo};
 pub use selftest::{PathReport, SelfTestReport, Verdict};
@@ -19,6 +21,7 @@ pub use uri::{ObjectType, Pkcs11Uri, key_uri};
 
 /// The ways a token can perform CKM_RSA_AES_KEY_WRAP, in the order `auto` tries them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WrapPath {
     /// One call: CKM_RSA_AES_KEY_WRAP (0x1054).
     OneShot,

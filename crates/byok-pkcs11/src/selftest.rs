@@ -18,6 +18,7 @@ const SELF_TEST_KEK: &[u8] = include_bytes!("selftest-kek.pkcs8.der");
 
 /// What the self-test found for one path.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// The path produces exactly what Azure expects.
     Conformant,
@@ -29,6 +30,19 @@ pub enum Verdict {
     Unsupported(String),
     /// The token would not let byok make test secrets, so the path could not be tested.
     Untested(String),
+}
+
+impl Verdict {
+    /// `conformant`, `aligned-only`, `failed`, `unsupported` or `untested`: the verdict's stable name in JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Conformant => "conformant",
+            Self::AlignedOnly(_) => "aligned-only",
+            Self::Failed(_) => "failed",
+            Self::Unsupported(_) => "unsupported",
+            Self::Untested(_) => "untested",
+        }
+    }
 }
 
 impl fmt::Display for Verdict {
@@ -74,6 +88,22 @@ impl SelfTestReport {
             .iter()
             .find(|p| p.verdict == Verdict::Conformant)
             .map(|p| p.path)
+    }
+
+    /// What `auto` does on this token, in one sentence.
+    pub fn auto_choice(&self) -> String {
+        let usable = self
+            .paths
+            .iter()
+            .find(|p| matches!(p.verdict, Verdict::Conformant | Verdict::AlignedOnly(_)));
+        match usable {
+            Some(p) if p.verdict == Verdict::Conformant => format!("auto uses {}", p.path.name()),
+            Some(p) => format!(
+                "auto uses {} for AES keys only; RSA and EC keys are refused",
+                p.path.name()
+            ),
+            None => "auto refuses to wrap: no path is conformant".to_owned(),
+        }
     }
 
     /// One line per path.
@@ -128,7 +158,7 @@ pub(crate) fn run(ts: &TokenSession<'_>) -> Result<SelfTestReport, Error> {
                 let a = attempt(ts, path, &obj_unaligned, &unaligned, &kek);
                 let b = attempt(ts, path, &obj_aligned, &aligned, &kek);
                 match (a, b) {
-                    (Err(e), _) | (_, Err(e)) if e.ckr() == Some("CKR_MECHANISM_INVALID") => {
+                    (Err(e), _) | (_, Err(e)) if e.ckr() == Some(crate::Ckr::MechanismInvalid) => {
                         Verdict::Unsupported(format!("the token refuses it ({e})"))
                     }
                     (Err(e), _) | (_, Err(e)) => Verdict::Failed(format!("wrapping a test secret failed: {e}")),

@@ -38,6 +38,7 @@ impl fmt::Debug for Pin {
 
 /// A private or secret key object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyClass {
     /// CKO_PRIVATE_KEY.
     Private,
@@ -45,8 +46,19 @@ pub enum KeyClass {
     Secret,
 }
 
+impl KeyClass {
+    /// `private` or `secret-key`, as RFC 7512's `type=` names the class.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Private => "private",
+            Self::Secret => "secret-key",
+        }
+    }
+}
+
 /// What a key is, as far as BYOK is concerned.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyKindInfo {
     /// A kind Azure accepts.
     Supported(KeyKind),
@@ -109,6 +121,7 @@ pub struct VerifiedKey {
 
 /// Which wrap path to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum WrapChoice {
     /// The first path that passes the self-test: one-shot, then 0x210B, then 0x210A.
     #[default]
@@ -372,13 +385,13 @@ impl<'m> TokenSession<'m> {
             }
             let n = strip(&n).to_vec();
             let bits = n.first().map_or(0, |t| n.len() * 8 - t.leading_zeros() as usize);
+            let public = |n: &[u8], e: &[u8]| {
+                TargetPublicKey::from_rsa_components(n, e).map_err(|err| Error::Encoding(err.to_string()))
+            };
             return Ok(match RsaSize::from_bits(bits) {
                 Some(size) => (
                     KeyKindInfo::Supported(KeyKind::Rsa(size)),
-                    (!e.is_empty()).then(|| TargetPublicKey::Rsa {
-                        n,
-                        e: strip(&e).to_vec(),
-                    }),
+                    (!e.is_empty()).then(|| public(&n, &e)).transpose()?,
                 ),
                 None => (KeyKindInfo::Unsupported(format!("RSA-{bits}")), None),
             });
@@ -452,7 +465,9 @@ impl<'m> TokenSession<'m> {
                 "CKA_EC_POINT is not an uncompressed {curve} point"
             )));
         }
-        Ok(Some(TargetPublicKey::Ec { curve, point }))
+        TargetPublicKey::from_ec_point(curve, &point)
+            .map(Some)
+            .map_err(|e| Error::Encoding(format!("CKA_EC_POINT: {e}")))
     }
 
     /// The conformance self-test of every path, run once per session and cached.

@@ -8,6 +8,7 @@ use crate::Error;
 
 /// The object class named by `type=`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ObjectType {
     /// `type=private`.
     Private,
@@ -90,6 +91,18 @@ fn decode(value: &str, attr: &str) -> Result<Vec<u8>, Error> {
 
 fn text(value: &str, attr: &str) -> Result<String, Error> {
     String::from_utf8(decode(value, attr)?).map_err(|_| Error::Uri(format!("`{attr}` is not UTF-8 text")))
+}
+
+impl Pkcs11Uri {
+    /// The file `pin-source=` names (`file:///run/pin`, `file:/run/pin` or a plain path).
+    pub fn pin_file(&self) -> Option<PathBuf> {
+        let source = self.pin_source.as_deref()?;
+        let path = source
+            .strip_prefix("file://")
+            .or_else(|| source.strip_prefix("file:"))
+            .unwrap_or(source);
+        Some(PathBuf::from(path))
+    }
 }
 
 impl FromStr for Pkcs11Uri {
@@ -249,6 +262,7 @@ mod tests {
         assert_eq!(u.id, Some(vec![0x01, 0xff]));
         assert_eq!(u.object_type, Some(ObjectType::Private));
         assert_eq!(u.pin_source.as_deref(), Some("file:/run/pin"));
+        assert_eq!(u.pin_file(), Some(PathBuf::from("/run/pin")));
         assert!(!u.has_pin_value);
         let m: Pkcs11Uri = "pkcs11:serial=42;x-vendor=1?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=1234"
             .parse()

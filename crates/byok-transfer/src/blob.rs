@@ -12,7 +12,7 @@ use crate::record::Tool;
 /// A blob byok made, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Blob {
-    /// The `.byok` document, as written and imported.
+    /// The `.byok` file's bytes, as written and imported.
     pub bytes: Vec<u8>,
     /// Its `generator` field: the tool, the source, the wrap path.
     pub generator: String,

@@ -19,11 +19,16 @@ pub fn read_input(path: &Path, what: &str) -> Result<Vec<u8>> {
 /// Reads a `.byok` file and parses it: its bytes as they are, and what they hold.
 pub fn read_blob(path: &Path) -> Result<(Vec<u8>, byok_blob::ByokBlob)> {
     let bytes = read_input(path, ".byok file")?;
-    let blob = byok_blob::ByokBlob::from_json(&bytes).map_err(|e| {
+    let blob = parse_blob(path, &bytes)?;
+    Ok((bytes, blob))
+}
+
+/// Parses the bytes of the `.byok` file `path`.
+pub fn parse_blob(path: &Path, bytes: &[u8]) -> Result<byok_blob::ByokBlob> {
+    byok_blob::ByokBlob::from_json(bytes).map_err(|e| {
         let message = format!("{} is not a valid .byok file", path.display());
         Error::with_source(Step::Preflight, Kind::InvalidInput, message, e)
-    })?;
-    Ok((bytes, blob))
+    })
 }
 
 /// Reads a PIN file: UTF-8 text, one trailing newline (LF or CRLF) ignored, not empty. The bytes read are zeroized.

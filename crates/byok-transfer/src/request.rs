@@ -46,7 +46,7 @@ impl KeyProperties {
     pub fn request(&self, vault: &Vault, name: &str, kty: Kty, curve: Option<Curve>) -> Result<ImportRequest> {
         let request = ImportRequest {
             name: name.to_owned(),
-            byok: Vec::new(),
+            blob_bytes: Vec::new(),
             kty,
             curve,
             key_ops: self.ops.clone().unwrap_or_else(|| ImportRequest::default_ops(kty)),

@@ -119,17 +119,17 @@ pub fn prepare(
     }
     let wrap = wrap_record(session, &made, kind);
     let source = source_record(session, key, kind)?;
-    let byok = made.blob.bytes;
+    let blob_bytes = made.blob.bytes;
     if let Some((file, replace)) = keep_blob {
-        crate::files::write_atomic(file, &byok, replace).map_err(|e| e.at(Step::Wrap))?;
+        crate::files::write_atomic(file, &blob_bytes, replace).map_err(|e| e.at(Step::Wrap))?;
         p.observer.event(&Event::BlobKept { file });
     }
     let blob = BlobRecord {
-        sha256: Some(hex::encode(Sha256::digest(&byok))),
-        bytes: Some(byok.len()),
+        sha256: Some(hex::encode(Sha256::digest(&blob_bytes))),
+        bytes: Some(blob_bytes.len()),
         kept_as: keep_blob.map(|(f, _)| f.to_owned()),
     };
-    request.byok = byok;
+    request.blob_bytes = blob_bytes;
     let expectation = Expectation::from_hsm(session, key, kind, &request.key_ops)?;
     let (conn, kek) = (p.conn, &p.kek.kek);
     let record = TransferRecord {
@@ -224,7 +224,7 @@ pub async fn complete(conn: &Connection, observer: &dyn Observer, prepared: Prep
         expectation,
         mut record,
     } = prepared;
-    let text = format!("importing `{}` ({} bytes)", request.name, request.byok.len());
+    let text = format!("importing `{}` ({} bytes)", request.name, request.blob_bytes.len());
     observer.event(&Event::Step { number: 5, text: &text });
     let imported = conn
         .import_key(&request)

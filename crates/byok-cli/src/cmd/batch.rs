@@ -228,13 +228,13 @@ fn dry_run(
 /// The summary line (or JSON), and the exit code it means.
 fn report(ui: Ui, summary: &Summary, signal: u8, args: &Args) -> Result<()> {
     let token_gone = summary.token_gone.clone();
-    let signal = if summary.cancelled { signal } else { 0 };
-    let (interrupted, signal_name) = match signal {
-        0 => (false, None),
-        1 => (true, Some("SIGHUP")),
-        15 => (true, Some("SIGTERM")),
-        _ => (true, Some("SIGINT")),
-    };
+    // A fail-fast stop cancels too, without a signal.
+    let stopped_by = (summary.cancelled && signal != 0).then_some(match signal {
+        1 => (Exit::HungUp, "SIGHUP"),
+        15 => (Exit::Terminated, "SIGTERM"),
+        _ => (Exit::Interrupted, "SIGINT"),
+    });
+    let signal_name = stopped_by.map(|(_, name)| name);
     let Summary {
         total,
         done,
@@ -250,7 +250,7 @@ fn report(ui: Ui, summary: &Summary, signal: u8, args: &Args) -> Result<()> {
         "summary": {
             "total": total, "done": done, "skipped": skipped, "failed": failed, "mismatched": mismatched,
             "not_started": total - finished, "seconds": seconds, "keys_per_second": rate,
-            "interrupted": interrupted, "signal": signal_name, "token_gone": token_gone,
+            "interrupted": stopped_by.is_some(), "signal": signal_name, "token_gone": token_gone,
         }
     });
     if ui.is_json() {
@@ -271,12 +271,7 @@ fn report(ui: Ui, summary: &Summary, signal: u8, args: &Args) -> Result<()> {
             "run again with --resume STATE to keep track; keys already imported with the same key are skipped".into()
         }
     };
-    if let Some(name) = signal_name {
-        let exit = match signal {
-            1 => Exit::HungUp,
-            15 => Exit::Terminated,
-            _ => Exit::Interrupted,
-        };
+    if let Some((exit, name)) = stopped_by {
         let message = match exit {
             Exit::Interrupted => format!("interrupted after {finished} keys"),
             _ => format!("stopped by {name} after {finished} keys; the keys in flight finished and were recorded"),

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use byok_encoding::{AesSize, Curve, KeyKind, Kty, RsaSize};
-use byok_pkcs11::{Error as HsmError, KeyInfo, Module, ModuleConfig, Pin, Pkcs11Uri, TokenSession, Verdict};
+use byok_pkcs11::{Error as HsmError, KeyInfo, Module, ModuleConfig, Pin, Pkcs11Uri, TokenSession};
 use serde_json::json;
 
 use crate::exit::{CliError, Exit, Result};
@@ -47,9 +47,10 @@ pub(crate) fn classify(e: &HsmError) -> (Exit, Option<String>) {
         HsmError::ModuleLoad { .. } => Some(
             "name the token's PKCS#11 library with --pkcs11-module, e.g. /usr/lib/softhsm/libsofthsm2.so".to_owned(),
         ),
-        HsmError::Pkcs11 { code, .. } if code == "CKR_PIN_INCORRECT" => {
-            Some("check the PIN; tokens lock after a few wrong attempts".to_owned())
-        }
+        HsmError::Pkcs11 {
+            code: byok_pkcs11::Ckr::PinIncorrect,
+            ..
+        } => Some("check the PIN; tokens lock after a few wrong attempts".to_owned()),
         HsmError::PinRequired(_) => {
             Some("give the PIN with --pin-file FILE, --pin-env VAR or pin-source=file:… in the URI".to_owned())
         }
@@ -105,15 +106,7 @@ impl HsmArgs {
                 .map_err(|_| CliError::msg(Exit::Usage, format!("--pin-env {var}: the variable {var} is not set")))?;
             return non_empty(value, &format!("the variable {var}")).map(Some);
         }
-        let file = self.pin_file.clone().or_else(|| {
-            uri.and_then(|u| u.pin_source.as_ref()).map(|s| {
-                PathBuf::from(
-                    s.strip_prefix("file://")
-                        .or_else(|| s.strip_prefix("file:"))
-                        .unwrap_or(s),
-                )
-            })
-        });
+        let file = self.pin_file.clone().or_else(|| uri.and_then(Pkcs11Uri::pin_file));
         if let Some(path) = file {
             warn_if_shared(&path);
             return Ok(Some(files::read_pin(&path)?));
@@ -144,11 +137,7 @@ impl HsmArgs {
         uri: &Pkcs11Uri,
         f: impl FnOnce(&mut TokenSession<'_>) -> Result<T>,
     ) -> Result<T> {
-        refuse_pin_value(uri)?;
-        let module = self.module(Some(uri))?;
-        let pin = self.pin(Some(uri))?;
-        let mut session = module.open(uri, pin.as_ref()).map_err(error)?;
-        f(&mut session)
+        self.with_module(uri, |module, pin| f(&mut module.open(uri, pin).map_err(error)?))
     }
 }
 
@@ -314,29 +303,12 @@ fn info(ui: Ui, args: &InfoArgs) -> Result<()> {
             "self-test of `{label}` (wrap paths in the order auto tries them):\n{}\n",
             report.summary()
         ));
-        match report
-            .paths
-            .iter()
-            .find(|p| matches!(p.verdict, Verdict::Conformant | Verdict::AlignedOnly(_)))
-        {
-            Some(p) if p.verdict == Verdict::Conformant => human.push_str(&format!("auto uses {}\n", p.path.name())),
-            Some(p) => human.push_str(&format!(
-                "auto uses {} for AES keys only; RSA and EC keys are refused\n",
-                p.path.name()
-            )),
-            None => human.push_str("auto refuses to wrap: no path is conformant\n"),
-        }
+        human.push_str(&format!("{}\n", report.auto_choice()));
         self_test = json!({
             "token": label,
             "paths": report.paths.iter().map(|p| json!({
                 "path": p.path.name(),
-                "verdict": match &p.verdict {
-                    Verdict::Conformant => "conformant",
-                    Verdict::AlignedOnly(_) => "aligned-only",
-                    Verdict::Failed(_) => "failed",
-                    Verdict::Unsupported(_) => "unsupported",
-                    Verdict::Untested(_) => "untested",
-                },
+                "verdict": p.verdict.name(),
                 "detail": p.verdict.to_string(),
             })).collect::<Vec<_>>(),
             "auto": report.best().map(|p| p.name()),
@@ -354,20 +326,16 @@ fn info(ui: Ui, args: &InfoArgs) -> Result<()> {
 
 fn key_json(k: &KeyInfo, kcv: Option<[u8; 3]>) -> serde_json::Value {
     json!({
-        "kcv": kcv.map(|v| hex(&v)),
+        "kcv": kcv.map(hex::encode),
         "label": k.label,
-        "id": hex(&k.id),
-        "class": match k.class { byok_pkcs11::KeyClass::Private => "private", byok_pkcs11::KeyClass::Secret => "secret-key" },
+        "id": hex::encode(&k.id),
+        "class": k.class.name(),
         "kind": k.kind.to_string(),
         "supported": matches!(k.kind, byok_pkcs11::KeyKindInfo::Supported(_)),
         "extractable": k.extractable,
         "sensitive": k.sensitive,
         "public_key_sha256": k.public.as_ref().map(|p| p.fingerprint_sha256()),
     })
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
 }
 
 fn list(ui: Ui, args: &TokenArgs) -> Result<()> {
@@ -379,14 +347,11 @@ fn list(ui: Ui, args: &TokenArgs) -> Result<()> {
             human.push_str(&format!(
                 "  {:<24} id {:<16} {:<10} {:<14} {}{}\n",
                 k.label,
-                hex(&k.id),
-                match k.class {
-                    byok_pkcs11::KeyClass::Private => "private",
-                    byok_pkcs11::KeyClass::Secret => "secret-key",
-                },
+                hex::encode(&k.id),
+                k.class.name(),
                 k.kind.to_string(),
                 if k.extractable { "extractable" } else { "NOT extractable" },
-                kcv.map(|v| format!("  kcv {}", hex(&v))).unwrap_or_default()
+                kcv.map(|v| format!("  kcv {}", hex::encode(v))).unwrap_or_default()
             ));
         }
         let json = json!({ "format_version": 1, "token": s.token().label, "keys": keys.iter().zip(&kcvs).map(|(k, v)| key_json(k, *v)).collect::<Vec<_>>() });
@@ -401,7 +366,7 @@ fn verify(ui: Ui, args: &VerifyArgs) -> Result<()> {
         let kek = s.find_key(&args.kek).map_err(error)?;
         let found = s.verify_ciphertext(&kek, blob.ciphertext(), kind).map_err(error)?;
         let public = found.public.as_ref().map(|p| p.fingerprint_sha256());
-        let kcv = found.kcv.map(|v| hex(&v));
+        let kcv = found.kcv.map(hex::encode);
         let mut human = format!(
             "{} opens in `{}` with {}: {}\n",
             args.byok_file.display(),
@@ -453,7 +418,8 @@ fn generate(ui: Ui, args: &GenerateArgs) -> Result<()> {
             .ok_or_else(|| usage("--id must be hexadecimal bytes, e.g. 0a1b"))?,
         None => {
             let mut id = [0u8; 8];
-            getrandom(&mut id)?;
+            getrandom::fill(&mut id)
+                .map_err(|e| CliError::msg(Exit::Internal, format!("the OS random generator failed: {e}")))?;
             id.to_vec()
         }
     };
@@ -472,8 +438,4 @@ fn generate(ui: Ui, args: &GenerateArgs) -> Result<()> {
         json["format_version"] = 1.into();
         ui.result(&human, &json).map_err(stdout_error)
     })
-}
-
-fn getrandom(buf: &mut [u8]) -> Result<()> {
-    getrandom::fill(buf).map_err(|e| CliError::msg(Exit::Internal, format!("the OS random generator failed: {e}")))
 }

@@ -100,7 +100,7 @@ pub(crate) struct Args {
 /// The vault's refusal of an import: a 400 is about the blob.
 pub(crate) fn classify(e: &byok_keyvault::Error) -> (Exit, Option<String>) {
     let (exit, hint) = vault::classify(e);
-    if matches!(e, byok_keyvault::Error::Service { status: Some(400), .. }) {
+    if e.status() == Some(400) {
         let hint = "the vault refused the blob: it was wrapped to a different KEK than it names, or --kty/--curve \
                     contradict the key inside (byok-cli inspect shows what the blob names; byok-cli hsm verify opens \
                     it in an HSM)";
@@ -110,13 +110,13 @@ pub(crate) fn classify(e: &byok_keyvault::Error) -> (Exit, Option<String>) {
 }
 
 pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
-    let (document, blob) = files::read_blob(&args.byok_file)?;
+    let (blob_bytes, blob) = files::read_blob(&args.byok_file)?;
     let conn = args.vault.connect(ui)?;
     let mut request = args
         .properties
         .properties()?
         .request(conn.vault(), &args.name, args.kty, args.curve)?;
-    request.byok = document;
+    request.blob_bytes = blob_bytes;
     ui.verbose(&format!("checking the KEK {} and importing", blob.kid()));
     let BlobImported { kek, imported } = runtime()?.block_on(byok_transfer::import_blob(&conn, &blob, &request))?;
     let key = &imported.key;

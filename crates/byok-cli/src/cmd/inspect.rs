@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use byok_blob::{ByokBlob, VaultKind};
+use byok_blob::ByokBlob;
 use byok_encoding::KekPublicKey;
 use serde_json::json;
 
 use crate::cmd::key_error;
-use crate::exit::{Classify, CliError, Exit, Result};
+use crate::exit::{CliError, Exit, Result};
 use crate::stdout_error;
 use crate::ui::Ui;
 use byok_transfer::files;
@@ -27,15 +27,11 @@ pub(crate) struct Args {
 pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     let bytes = files::read_input(&args.file, ".byok file")?;
     if bytes.trim_ascii_start().starts_with(b"-----BEGIN ") {
-        return Err(CliError::msg(
-            Exit::InvalidInput,
-            format!("{} is a PEM file, not a .byok file", args.file.display()),
-        )
-        .hint("inspect reads .byok transfer blobs; `byok-cli wrap --key-file` turns a key into one"));
+        let message = format!("{} is a PEM file, not a .byok file", args.file.display());
+        let hint = "inspect reads .byok transfer blobs; `byok-cli wrap --key-file` turns a key into one";
+        return Err(CliError::msg(Exit::InvalidInput, message).hint(hint));
     }
-    let blob = ByokBlob::from_json(&bytes).or_exit(Exit::InvalidInput, || {
-        format!("{} is not a valid .byok file", args.file.display())
-    })?;
+    let blob = files::parse_blob(&args.file, &bytes)?;
     let check = match &args.kek_file {
         Some(path) => {
             let kek_bytes = files::read_input(path, "KEK file")?;
@@ -59,14 +55,6 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         )
         .hint("the blob was made for another KEK, or was damaged; wrap again to the KEK you import with")),
         _ => Ok(()),
-    }
-}
-
-fn vault_kind_id(kind: VaultKind) -> &'static str {
-    match kind {
-        VaultKind::KeyVault => "key-vault",
-        VaultKind::ManagedHsm => "managed-hsm",
-        VaultKind::Other => "other",
     }
 }
 
@@ -108,7 +96,7 @@ fn render(args: &Args, blob: &ByokBlob, check: Option<&KekFit>) -> (String, serd
         "kid": {
             "id": kid.to_string(),
             "vault_url": kid.vault_url(),
-            "vault_kind": vault_kind_id(kid.vault_kind()),
+            "vault_kind": kid.vault_kind().id(),
             "name": kid.name(),
             "version": kid.version(),
         },

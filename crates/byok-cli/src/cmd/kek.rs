@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use byok_encoding::RsaSize;
 use serde_json::json;
 
 use crate::cmd::vault::{self, VaultArgs, runtime};
-use crate::exit::{CliError, Exit, Result};
+use crate::exit::Result;
 use crate::stdout_error;
 use crate::ui::Ui;
 use byok_transfer::files;
@@ -49,9 +48,7 @@ pub(crate) enum Command {
 pub(crate) fn run(ui: Ui, command: &Command) -> Result<()> {
     match command {
         Command::Create { vault, name, size } => {
-            let size = RsaSize::from_bits(*size).ok_or_else(|| {
-                CliError::msg(Exit::Usage, format!("--size {size}: a KEK is 2048, 3072 or 4096 bits"))
-            })?;
+            let size = crate::cmd::transfer::kek_size("--size", *size)?;
             let conn = vault.connect(ui)?;
             ui.verbose(&format!("creating RSA-HSM KEK `{name}` ({size}) in {}", conn.vault()));
             let kek = runtime()?.block_on(conn.create_kek(name, size)).map_err(vault::error)?;

@@ -73,13 +73,14 @@ impl KekArgs {
     }
 
     fn size(&self) -> Result<byok_encoding::RsaSize> {
-        byok_encoding::RsaSize::from_bits(self.kek_size).ok_or_else(|| {
-            CliError::msg(
-                Exit::Usage,
-                format!("--kek-size {}: a KEK is 2048, 3072 or 4096 bits", self.kek_size),
-            )
-        })
+        kek_size("--kek-size", self.kek_size)
     }
+}
+
+/// A KEK's size in bits as `flag` gave it: 2048, 3072 or 4096.
+pub(crate) fn kek_size(flag: &str, bits: usize) -> Result<byok_encoding::RsaSize> {
+    byok_encoding::RsaSize::from_bits(bits)
+        .ok_or_else(|| CliError::msg(Exit::Usage, format!("{flag} {bits}: a KEK is 2048, 3072 or 4096 bits")))
 }
 
 /// Renders a transfer's progress: `[n/6]` lines for one transfer, only `-v` detail for a batch's keys.

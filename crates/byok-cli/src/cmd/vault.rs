@@ -111,44 +111,35 @@ pub(crate) fn error(e: byok_keyvault::Error) -> CliError {
 
 /// A vault error's exit code, and how to fix it when byok knows.
 pub(crate) fn classify(e: &byok_keyvault::Error) -> (Exit, Option<String>) {
-    use byok_keyvault::Error as E;
-    let hint = match e {
-        E::Service {
-            status: Some(401 | 403),
-            ..
-        } => Some(
+    use byok_keyvault::{Cause, Error as E};
+    let hint = match (e, e.cause()) {
+        (_, Some(Cause::Status { status: 401 | 403, .. })) => Some(
             "check the credential and its permissions on the vault: keys/get, keys/create and keys/import (Key Vault \
              access policy or RBAC role 'Key Vault Crypto Officer'; Managed HSM local RBAC 'Managed HSM Crypto User')",
         ),
-        E::Service {
-            status: None,
-            code: Some(c),
-            ..
-        } if c == "AuthenticationFailed" => Some(
+        (_, Some(Cause::Authentication)) => Some(
             "the credential was refused or could not get a token: check AZURE_TENANT_ID, AZURE_CLIENT_ID and the \
              secret or token file (and AZURE_AUTHORITY_HOST), or choose another --auth",
         ),
-        e if e.is_not_found() => Some("check the key name and the vault (byok never creates keys you did not ask for)"),
-        E::Service { code: Some(c), .. } if c == "Ambiguous" => {
-            Some("nothing was sent twice; look at the key in the vault before trying again")
+        (e, _) if e.is_not_found() => {
+            Some("check the key name and the vault (byok never creates keys you did not ask for)")
         }
-        E::Service { code: Some(c), .. } if c == "AudienceRefused" => Some(
+        (_, Some(Cause::Ambiguous)) => Some("nothing was sent twice; look at the key in the vault before trying again"),
+        (_, Some(Cause::AudienceRefused)) => Some(
             "byok fetches tokens for Key Vault and Managed HSM only; a URL that asks for another resource is not a \
              genuine vault: use --vault-name or --hsm-name, or check where the URL came from",
         ),
-        E::Service { code: Some(c), .. } if c == "Redirect" => {
+        (_, Some(Cause::Redirect)) => {
             Some("use the vault's own URL (https://NAME.vault.azure.net or https://NAME.managedhsm.azure.net)")
         }
-        E::Service { code: Some(c), .. } if c == "NotKeyVault" || c == "AnswerTooLarge" => Some(
+        (_, Some(Cause::NotKeyVault | Cause::AnswerTooLarge)) => Some(
             "the answer is not a Key Vault answer: a captive portal, a proxy's error page or a URL that is not a \
              vault; nothing was retried",
         ),
-        E::Service {
-            status: None,
-            code: None,
-            ..
-        } => Some("the vault could not be reached: check the URL, the network, and --ca-file for a private CA"),
-        E::NoCredential => Some("pass --auth to choose a credential kind explicitly"),
+        (_, Some(Cause::Unreachable)) => {
+            Some("the vault could not be reached: check the URL, the network, and --ca-file for a private CA")
+        }
+        (E::NoCredential, _) => Some("pass --auth to choose a credential kind explicitly"),
         _ => None,
     };
     let exit = match e {

@@ -132,9 +132,9 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         }
     };
 
-    let document = &produced.blob.bytes;
-    files::write_atomic(&args.out, document, args.force)?;
-    ui.verbose(&format!("wrote {} ({} bytes)", args.out.display(), document.len()));
+    let blob_bytes = &produced.blob.bytes;
+    files::write_atomic(&args.out, blob_bytes, args.force)?;
+    ui.verbose(&format!("wrote {} ({} bytes)", args.out.display(), blob_bytes.len()));
 
     let (human, json) = render(args, &kek, &kid, &produced);
     ui.result(&human, &json).map_err(stdout_error)
@@ -142,7 +142,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
 
 /// The result: human text (with the `az` command that imports the blob) and JSON.
 fn render(args: &Args, kek: &KekPublicKey, kid: &KeyId, produced: &Produced) -> (String, serde_json::Value) {
-    let document = &produced.blob.bytes;
+    let blob_bytes = &produced.blob.bytes;
     let rsa_len = kek.ciphertext_len();
     let kwp_len = produced.blob.ciphertext_len - rsa_len;
     let kind = produced.blob.kind;
@@ -150,7 +150,7 @@ fn render(args: &Args, kek: &KekPublicKey, kid: &KeyId, produced: &Produced) -> 
     let mut human = format!(
         "wrote {out} ({bytes} bytes)\n  source      {source}\n  target      {kind}, import as kty {azure_kty}{crv}\n",
         out = args.out.display(),
-        bytes = document.len(),
+        bytes = blob_bytes.len(),
         source = produced.source_line,
         azure_kty = kty.azure_hsm_name(),
         crv = kind.curve().map(|c| format!(" crv {c}")).unwrap_or_default(),
@@ -166,7 +166,7 @@ fn render(args: &Args, kek: &KekPublicKey, kid: &KeyId, produced: &Produced) -> 
     let az_flag = match kid.vault_kind() {
         byok_blob::VaultKind::KeyVault => Some("vault-name"),
         byok_blob::VaultKind::ManagedHsm => Some("hsm-name"),
-        byok_blob::VaultKind::Other => None,
+        _ => None,
     };
     if let Some(flag) = az_flag {
         let vault = kid.host().split('.').next().unwrap_or_default();
@@ -179,7 +179,7 @@ fn render(args: &Args, kek: &KekPublicKey, kid: &KeyId, produced: &Produced) -> 
     let json = json!({
         "format_version": 1,
         "file": args.out,
-        "bytes": document.len(),
+        "bytes": blob_bytes.len(),
         "source": produced.source,
         "generator": produced.blob.generator,
         "target": {
@@ -264,7 +264,7 @@ fn from_hsm(ui: Ui, args: &Args, uri: &Pkcs11Uri, kek: &KekPublicKey, kid: &KeyI
                 "token_serial": token.serial,
                 "token_model": token.describe(),
                 "key_label": key.label,
-                "key_id": hsm::hex(&key.id),
+                "key_id": hex::encode(&key.id),
                 "wrap_path": made.path.name(),
                 "conformant": made.nonconformant.is_none(),
             }),
