@@ -6,8 +6,9 @@ use base64::Engine as _;
 use der::Decode;
 use spki::SubjectPublicKeyInfoRef;
 
+use crate::der::{RSA_ENCRYPTION, rsa_spki_der};
 use crate::pem;
-use crate::target::{RSA_ENCRYPTION, rsa_spki_der, sha256_hex};
+use crate::public::sha256_hex;
 use crate::{Error, RsaSize};
 
 const WHAT: &str = "KEK";

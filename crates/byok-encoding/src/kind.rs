@@ -106,7 +106,7 @@ impl Curve {
             reason: "not a named-curve OID (explicit curve parameters are not supported)".into(),
         })?;
         Self::from_oid(&oid.to_string()).ok_or_else(|| Error::UnsupportedCurve {
-            curve: crate::target::curve_display(&oid),
+            curve: crate::der::curve_display(&oid),
         })
     }
 

@@ -6,18 +6,17 @@
 
 use std::fmt;
 
-use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier, OctetStringRef};
+use der::asn1::{AnyRef, ObjectIdentifier};
 use der::{Decode, Encode};
 use pkcs8::{AlgorithmIdentifierRef, PrivateKeyInfoRef};
-use sha2::{Digest, Sha256};
-use spki::SubjectPublicKeyInfoRef;
 use zeroize::Zeroizing;
 
+use crate::TargetPublicKey;
+use crate::der::{
+    EC_PUBLIC_KEY, RSA_ENCRYPTION, bit_len, curve_display, encode_pkcs8, is_encrypted_private_key_info, strip_zeros,
+};
 use crate::pem;
 use crate::{AesSize, Curve, Error, KeyKind, Kty, RsaSize};
-
-pub(crate) const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 
 /// A private key ready to be wrapped: its kind, its BYOK plaintext encoding, and its public half.
 ///
@@ -244,170 +243,6 @@ impl TargetKey {
     }
 }
 
-/// The public half of an RSA or EC target key. Made only by constructors that normalise it (RSA without leading
-/// zero bytes, EC as an uncompressed point on its curve), so that equality means the same key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TargetPublicKey(Public);
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Public {
-    /// RSA modulus and public exponent, big-endian without leading zeros.
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    /// An EC point, uncompressed SEC1 encoding (`04 || x || y`).
-    Ec { curve: Curve, point: Vec<u8> },
-}
-
-impl TargetPublicKey {
-    /// An RSA public key from its modulus and exponent, as a JWK carries them (leading zero bytes are ignored).
-    /// The size must be one Azure imports.
-    pub fn from_rsa_components(n: &[u8], e: &[u8]) -> Result<Self, Error> {
-        let (n, e) = (strip_zeros(n), strip_zeros(e));
-        if e.iter().all(|&b| b == 0) || e.last().is_some_and(|b| b & 1 == 0) {
-            return Err(Error::Malformed {
-                what: "RSA public key",
-                reason: "the public exponent is not an odd number".into(),
-            });
-        }
-        let bits = bit_len(n);
-        if RsaSize::from_bits(bits).is_none() {
-            return Err(Error::UnsupportedRsaSize { bits });
-        }
-        Ok(Self(Public::Rsa {
-            n: n.to_vec(),
-            e: e.to_vec(),
-        }))
-    }
-
-    /// An EC public key from its curve and coordinates, as a JWK carries them; the point must lie on the curve.
-    pub fn from_ec_components(curve: Curve, x: &[u8], y: &[u8]) -> Result<Self, Error> {
-        let n = curve.scalar_len();
-        let mut point = vec![0x04];
-        for (name, v) in [("x", x), ("y", y)] {
-            let v = strip_zeros(v);
-            if v.len() > n {
-                return Err(Error::Malformed {
-                    what: "EC public key",
-                    reason: format!("`{name}` is longer than {n} bytes for {curve}"),
-                });
-            }
-            point.resize(point.len() + n - v.len(), 0);
-            point.extend_from_slice(v);
-        }
-        let on_curve = match curve {
-            Curve::P256 => p256::PublicKey::from_sec1_bytes(&point).is_ok(),
-            Curve::P384 => p384::PublicKey::from_sec1_bytes(&point).is_ok(),
-            Curve::P521 => p521::PublicKey::from_sec1_bytes(&point).is_ok(),
-            Curve::P256K => k256::PublicKey::from_sec1_bytes(&point).is_ok(),
-        };
-        if !on_curve {
-            return Err(Error::Malformed {
-                what: "EC public key",
-                reason: format!("the point is not on {curve}"),
-            });
-        }
-        Ok(Self(Public::Ec { curve, point }))
-    }
-
-    /// An EC public key from its uncompressed SEC1 point (`04 || x || y`), as PKCS#11's CKA_EC_POINT holds it; the
-    /// point must lie on the curve.
-    pub fn from_ec_point(curve: Curve, point: &[u8]) -> Result<Self, Error> {
-        let n = curve.scalar_len();
-        match point.split_first() {
-            Some((0x04, xy)) if xy.len() == 2 * n => Self::from_ec_components(curve, &xy[..n], &xy[n..]),
-            _ => Err(Error::Malformed {
-                what: "EC public key",
-                reason: format!("not an uncompressed {curve} point"),
-            }),
-        }
-    }
-
-    /// The RSA modulus and public exponent (big-endian, no leading zeros), for an RSA key.
-    pub fn rsa(&self) -> Option<(&[u8], &[u8])> {
-        match &self.0 {
-            Public::Rsa { n, e } => Some((n, e)),
-            Public::Ec { .. } => None,
-        }
-    }
-
-    /// The curve and the uncompressed point, for an EC key.
-    pub fn ec(&self) -> Option<(Curve, &[u8])> {
-        match &self.0 {
-            Public::Ec { curve, point } => Some((*curve, point)),
-            Public::Rsa { .. } => None,
-        }
-    }
-
-    /// DER of the X.509 `SubjectPublicKeyInfo`.
-    pub fn to_spki_der(&self) -> Vec<u8> {
-        match &self.0 {
-            Public::Rsa { n, e } => rsa_spki_der(n, e),
-            Public::Ec { curve, point } => {
-                let curve_oid = ObjectIdentifier::new_unwrap(curve.oid());
-                spki_der(
-                    AlgorithmIdentifierRef {
-                        oid: EC_PUBLIC_KEY,
-                        parameters: Some(AnyRef::from(&curve_oid)),
-                    },
-                    point,
-                )
-            }
-        }
-    }
-
-    /// SHA-256 of the `SubjectPublicKeyInfo` DER, lowercase hex; equal to
-    /// `openssl pkey -pubin -outform DER | sha256sum`.
-    pub fn fingerprint_sha256(&self) -> String {
-        sha256_hex(&self.to_spki_der())
-    }
-
-    /// DER of the PKCS#1 `RSAPublicKey` (RSA only).
-    pub fn to_pkcs1_der(&self) -> Option<Vec<u8>> {
-        self.rsa().map(|(n, e)| rsa_pkcs1_der(n, e))
-    }
-}
-
-pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The PKCS#1 `RSAPublicKey` DER of a modulus and exponent without leading zeros.
-fn rsa_pkcs1_der(n: &[u8], e: &[u8]) -> Vec<u8> {
-    // Components come from already-parsed keys, so encoding cannot fail for lack of validity.
-    let key = pkcs1::RsaPublicKey {
-        modulus: der::asn1::UintRef::new(n).expect("modulus is a valid unsigned integer"),
-        public_exponent: der::asn1::UintRef::new(e).expect("exponent is a valid unsigned integer"),
-    };
-    key.to_der().expect("RSAPublicKey encodes")
-}
-
-/// Builds an RSA `SubjectPublicKeyInfo` from a modulus and exponent without leading zeros.
-pub(crate) fn rsa_spki_der(n: &[u8], e: &[u8]) -> Vec<u8> {
-    let pkcs1 = rsa_pkcs1_der(n, e);
-    spki_der(
-        AlgorithmIdentifierRef {
-            oid: RSA_ENCRYPTION,
-            parameters: Some(AnyRef::NULL),
-        },
-        &pkcs1,
-    )
-}
-
-fn spki_der(algorithm: AlgorithmIdentifierRef<'_>, key: &[u8]) -> Vec<u8> {
-    let spki = SubjectPublicKeyInfoRef {
-        algorithm,
-        subject_public_key: BitStringRef::from_bytes(key).expect("byte-aligned bit string"),
-    };
-    spki.to_der().expect("SubjectPublicKeyInfo encodes")
-}
-
-fn encode_pkcs8(algorithm: AlgorithmIdentifierRef<'_>, key: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let octets = OctetStringRef::new(key).map_err(|e| Error::malformed("PKCS#8 PrivateKeyInfo", e))?;
-    let info = PrivateKeyInfoRef::new(algorithm, octets);
-    info.to_der()
-        .map(Zeroizing::new)
-        .map_err(|e| Error::malformed("PKCS#8 PrivateKeyInfo", e))
-}
-
 fn check_private_key_info(info: &PrivateKeyInfoRef<'_>) -> Result<(KeyKind, TargetPublicKey), Error> {
     let oid = info.algorithm.oid;
     if oid == RSA_ENCRYPTION {
@@ -441,32 +276,6 @@ fn check_private_key_info(info: &PrivateKeyInfoRef<'_>) -> Result<(KeyKind, Targ
     }
 }
 
-/// Recognises a DER `EncryptedPrivateKeyInfo` (RFC 5208 §6): an `AlgorithmIdentifier` and an `OCTET STRING`.
-fn is_encrypted_private_key_info(input: &[u8]) -> bool {
-    use der::{Reader, SliceReader};
-    let Ok(mut reader) = SliceReader::new(input) else {
-        return false;
-    };
-    let parsed: der::Result<()> = reader.sequence(|r| {
-        AlgorithmIdentifierRef::decode(r)?;
-        <&OctetStringRef>::decode(r)?;
-        Ok(())
-    });
-    parsed.is_ok() && reader.is_finished()
-}
-
-fn strip_zeros(be: &[u8]) -> &[u8] {
-    let start = be.iter().position(|&b| b != 0).unwrap_or(be.len().saturating_sub(1));
-    &be[start..]
-}
-
-fn bit_len(be: &[u8]) -> usize {
-    match be.iter().position(|&b| b != 0) {
-        Some(i) => (be.len() - i) * 8 - be[i].leading_zeros() as usize,
-        None => 0,
-    }
-}
-
 fn check_rsa(pkcs1_der: &[u8]) -> Result<(RsaSize, TargetPublicKey), Error> {
     let key = pkcs1::RsaPrivateKeyRef::from_der(pkcs1_der).map_err(|e| Error::malformed("PKCS#1 RSAPrivateKey", e))?;
     if key.version() != pkcs1::Version::TwoPrime {
@@ -475,28 +284,11 @@ fn check_rsa(pkcs1_der: &[u8]) -> Result<(RsaSize, TargetPublicKey), Error> {
     let n = key.modulus.as_bytes();
     let bits = bit_len(n);
     let size = RsaSize::from_bits(bits).ok_or(Error::UnsupportedRsaSize { bits })?;
-    let public = TargetPublicKey(Public::Rsa {
-        n: strip_zeros(n).to_vec(),
-        e: strip_zeros(key.public_exponent.as_bytes()).to_vec(),
-    });
     // Checks that the primes, exponents and modulus belong together.
     <rsa::PrivateKey as pkcs1::DecodeRsaPrivateKey>::from_pkcs1_der(pkcs1_der)
         .map_err(|e| Error::InconsistentKey(format!("RSA key components do not agree ({e})")))?;
+    let public = TargetPublicKey::from_rsa_components(n, key.public_exponent.as_bytes())?;
     Ok((size, public))
-}
-
-pub(crate) fn curve_display(oid: &ObjectIdentifier) -> String {
-    let dotted = oid.to_string();
-    let name = match dotted.as_str() {
-        "1.3.36.3.3.2.8.1.1.7" => "brainpoolP256r1",
-        "1.3.36.3.3.2.8.1.1.11" => "brainpoolP384r1",
-        "1.3.36.3.3.2.8.1.1.13" => "brainpoolP512r1",
-        "1.3.132.0.33" => "secp224r1",
-        "1.2.840.10045.3.1.1" => "secp192r1",
-        "1.3.101.112" => "Ed25519",
-        _ => return dotted,
-    };
-    format!("{name} ({dotted})")
 }
 
 macro_rules! ec_public_point {
@@ -560,19 +352,12 @@ fn check_ec(ec_der: &[u8], outer: Option<ObjectIdentifier>) -> Result<(Curve, Ta
         Curve::P521 => ec_public_point!(p521, scalar, stored),
         Curve::P256K => ec_public_point!(k256, scalar, stored),
     };
-    Ok((curve, TargetPublicKey(Public::Ec { curve, point })))
+    Ok((curve, TargetPublicKey::from_ec_point(curve, &point)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bit_length() {
-        assert_eq!(bit_len(&[0x00, 0x80, 0x00]), 16);
-        assert_eq!(bit_len(&[0x01]), 1);
-        assert_eq!(bit_len(&[0x00]), 0);
-    }
 
     #[test]
     fn aes_lengths() {

@@ -2,9 +2,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod client;
+mod connection;
+mod convert;
 mod credential;
 pub mod host;
+mod import;
+mod model;
+mod request;
 mod retry;
 mod transport;
 
@@ -12,8 +16,10 @@ use std::fmt;
 
 use byok_blob::VaultKind;
 
-pub use client::{Connection, ImportRequest, Imported, Kek, TRANSFER_TAG, Timestamp, VaultKey, check_key_name};
+pub use connection::Connection;
 pub use credential::{AuthKind, Credential};
+pub use model::{Imported, Kek, KeyOp, KeyType, TRANSFER_TAG, Timestamp, VaultKey};
+pub use request::{ImportRequest, check_key_name};
 pub use retry::RetryPolicy;
 pub use transport::{MAX_ANSWER_BYTES, Timeouts};
 

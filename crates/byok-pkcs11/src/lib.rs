@@ -16,7 +16,7 @@ pub use ckr::{Ckr, OtherCkr};
 pub use error::Error;
 pub use module::{Module, ModuleConfig, ModuleInfo, TokenInfo};
 pub use selftest::{PathReport, SelfTestReport, Verdict};
-pub use session::{KeyClass, KeyInfo, KeyKindInfo, Pin, TokenSession, WrapChoice, WrapOptions, Wrapped};
+pub use session::{KeyClass, KeyInfo, KeyKindInfo, Pin, TokenSession, VerifiedKey, WrapChoice, WrapOptions, Wrapped};
 pub use uri::{ObjectType, Pkcs11Uri, key_uri};
 
 /// The ways a token can perform CKM_RSA_AES_KEY_WRAP, in the order `auto` tries them.

@@ -1,7 +1,7 @@
 //! Importing a `.byok` blob made elsewhere: what can be checked before it is sent.
 
 use byok_blob::ByokBlob;
-use byok_keyvault::{Connection, Kek};
+use byok_keyvault::{Connection, Kek, KeyOp};
 
 use crate::error::{Error, Kind, Result, Step};
 
@@ -32,7 +32,7 @@ pub async fn check_blob_kek(conn: &Connection, blob: &ByokBlob) -> Result<Kek> {
     if !kek.is_import_only_hsm() {
         return Err(invalid(format!(
             "the key the blob names ({kid}) is {} with key_ops {:?}, not a Key Exchange Key (RSA-HSM, key_ops [\"import\"])",
-            kek.kty, kek.key_ops
+            kek.kty, KeyOp::names(&kek.key_ops)
         ))
         .with_hint("create a KEK with `byok-cli kek create`, download it, and wrap again"));
     }

@@ -2,7 +2,7 @@
 //! created when the name is free (or a new version is asked for), refused when the name holds anything else.
 
 use byok_encoding::RsaSize;
-use byok_keyvault::{Connection, Kek};
+use byok_keyvault::{Connection, Kek, KeyOp};
 
 use crate::error::{Error, Kind, Result, Step};
 use crate::observe::{Event, Observer};
@@ -65,7 +65,8 @@ pub async fn obtain(conn: &Connection, policy: &KekPolicy, observer: &dyn Observ
             Kind::Refused,
             format!(
                 "`{name}` exists in {vault} but is {} with key_ops {:?}, not an import-only RSA-HSM KEK",
-                k.kty, k.key_ops
+                k.kty,
+                KeyOp::names(&k.key_ops)
             ),
         )
         .with_hint(

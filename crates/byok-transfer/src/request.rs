@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use byok_encoding::{Curve, Kty};
-use byok_keyvault::{ImportRequest, Timestamp, Vault};
+use byok_keyvault::{ImportRequest, KeyOp, Timestamp, Vault};
 
 use crate::error::{Error, Kind, Result, Step};
 
@@ -11,7 +11,7 @@ use crate::error::{Error, Kind, Result, Step};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyProperties {
     /// The operations it allows; `None`: all its type supports ([`ImportRequest::default_ops`]).
-    pub ops: Option<Vec<String>>,
+    pub ops: Option<Vec<KeyOp>>,
     /// Tags (byok adds its `byok-transfer` tag).
     pub tags: BTreeMap<String, String>,
     /// Whether it is enabled.

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use byok_encoding::KeyKind;
-use byok_keyvault::{Connection, ImportRequest, Timestamp, VaultKey};
+use byok_keyvault::{Connection, ImportRequest, KeyOp, Timestamp, VaultKey};
 use byok_pkcs11::{KeyInfo, KeyKindInfo, TokenSession, Verdict, WrapOptions};
 use sha2::{Digest, Sha256};
 
@@ -312,10 +312,10 @@ fn fill(
         name: name.to_owned(),
         kid: key.kid.to_string(),
         version: key.kid.version().to_owned(),
-        kty: key.kty.clone(),
+        kty: key.kty.to_string(),
         kind: kind.to_string(),
         crv: kind.curve().map(|c| c.azure_name().to_owned()),
-        key_ops: key.key_ops.clone(),
+        key_ops: KeyOp::names(&key.key_ops).into_iter().map(str::to_owned).collect(),
         enabled: key.enabled,
         not_before: key.not_before.map(|t| t.to_string()),
         expires: key.expires.map(|t| t.to_string()),

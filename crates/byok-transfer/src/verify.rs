@@ -3,7 +3,7 @@
 //! keys compare public halves; AES keys encrypt one random block on both sides.
 
 use byok_encoding::{AesSize, KeyKind, TargetPublicKey};
-use byok_keyvault::{Connection, VaultKey};
+use byok_keyvault::{Connection, KeyOp, KeyType, VaultKey};
 use byok_pkcs11::{KeyInfo, TokenSession};
 
 use crate::error::{Error, Kind, Result, Step};
@@ -58,13 +58,13 @@ const BLOCK: &str = "one random block encrypted on both sides (HSM AES-ECB, vaul
 impl Expectation {
     /// Takes what the comparison needs from the token's key. `key_ops` are the operations the vault's key will
     /// allow: an AES key can only be compared if they include `encrypt`.
-    pub fn from_hsm(session: &TokenSession<'_>, key: &KeyInfo, kind: KeyKind, key_ops: &[String]) -> Result<Self> {
+    pub fn from_hsm(session: &TokenSession<'_>, key: &KeyInfo, kind: KeyKind, key_ops: &[KeyOp]) -> Result<Self> {
         let expected = match kind {
             KeyKind::Rsa(_) | KeyKind::Ec(_) => match &key.public {
                 Some(p) => Expected::Public(p.clone()),
                 None => Expected::Unverifiable("the token does not show the key's public half".into()),
             },
-            KeyKind::Aes(_) if !key_ops.iter().any(|o| o == "encrypt") => {
+            KeyKind::Aes(_) if !key_ops.contains(&KeyOp::Encrypt) => {
                 Expected::Unverifiable("the imported key does not allow `encrypt`, which the comparison needs".into())
             }
             KeyKind::Aes(size) => {
@@ -101,7 +101,7 @@ impl Expectation {
 /// comparison itself failed (the vault did not answer the encryption).
 pub async fn verify(conn: &Connection, expected: &Expectation, vault_key: &VaultKey) -> Result<Verification> {
     let kind = expected.kind;
-    if !vault_key.kty.eq_ignore_ascii_case(kind.kty().azure_hsm_name()) {
+    if vault_key.kty != KeyType::hsm(kind.kty()) {
         return Ok(Verification::Mismatch {
             method: "key type",
             detail: format!("the vault holds a {} key, the HSM a {kind} key", vault_key.kty),
@@ -111,7 +111,7 @@ pub async fn verify(conn: &Connection, expected: &Expectation, vault_key: &Vault
         Expected::Unverifiable(reason) => Ok(Verification::NotVerifiable { reason: reason.clone() }),
         Expected::Public(hsm_public) => Ok(compare_public(hsm_public, vault_key)),
         Expected::Block { block, from_hsm, size } => {
-            if !vault_key.key_ops.iter().any(|o| o == "encrypt") {
+            if !vault_key.key_ops.contains(&KeyOp::Encrypt) {
                 return Ok(Verification::NotVerifiable {
                     reason: "the vault's key does not allow `encrypt`".into(),
                 });

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use byok_encoding::{Curve, Kty};
-use byok_keyvault::Timestamp;
+use byok_keyvault::{KeyOp, Timestamp};
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use serde_json::json;
 
 use crate::cmd::vault::{self, VaultArgs, runtime};
@@ -18,8 +19,8 @@ use byok_transfer::{BlobImported, KeyProperties, files};
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct KeyPropertiesArgs {
     /// Operations the key allows (default: all its type supports; EC: sign verify).
-    #[arg(long, value_name = "OP", num_args = 1.., value_parser = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey", "import", "export"])]
-    ops: Vec<String>,
+    #[arg(long, value_name = "OP", num_args = 1.., value_parser = key_op_parser())]
+    ops: Vec<KeyOp>,
     /// Tags, as NAME=VALUE (repeatable, or several after one --tags).
     #[arg(long, value_name = "NAME=VALUE", num_args = 1.., value_parser = parse_tag)]
     tags: Vec<(String, String)>,
@@ -38,6 +39,11 @@ pub(crate) struct KeyPropertiesArgs {
     /// The release policy (JSON) for an exportable key.
     #[arg(long, value_name = "FILE", requires = "exportable")]
     policy: Option<PathBuf>,
+}
+
+/// The vault's operation names as clap's possible values (listed in `--help` and in its error).
+fn key_op_parser() -> impl clap::builder::TypedValueParser<Value = KeyOp> {
+    PossibleValuesParser::new(KeyOp::ALL.map(KeyOp::name)).try_map(|s| s.parse::<KeyOp>())
 }
 
 fn parse_tag(s: &str) -> std::result::Result<(String, String), String> {
@@ -125,7 +131,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         "imported {}\n  {} key_ops {:?}{}\n  transfer  {}\n",
         key.kid,
         key.kty,
-        key.key_ops,
+        KeyOp::names(&key.key_ops),
         if key.enabled == Some(false) { " (disabled)" } else { "" },
         request.transfer_id
     );
@@ -135,8 +141,8 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     let json = json!({
         "format_version": 1,
         "kid": key.kid.to_string(),
-        "kty": key.kty,
-        "key_ops": key.key_ops,
+        "kty": key.kty.name(),
+        "key_ops": KeyOp::names(&key.key_ops),
         "enabled": key.enabled,
         "public_key_sha256": fingerprint,
         "transfer_id": request.transfer_id,

@@ -8,6 +8,7 @@ use crate::cmd::vault::{self, VaultArgs, runtime};
 use crate::exit::Result;
 use crate::stdout_error;
 use crate::ui::Ui;
+use byok_keyvault::KeyOp;
 use byok_transfer::files;
 
 #[derive(Debug, clap::Subcommand)]
@@ -59,7 +60,7 @@ pub(crate) fn run(ui: Ui, command: &Command) -> Result<()> {
                 kek.public.fingerprint_sha256()
             );
             let json = json!({
-                "format_version": 1, "kid": kek.kid.to_string(), "kty": kek.kty, "key_ops": kek.key_ops,
+                "format_version": 1, "kid": kek.kid.to_string(), "kty": kek.kty.name(), "key_ops": KeyOp::names(&kek.key_ops),
                 "size_bits": kek.public.size().bits(), "fingerprint_sha256": kek.public.fingerprint_sha256(),
             });
             ui.result(&human, &json).map_err(stdout_error)
@@ -80,7 +81,7 @@ pub(crate) fn run(ui: Ui, command: &Command) -> Result<()> {
             if !kek.is_import_only_hsm() {
                 ui.warn(&format!(
                     "`{name}` is {} with key_ops {:?}, not an import-only RSA-HSM KEK: Key Vault will refuse blobs wrapped to it",
-                    kek.kty, kek.key_ops
+                    kek.kty, KeyOp::names(&kek.key_ops)
                 ));
             }
             let bytes = if encoding == "DER" {
@@ -97,8 +98,8 @@ pub(crate) fn run(ui: Ui, command: &Command) -> Result<()> {
                 kek.public.fingerprint_sha256()
             );
             let json = json!({
-                "format_version": 1, "file": file, "encoding": encoding, "kid": kek.kid.to_string(), "kty": kek.kty,
-                "key_ops": kek.key_ops, "import_only_hsm": kek.is_import_only_hsm(),
+                "format_version": 1, "file": file, "encoding": encoding, "kid": kek.kid.to_string(), "kty": kek.kty.name(),
+                "key_ops": KeyOp::names(&kek.key_ops), "import_only_hsm": kek.is_import_only_hsm(),
                 "size_bits": kek.public.size().bits(), "fingerprint_sha256": kek.public.fingerprint_sha256(),
             });
             ui.result(&human, &json).map_err(stdout_error)

@@ -1,7 +1,7 @@
 //! A batch's dry run: everything checked — every key in the token, the self-test, the KEK, the names in the vault —
 //! and nothing written.
 
-use byok_keyvault::{Connection, VaultKey};
+use byok_keyvault::{Connection, KeyOp, VaultKey};
 use byok_pkcs11::{KeyInfo, TokenSession, Verdict, WrapChoice};
 
 use super::Options;
@@ -91,7 +91,11 @@ fn kek(rt: &tokio::runtime::Runtime, conn: &Connection, name: &str) -> Check {
         Ok(k) if k.is_import_only_hsm() => (true, format!("reuses {}", k.kid)),
         Ok(k) => (
             false,
-            format!("`{name}` exists but is {} with key_ops {:?}", k.kty, k.key_ops),
+            format!(
+                "`{name}` exists but is {} with key_ops {:?}",
+                k.kty,
+                KeyOp::names(&k.key_ops)
+            ),
         ),
         Err(e) if e.is_not_found() => (true, format!("would create `{name}`")),
         Err(e) => (false, e.to_string()),

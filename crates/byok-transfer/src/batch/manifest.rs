@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use byok_encoding::{Curve, KeyKind, Kty};
-use byok_keyvault::{ImportRequest, Timestamp, Vault};
+use byok_keyvault::{ImportRequest, KeyOp, Timestamp, Vault};
 use byok_pkcs11::Pkcs11Uri;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -187,6 +187,16 @@ fn manifest_uri(uri: Option<&str>) -> std::result::Result<Pkcs11Uri, String> {
     Ok(uri)
 }
 
+/// `ops`, each one of the vault's operation names.
+fn ops(ops: Option<&Vec<String>>) -> std::result::Result<Option<Vec<KeyOp>>, String> {
+    ops.map(|ops| {
+        ops.iter()
+            .map(|o| o.parse::<KeyOp>().map_err(|e| e.to_string()))
+            .collect()
+    })
+    .transpose()
+}
+
 impl Item {
     /// One `[[key]]` table, checked and completed with the defaults. `Err` says what is wrong.
     fn from_entry(e: &Entry, d: &Entry) -> std::result::Result<Self, String> {
@@ -218,7 +228,7 @@ impl Item {
                 .transpose()
                 .map_err(|err| format!("{err}"))?,
             properties: KeyProperties {
-                ops: e.ops.clone().or_else(|| d.ops.clone()),
+                ops: ops(e.ops.as_ref().or(d.ops.as_ref()))?,
                 tags,
                 enabled: e.enabled.or(d.enabled).unwrap_or(true),
                 not_before: time(&e.not_before)?.or(time(&d.not_before)?),
@@ -308,6 +318,14 @@ mod tests {
                 "[defaults] takes",
             ),
             ("# nothing\n".to_owned(), "lists no [[key]]"),
+            (
+                key("pkcs11:token=t;object=a", "a") + "ops = [\"sign\", \"Sign\"]\n",
+                "`Sign` is not a key operation; valid: encrypt, decrypt, sign, verify, wrapKey",
+            ),
+            (
+                "[defaults]\nops = [\"unwrap\"]\n".to_owned() + &key("pkcs11:token=t;object=a", "a"),
+                "`unwrap` is not a key operation",
+            ),
         ];
         for (text, needle) in cases {
             let got = refusal(&text, false);
