@@ -2,8 +2,11 @@
 
 pub mod batch;
 pub mod catalogue;
+pub mod command;
 pub mod fake;
 pub mod hsm;
+pub mod interop;
+pub mod load;
 pub mod vault;
 
 use std::path::{Path, PathBuf};
@@ -12,42 +15,24 @@ use std::process::{Command, Output};
 /// A versioned key identifier for tests.
 pub const KID: &str = "https://contoso.vault.azure.net/keys/kek/0123456789abcdef0123456789abcdef";
 
-/// The path of a workspace binary, built next to the test executable (`target/<profile>/`).
+/// The path of a workspace binary, as Cargo built it for the test running now.
 ///
-/// `cargo test` does not rebuild another package's binaries, so the first call in each test process runs
-/// `cargo build` for it (quick when it is fresh): tests never run against a stale binary.
+/// The end-to-end tests live in the binary's own package (`crates/byok-cli/tests`), so Cargo builds it before them
+/// and names it in `CARGO_BIN_EXE_<name>` — in the test's environment too (cargo-nextest and the pinned Cargo both
+/// do). No test runs `cargo build`, and none runs a stale binary. `BYOK_TEST_BYOK_CLI=/path/to/byok-cli` runs the
+/// tests against another build (an installed one, or an older commit's, to see a regression test fail there).
 pub fn binary(name: &str) -> PathBuf {
-    // `BYOK_TEST_BYOK_CLI=/path/to/byok-cli`: run the tests against another build (an installed one, or an older
-    // commit's, to see a regression test fail there).
     let override_var = format!("BYOK_TEST_{}", name.to_ascii_uppercase().replace('-', "_"));
-    if let Some(path) = std::env::var_os(&override_var) {
-        return PathBuf::from(path);
-    }
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !built.iter().any(|b| b == name) {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--bin", name, "--package", name])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("cargo runs");
-        assert!(status.success(), "cannot build {name}");
-        built.push(name.to_owned());
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executables live in target/<profile>/deps");
-    let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.is_file(),
-        "{} is missing: build it first (`cargo build -p {name}` or `cargo test --workspace`)",
-        path.display()
-    );
+    let path = std::env::var_os(&override_var)
+        .or_else(|| std::env::var_os(format!("CARGO_BIN_EXE_{name}")))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "CARGO_BIN_EXE_{name} is not set: tests that run {name} belong in its package's tests/ (or set \
+                 {override_var})"
+            )
+        });
+    assert!(path.is_file(), "{} is missing", path.display());
     path
 }
 
@@ -92,7 +77,7 @@ pub fn kek_private(bits: u32) -> byok_wrap::KekPrivateKey {
 
 /// A file in `testdata/`.
 pub fn testdata(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(path)
+    byok_testdata::path(path)
 }
 
 /// Runs a command and returns its output, never hanging on stdin.

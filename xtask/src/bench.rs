@@ -60,7 +60,7 @@ pub(crate) fn run() -> Result<()> {
     exec(cargo().args(["bench", "--quiet", "--package", "byok-wrap", "--bench", "wrap"]))?;
     let byok_us = criterion_median_us("wrap/kek4096-rsa2048")?;
     let byok_ec_us = criterion_median_us("wrap/kek4096-ec-p256")?;
-    let script = root().join("xtask/interop/judge.py");
+    let script = root().join("tests/interop/judge.py");
     let py: serde_json::Value = serde_json::from_slice(&capture(
         Command::new(&python)
             .arg(&script)
@@ -280,8 +280,8 @@ fn emulator_capacity(dir: &Path) -> Result<String> {
     let target = std::fs::read(root().join("testdata/keys/rsa2048.pkcs8.der"))?;
     let key = serde_json::json!({"kty": "RSA-HSM", "key_ops": ["sign"]});
     let runtime = tokio::runtime::Runtime::new()?;
-    let (_, text) = runtime.block_on(load(&vault.1, 600, 16, &target, key))?;
-    Ok(format!("{text}, RSA-2048 targets"))
+    let load = runtime.block_on(byok_tests::load::imports(&vault.1, 600, 16, &target, key))?;
+    Ok(format!("{}, RSA-2048 targets", load.summary))
 }
 
 /// What `batch` achieves against the local Key Vault, beside the vault's own capacity for the same imports.
@@ -429,104 +429,12 @@ fn batch_bench(dir: &Path, cli: &Path) -> Result<BatchNumbers> {
     )?)?;
     let key = serde_json::json!({"kty": "EC-HSM", "crv": "P-256", "key_ops": ["sign", "verify"]});
     let runtime = tokio::runtime::Runtime::new()?;
-    let (capacity, capacity_text) = runtime.block_on(load(info, 1000, 16, target.plaintext(), key))?;
+    let load = runtime.block_on(byok_tests::load::imports(info, 1000, 16, target.plaintext(), key))?;
     Ok(BatchNumbers {
         keys_per_second,
-        capacity,
-        capacity_text: format!("{capacity_text}, EC P-256 targets"),
+        capacity: load.rate,
+        capacity_text: format!("{}, EC P-256 targets", load.summary),
         rss_100_mib,
         rss_1000_mib,
     })
-}
-
-/// The import capacity for `imports` BYOK imports of `target` (PKCS#8, as `kty`/`crv`), `in_flight` at a time.
-async fn load(
-    info: &serde_json::Value,
-    imports: usize,
-    in_flight: usize,
-    target: &[u8],
-    key: serde_json::Value,
-) -> Result<(f64, String)> {
-    use base64::Engine as _;
-    let s = |k: &str| info[k].as_str().unwrap_or_default().to_owned();
-    let ca = std::fs::read(s("ca_file"))?;
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
-        .build()?;
-    let token: serde_json::Value = client
-        .post(format!("{}/{}/oauth2/v2.0/token", s("authority_host"), s("tenant_id")))
-        .form(&[
-            ("grant_type", "client_credentials".to_owned()),
-            ("client_id", s("client_id")),
-            ("client_secret", s("client_secret")),
-            ("scope", format!("{}/.default", s("audience"))),
-        ])
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = token["access_token"].as_str().context("token")?.to_owned();
-    let vault = s("vault_url");
-    let kek: serde_json::Value = client
-        .post(format!("{vault}/keys/kek/create?api-version=7.5"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"kty": "RSA-HSM", "key_size": 4096, "key_ops": ["import"]}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let kek_public = byok_encoding::KekPublicKey::from_jwk_json(kek.to_string().as_bytes())?;
-    let kid = byok_blob::KeyId::parse(kek["key"]["kid"].as_str().context("kid")?)?;
-    let encryptor = byok_wrap::KekEncryptor::new(&kek_public)?;
-    let bodies: Vec<String> = (0..imports)
-        .map(|_| -> Result<String> {
-            let blob = byok_blob::ByokBlob::new(kid.clone(), encryptor.wrap(target)?, "bench").to_json();
-            let mut body = serde_json::json!({ "key": key.clone() });
-            body["key"]["key_hsm"] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(blob).into();
-            Ok(body.to_string())
-        })
-        .collect::<Result<_>>()?;
-    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(in_flight));
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(imports);
-    for (i, body) in bodies.into_iter().enumerate() {
-        let permit = semaphore.clone().acquire_owned().await?;
-        let (client, token, url) = (
-            client.clone(),
-            token.clone(),
-            format!("{vault}/keys/bench-{i}?api-version=7.5"),
-        );
-        tasks.push(tokio::spawn(async move {
-            let t = Instant::now();
-            let r = client
-                .put(url)
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await;
-            drop(permit);
-            match r {
-                Ok(resp) if resp.status().is_success() => Ok(t.elapsed().as_secs_f64() * 1e3),
-                Ok(resp) => Err(anyhow::anyhow!("import refused: {}", resp.status())),
-                Err(e) => Err(e.into()),
-            }
-        }));
-    }
-    let mut latencies = Vec::with_capacity(imports);
-    for t in tasks {
-        latencies.push(t.await??);
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    let rate = imports as f64 / elapsed;
-    Ok((
-        rate,
-        format!(
-            "{rate:.0} imports/s, p50 {:.1} ms, p99 {:.1} ms; KEK RSA-4096, {in_flight} in flight, {imports} imports",
-            pct(0.50),
-            pct(0.99)
-        ),
-    ))
 }

@@ -21,14 +21,7 @@ pub(crate) fn cargo() -> Command {
     c
 }
 
-fn describe(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
+pub(crate) use byok_tests::command::{capture, describe};
 
 /// Runs a command with inherited output; fails if it fails.
 pub(crate) fn exec(cmd: &mut Command) -> Result<()> {
@@ -42,23 +35,6 @@ pub(crate) fn exec(cmd: &mut Command) -> Result<()> {
         bail!("`{shown}` failed ({status})");
     }
     Ok(())
-}
-
-/// Runs a command quietly and returns its stdout; on failure shows its stderr.
-pub(crate) fn capture(cmd: &mut Command) -> Result<Vec<u8>> {
-    let shown = describe(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start `{shown}`"))?;
-    if !out.status.success() {
-        bail!(
-            "`{shown}` failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(out.stdout)
 }
 
 /// Whether a program runs at all.

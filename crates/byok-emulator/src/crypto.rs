@@ -6,7 +6,7 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, RsaKeyPair, UnparsedPublicKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::keys::ApiError;
+use crate::api_error::ApiError;
 use crate::state::{KeyVersion, Material};
 
 struct Alg {

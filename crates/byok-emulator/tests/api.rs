@@ -12,7 +12,7 @@ use byok_wrap::KekEncryptor;
 use serde_json::{Value, json};
 
 fn testdata(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../../testdata/keys/{name}", env!("CARGO_MANIFEST_DIR"))).expect("test key")
+    byok_testdata::read(&format!("keys/{name}"))
 }
 
 struct Vault {

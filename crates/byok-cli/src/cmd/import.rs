@@ -19,7 +19,7 @@ use byok_transfer::{BlobImported, KeyProperties, files};
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct KeyPropertiesArgs {
     /// Operations the key allows (default: all its type supports; EC: sign verify).
-    #[arg(long, value_name = "OP", num_args = 1.., value_parser = key_op_parser())]
+    #[arg(long, value_name = "OP", num_args = 1.., value_parser = PossibleValuesParser::new(KeyOp::ALL.map(KeyOp::name)).try_map(|s| s.parse::<KeyOp>()))]
     ops: Vec<KeyOp>,
     /// Tags, as NAME=VALUE (repeatable, or several after one --tags).
     #[arg(long, value_name = "NAME=VALUE", num_args = 1.., value_parser = parse_tag)]
@@ -39,11 +39,6 @@ pub(crate) struct KeyPropertiesArgs {
     /// The release policy (JSON) for an exportable key.
     #[arg(long, value_name = "FILE", requires = "exportable")]
     policy: Option<PathBuf>,
-}
-
-/// The vault's operation names as clap's possible values (listed in `--help` and in its error).
-fn key_op_parser() -> impl clap::builder::TypedValueParser<Value = KeyOp> {
-    PossibleValuesParser::new(KeyOp::ALL.map(KeyOp::name)).try_map(|s| s.parse::<KeyOp>())
 }
 
 fn parse_tag(s: &str) -> std::result::Result<(String, String), String> {

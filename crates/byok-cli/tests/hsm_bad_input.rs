@@ -8,7 +8,7 @@ use byok_tests::{KID, byok_cli, listing, run, stderr, testdata};
 use serde_json::Value;
 
 fn env() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/hsm/env.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/hsm/env.json");
     let text = std::fs::read(&path).unwrap_or_else(|_| {
         panic!(
             "{} is missing: run `cargo xtask setup` to make the test tokens",

@@ -37,7 +37,7 @@ fn man_pages_are_fresh() {
     let out = run(byok_cli().arg("man").arg(dir.path()));
     assert!(out.status.success(), "{}", stderr(&out));
     let rendered = byok_tests::listing(dir.path());
-    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/man");
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/man");
     assert!(rendered.len() > 8, "a page per subcommand: {rendered:?}");
     assert_eq!(
         byok_tests::listing(&docs),
@@ -48,5 +48,15 @@ fn man_pages_are_fresh() {
         let fresh = std::fs::read(dir.path().join(name)).expect("rendered page");
         let on_disk = std::fs::read(docs.join(name)).unwrap_or_default();
         assert!(on_disk == fresh, "docs/man/{name} is stale: run `cargo xtask man`");
+    }
+}
+
+#[test]
+fn the_tests_run_the_binary_cargo_built_for_them() {
+    if std::env::var_os("BYOK_TEST_BYOK_CLI").is_none() {
+        assert_eq!(
+            byok_tests::binary("byok-cli"),
+            std::path::Path::new(env!("CARGO_BIN_EXE_byok-cli"))
+        );
     }
 }

@@ -100,7 +100,7 @@ fn judges(blob: &Path, bits: u32, plaintext: &[u8], kty: Kty, kind: &str) {
     }]);
     std::fs::write(&manifest, case.to_string()).expect("manifest");
     let out = run(Command::new(&python)
-        .arg(workspace().join("xtask/interop/judge.py"))
+        .arg(workspace().join("tests/interop/judge.py"))
         .arg("check")
         .arg(&manifest));
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap_or_else(|_| panic!("judge: {}", stderr(&out)));
