@@ -579,3 +579,36 @@ fn kek_and_import_commands_in_a_managed_hsm() {
     assert_eq!(imported["kek_kid"], kid);
     assert_eq!(vault.versions("m-aes"), 1);
 }
+
+#[test]
+fn managed_identity_through_a_full_transfer() {
+    let vault = LocalVault::start(false, "", |_| {});
+    let uri = generate(Token::Nss, P256, &format!("mi-{}", std::process::id()));
+    let transfer = |header: &str, name: &str| {
+        let mut cmd = vault.command(
+            Some(Token::Nss),
+            &byok_tests::vault::full_transfer_args(&uri, name)
+                .iter()
+                .map(String::as_str)
+                .chain(["--auth", "managed-identity"])
+                .collect::<Vec<_>>(),
+        );
+        // Only what App Service gives a process: the endpoint and its secret (no tenant, no client secret).
+        cmd.env_remove("AZURE_CLIENT_SECRET")
+            .env_remove("AZURE_TENANT_ID")
+            .env_remove("AZURE_CLIENT_ID")
+            .env("IDENTITY_ENDPOINT", &vault.info.identity_endpoint)
+            .env("IDENTITY_HEADER", header);
+        run(&mut cmd)
+    };
+    let record = ok(&transfer(&vault.info.identity_header, "mi-key"), "managed identity");
+    check_record(&record, &vault, "mi-key", "EC-HSM", "NSS Certificate DB");
+    let refused_out = transfer("not-the-identity-header", "mi-key2");
+    assert_eq!(refused_out.status.code(), Some(7), "{}", stderr(&refused_out));
+    assert!(
+        stderr(&refused_out).contains("X-IDENTITY-HEADER"),
+        "{}",
+        stderr(&refused_out)
+    );
+    assert_eq!(vault.versions("mi-key2"), 0, "nothing imported without a token");
+}

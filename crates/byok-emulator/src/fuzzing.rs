@@ -3,7 +3,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use crate::{Faults, Shared, auth, keys, state};
+use crate::{Faults, Shared, keys, state};
 
 struct Fixture {
     shared: Shared,
@@ -25,7 +25,7 @@ fn fixture() -> &'static Fixture {
             managed_hsm: true,
             state_dir: dir,
             state: Mutex::new(state),
-            tokens: Mutex::new(auth::Tokens::default()),
+            tokens: Mutex::new(crate::tokens::Tokens::default()),
             token_lifetime: std::time::Duration::from_secs(60),
             faults: Faults::default(),
             fault_rolls: std::sync::atomic::AtomicU64::new(0),

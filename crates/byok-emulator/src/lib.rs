@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 mod api_error;
+mod api_version;
+mod arm;
 mod auth;
 mod background;
 mod crypto;
@@ -10,9 +12,11 @@ mod faults;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod identity;
 mod keys;
 mod state;
 mod tls;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,7 +47,8 @@ pub struct Config {
     pub token_lifetime: std::time::Duration,
     /// Faults to inject into vault requests (none by default).
     pub faults: Faults,
-    /// A vault name: the vault then answers as `https://{name}.vault.azure.net:{port}` (or `.managedhsm.azure.net`),
+    /// A vault name: the vault then answers as `https://{name}.vault.azure.net:{port}` (or `.managedhsm.azure.net`;
+    /// without `:{port}` on 443),
     /// its certificate names that host, and key ids use it. Clients map the name to 127.0.0.1 themselves (e.g.
     /// reqwest's `resolve`, curl's `--resolve`, /etc/hosts) and can keep verifying the challenge resource.
     pub name: Option<String>,
@@ -83,6 +88,10 @@ pub struct Info {
     pub federated_token_file: PathBuf,
     /// The authority host of the token endpoint (`https://127.0.0.1:{port}`).
     pub authority_host: String,
+    /// The managed-identity token endpoint, App Service's form (`IDENTITY_ENDPOINT`).
+    pub identity_endpoint: String,
+    /// The secret that endpoint wants (`IDENTITY_HEADER`).
+    pub identity_header: String,
     /// `https://vault.azure.net` or `https://managedhsm.azure.net`.
     pub audience: String,
     /// Where to connect: `127.0.0.1:{port}` (with `--name`, the vault's host name must resolve to it).
@@ -97,6 +106,7 @@ impl std::fmt::Debug for Info {
             .field("tenant_id", &self.tenant_id)
             .field("client_id", &self.client_id)
             .field("authority_host", &self.authority_host)
+            .field("identity_endpoint", &self.identity_endpoint)
             .field("audience", &self.audience)
             .field("connect_to", &self.connect_to)
             .finish_non_exhaustive()
@@ -110,7 +120,7 @@ pub(crate) struct Shared {
     pub(crate) managed_hsm: bool,
     pub(crate) state_dir: PathBuf,
     pub(crate) state: Mutex<state::State>,
-    pub(crate) tokens: Mutex<auth::Tokens>,
+    pub(crate) tokens: Mutex<tokens::Tokens>,
     pub(crate) token_lifetime: std::time::Duration,
     pub(crate) faults: Faults,
     /// How many fault rolls were drawn (the position in a seeded sequence).
@@ -231,11 +241,12 @@ async fn serve(config: Config) -> Result<Running> {
         std::net::TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let base = format!("https://{addr}");
-    let vault_url = match &host {
-        Some(h) => format!("https://{h}:{}", addr.port()),
-        None => base.clone(),
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
     };
+    let base = origin(&ip, addr.port());
+    let vault_url = origin(host.as_deref().unwrap_or(&ip), addr.port());
     let audience = if managed_hsm {
         "https://managedhsm.azure.net"
     } else {
@@ -249,6 +260,8 @@ async fn serve(config: Config) -> Result<Running> {
         client_secret: state.client_secret.clone(),
         federated_token_file: config.state_dir.join("federated-token"),
         authority_host: base.clone(),
+        identity_endpoint: format!("{base}{}", identity::PATH),
+        identity_header: state.identity_header.clone(),
         audience: audience.to_owned(),
         connect_to: addr.to_string(),
     };
@@ -259,7 +272,7 @@ async fn serve(config: Config) -> Result<Running> {
         managed_hsm,
         state_dir: config.state_dir.clone(),
         state: Mutex::new(state),
-        tokens: Mutex::new(auth::Tokens::default()),
+        tokens: Mutex::new(tokens::Tokens::load(&config.state_dir)?),
         token_lifetime: config.token_lifetime,
         faults: config.faults.clone(),
         fault_rolls: std::sync::atomic::AtomicU64::new(0),
@@ -280,6 +293,16 @@ async fn serve(config: Config) -> Result<Running> {
         handle,
         task,
     })
+}
+
+/// `https://host[:port]`, the default port left out, as Azure writes vault URLs and key ids: a client that
+/// compares a kid with the vault's URL (byok, the SDKs) sees the same string the service would send.
+fn origin(host: &str, port: u16) -> String {
+    if port == 443 {
+        format!("https://{host}")
+    } else {
+        format!("https://{host}:{port}")
+    }
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -306,6 +329,9 @@ fn router(shared: Arc<Shared>) -> Router {
     }
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
+        .route(identity::PATH, get(identity::token))
+        .route("/subscriptions", get(arm::subscriptions))
+        .route("/tenants", get(arm::tenants))
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
             get(auth::openid_configuration),
@@ -317,4 +343,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .merge(vault)
         .layer(DefaultBodyLimit::max(256 * 1024))
         .with_state(shared)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_leave_out_the_default_port_as_azure_writes_them() {
+        assert_eq!(super::origin("n.vault.azure.net", 443), "https://n.vault.azure.net");
+        assert_eq!(super::origin("127.0.0.1", 8443), "https://127.0.0.1:8443");
+        assert_eq!(super::origin("[::1]", 443), "https://[::1]");
+    }
 }

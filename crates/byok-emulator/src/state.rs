@@ -57,6 +57,8 @@ pub(crate) struct State {
     pub(crate) client_secret: String,
     /// The federated token the client-assertion grant accepts (workload identity).
     pub(crate) federated_token: String,
+    /// The secret the managed-identity endpoint wants in `X-IDENTITY-HEADER` (App Service's `IDENTITY_HEADER`).
+    pub(crate) identity_header: String,
     /// Key name -> versions, oldest first.
     pub(crate) keys: BTreeMap<String, Vec<KeyVersion>>,
     /// Soft-deleted keys: name -> (deleted at, versions).
@@ -82,6 +84,9 @@ struct Credentials {
     /// Added later: state directories made before it get one on their next start.
     #[serde(default = "federated_token")]
     federated_token: String,
+    /// Added later, as `federated_token`.
+    #[serde(default = "federated_token")]
+    identity_header: String,
 }
 
 fn federated_token() -> String {
@@ -101,6 +106,7 @@ impl State {
                 client_id: uuid(),
                 client_secret: random_hex(24),
                 federated_token: federated_token(),
+                identity_header: federated_token(),
             };
             write_private(&file, &serde_json::to_vec_pretty(&c)?)?;
             c
@@ -113,6 +119,7 @@ impl State {
             client_id: credentials.client_id,
             client_secret: credentials.client_secret,
             federated_token: credentials.federated_token,
+            identity_header: credentials.identity_header,
             keys: BTreeMap::new(),
             deleted: BTreeMap::new(),
         };

@@ -406,15 +406,18 @@ async fn restart_keeps_keys_and_credentials() {
         .await;
     assert_eq!(s, 200, "{before}");
     let info = vault.running.info.clone();
+    let old_token = vault.token.clone();
     vault.running.shutdown().await.expect("stops");
 
     let mut again = Config::new(dir.path().to_path_buf());
     again.listen = info.vault_url.trim_start_matches("https://").parse().expect("addr");
-    let vault = start(again).await;
+    let mut vault = start(again).await;
     assert_eq!(
         vault.running.info.client_secret, info.client_secret,
         "credentials persist"
     );
+    // A token issued before the restart is still good until it expires (clients such as az cache theirs).
+    vault.token = old_token;
     let (s, after) = vault.call(reqwest::Method::GET, "/keys/app", None).await;
     assert_eq!(s, 200, "{after}");
     assert_eq!(after["key"]["n"], before["key"]["n"]);
@@ -424,7 +427,13 @@ async fn restart_keeps_keys_and_credentials() {
         panic!("RSA")
     };
     assert_eq!(after["key"]["n"], URL_SAFE_NO_PAD.encode(n));
-    for private in ["credentials.json", "keys/app.json", "keys/kek.json", "ca.key"] {
+    for private in [
+        "credentials.json",
+        "keys/app.json",
+        "keys/kek.json",
+        "ca.key",
+        "tokens.json",
+    ] {
         let mode = std::fs::metadata(dir.path().join(private))
             .expect("state file")
             .permissions();
@@ -948,4 +957,140 @@ async fn created_ec_keys_show_their_public_half_and_aes_cbc_matches_ecb() {
         (s, v["error"]["message"].as_str()),
         (400, Some("The property 'iv' is required."))
     );
+}
+
+#[tokio::test]
+async fn api_versions_as_the_service_takes_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = start(Config::new(dir.path().to_path_buf())).await;
+    vault
+        .create("k", json!({"kty": "EC-HSM", "crv": "P-256", "key_ops": ["sign"]}))
+        .await;
+    let get = |version: &str| {
+        let url = format!("{}/keys/k?api-version={version}", vault.running.info.vault_url);
+        let request = vault.client.get(url).bearer_auth(&vault.token);
+        async move {
+            let r = request.send().await.expect("request");
+            (r.status().as_u16(), r.json::<Value>().await.expect("JSON"))
+        }
+    };
+    // What the Azure CLI sends on every keys call, the SDKs' defaults, and the oldest the service still takes.
+    for version in [
+        "7.6-preview.2",
+        "7.5",
+        "7.6",
+        "2025-07-01",
+        "7.4-preview.1",
+        "2016-10-01",
+    ] {
+        let (status, body) = get(version).await;
+        assert_eq!(status, 200, "{version}: {body}");
+        assert_eq!(body["key"]["crv"], "P-256");
+    }
+    for version in ["7.7", "7.6-preview.3", "latest"] {
+        let (status, body) = get(version).await;
+        assert_eq!(status, 400, "{version}");
+        assert_eq!(
+            body["error"]["message"],
+            format!(
+                "The specified version ({version}) is not recognized. Consider using the latest supported version (2025-07-01)."
+            )
+        );
+    }
+    vault.running.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn enough_resource_manager_for_az_login() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = start(Config::new(dir.path().to_path_buf())).await;
+    let info = &vault.running.info;
+    let list = |path: &str, token: Option<&str>| {
+        let mut request = vault
+            .client
+            .get(format!("{}{path}?api-version=2022-12-01", info.authority_host));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        async move {
+            let r = request.send().await.expect("request");
+            (r.status().as_u16(), r.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, body) = list("/subscriptions", Some(&vault.token)).await;
+    assert_eq!((status, body["value"].clone()), (200, json!([])), "{body}");
+    let (status, body) = list("/tenants", Some(&vault.token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"][0]["tenantId"], info.tenant_id.as_str());
+    let (status, body) = list("/subscriptions", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (401, json!("AuthenticationFailed"))
+    );
+    let (status, body) = list("/subscriptions", Some("forged")).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (401, json!("InvalidAuthenticationToken"))
+    );
+    vault.running.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_managed_identity_endpoint_in_app_service_form() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = start(Config::new(dir.path().to_path_buf())).await;
+    let info = &vault.running.info;
+    let ask = |header: &str, query: &[(&str, &str)]| {
+        // The values here need no escaping in a query.
+        let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let request = vault
+            .client
+            .get(format!("{}?{}", info.identity_endpoint, query.join("&")))
+            .header("x-identity-header", header)
+            .header("metadata", "true");
+        async move {
+            let r = request.send().await.expect("request");
+            (r.status().as_u16(), r.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let good = [("api-version", "2019-08-01"), ("resource", info.audience.as_str())];
+    let (status, body) = ask(&info.identity_header, &good).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().expect("token");
+    assert!(
+        body["expires_on"]
+            .as_str()
+            .expect("a string, as App Service sends it")
+            .parse::<u64>()
+            .is_ok()
+    );
+    let r = vault
+        .client
+        .get(vault.url("/keys"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 200, "the token opens the vault");
+    assert_eq!(ask("wrong", &good).await.0, 401);
+    let graph = [
+        ("api-version", "2019-08-01"),
+        ("resource", "https://graph.microsoft.com"),
+    ];
+    assert_eq!(
+        ask(&info.identity_header, &graph).await.0,
+        400,
+        "no token for another audience"
+    );
+    let other = [
+        ("api-version", "2019-08-01"),
+        ("resource", info.audience.as_str()),
+        ("client_id", "00000000-0000-0000-0000-000000000000"),
+    ];
+    assert_eq!(
+        ask(&info.identity_header, &other).await.0,
+        400,
+        "an identity not assigned"
+    );
+    vault.running.shutdown().await.expect("stops");
 }

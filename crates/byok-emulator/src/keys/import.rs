@@ -246,7 +246,8 @@ pub(super) fn material_of(target: &TargetKey) -> Material {
 
 /// The KEK a blob names: in this vault, existing, RSA-HSM, with key_ops exactly ["import"].
 pub(super) fn find_kek(shared: &Shared, kid: &KeyId) -> Result<KekPrivateKey, ApiError> {
-    if kid.vault_url() != shared.vault_url {
+    // Both sides are canonical (lowercase host, no default port): see `origin` and `KeyId::vault_url`.
+    if !kid.vault_url().eq_ignore_ascii_case(&shared.vault_url) {
         return Err(ApiError::bad(format!(
             "The BYOK blob's KEK {kid} is in another vault ({}); a blob can be imported only into the vault or \
              Managed HSM that holds its KEK ({}).",

@@ -27,11 +27,9 @@ use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::api_error::{ApiError, ApiResult};
+use crate::api_version;
 use crate::auth::authorize;
 use crate::state::{KeyVersion, Material, random_hex};
-
-/// The API versions this vault answers; the SDKs' defaults among them.
-pub(crate) const API_VERSIONS: [&str; 4] = ["7.4", "7.5", "7.6", "2025-07-01"];
 
 const OPS: [&str; 8] = [
     "encrypt",
@@ -51,13 +49,8 @@ fn admit(shared: &Shared, headers: &HeaderMap, query: &BTreeMap<String, String>)
         None => Err(Box::new(
             ApiError::bad("The api-version query parameter is required (e.g. api-version=7.5).").into_response(),
         )),
-        Some(v) if API_VERSIONS.contains(&v.as_str()) => Ok(()),
-        Some(v) => Err(Box::new(
-            ApiError::bad(format!(
-                "The specified version ({v}) is not recognized. Consider using the latest supported version (2025-07-01)."
-            ))
-            .into_response(),
-        )),
+        Some(v) if api_version::accepted(v) => Ok(()),
+        Some(v) => Err(Box::new(ApiError::bad(api_version::refusal(v)).into_response())),
     }
 }
 
