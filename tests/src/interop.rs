@@ -1,7 +1,8 @@
 //! Independent judges: the OpenSSL CLI and Python `cryptography` open what `byok-cli wrap` writes, and byok opens
 //! what Python makes. Matrix: KEK 2048/3072/4096 × targets RSA 2048/3072/4096, EC P-256/P-384/P-521/P-256K,
 //! AES 128/192/256. All key material is made fresh by OpenSSL for each run. Then the official Python SDK against
-//! the local Key Vault and Managed HSM, and `full-transfer`s that it confirms. `cargo xtask interop` installs the
+//! the local Key Vault and Managed HSM, `full-transfer`s that it confirms, and the real Azure CLI through the BYOK
+//! runbook ([`crate::az`]). `cargo xtask interop` installs the
 //! tools, builds the binaries and calls [`run`].
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use byok_wrap::KekPrivateKey;
 use serde_json::json;
 
 use crate::command::capture;
+use crate::emulator::Emulator;
 
 /// What the suite runs: the binaries under test, the judges' Python, and the test tokens.
 #[derive(Clone, Debug)]
@@ -26,6 +28,8 @@ pub struct Tools {
     pub python: PathBuf,
     /// `target/hsm/env.json`, which `cargo xtask setup` writes.
     pub hsm_env: PathBuf,
+    /// The Azure CLI (`az`, from the azure-cli Python package).
+    pub az: PathBuf,
 }
 
 /// How the suite went.
@@ -319,48 +323,39 @@ pub fn run(tools: &Tools, dir: &Path) -> Result<Report> {
         }
     }
 
+    // The real Azure CLI through the BYOK runbook, against the local vault by name.
+    let az = crate::az::run(tools, &dir.join("az"))?;
+    passed += az.passed;
+    failed.extend(az.failed);
+
     Ok(Report { passed, failed })
 }
 
 /// Starts `byok-emulator`, runs `sdk_python.py` against it, stops it.
 fn sdk_fidelity(tools: &Tools, dir: &Path, managed_hsm: bool) -> Result<(usize, Vec<String>)> {
-    use std::io::BufRead;
-    let (emulator, python) = (&tools.emulator, &tools.python);
+    let python = &tools.python;
     let state = dir.join(if managed_hsm { "emulator-mhsm" } else { "emulator-vault" });
-    let mut cmd = Command::new(emulator);
-    cmd.arg("--state-dir")
-        .arg(&state)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit());
-    if managed_hsm {
-        cmd.arg("--managed-hsm");
-    }
-    let mut child = cmd.spawn().context("starting byok-emulator")?;
-    let result = (|| {
-        let stdout = child.stdout.take().context("emulator stdout")?;
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        let info_file = state.join("info.json");
-        std::fs::write(&info_file, line.trim())?;
-        let out = Command::new(python)
-            .arg(script("sdk_python.py"))
-            .arg(&info_file)
-            .output()?;
-        let (mut passed, mut failed) = python_report(&out, "the SDK script")?;
-        let manifest = transfers(tools, &info_file, &state, managed_hsm)?;
-        let out = Command::new(python)
-            .arg(script("confirm_transfer.py"))
-            .arg(&info_file)
-            .arg(&manifest)
-            .output()?;
-        let (p, f) = python_report(&out, "the transfer confirmation script")?;
-        passed += p;
-        failed.extend(f);
-        Ok((passed, failed))
-    })();
-    let _ = child.kill();
-    let _ = child.wait();
-    result
+    let emulator = Emulator::start(
+        &tools.emulator,
+        &state,
+        if managed_hsm { &["--managed-hsm"] } else { &[] },
+    )?;
+    let info_file = &emulator.info_file;
+    let out = Command::new(python)
+        .arg(script("sdk_python.py"))
+        .arg(info_file)
+        .output()?;
+    let (mut passed, mut failed) = python_report(&out, "the SDK script")?;
+    let manifest = transfers(tools, info_file, &state, managed_hsm)?;
+    let out = Command::new(python)
+        .arg(script("confirm_transfer.py"))
+        .arg(info_file)
+        .arg(&manifest)
+        .output()?;
+    let (p, f) = python_report(&out, "the transfer confirmation script")?;
+    passed += p;
+    failed.extend(f);
+    Ok((passed, failed))
 }
 
 /// `byok-cli full-transfer` of keys generated in the NSS test token into the running local Key Vault; returns a

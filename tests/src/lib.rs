@@ -1,9 +1,12 @@
 //! Helpers for the end-to-end tests of the byok binaries (in `tests/`).
 
+pub mod az;
 pub mod batch;
 pub mod catalogue;
 pub mod command;
+pub mod emulator;
 pub mod fake;
+pub mod hosts;
 pub mod hsm;
 pub mod interop;
 pub mod load;

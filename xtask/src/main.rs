@@ -21,7 +21,8 @@ usage: cargo xtask <task>
 tasks:
   setup     the source HSMs the tests use: SoftHSM, NSS softokn, openCryptoki (in a cached forky root)
   ci        format check, clippy (warnings denied), cargo-deny, interop, fuzz smoke, the whole test suite
-  interop   OpenSSL CLI and Python `cryptography` judge byok's blobs, and byok opens theirs
+  interop   OpenSSL CLI and Python `cryptography` judge byok's blobs, and byok opens theirs; the Python SDK and
+            the Azure CLI against the local vault (`interop az`: only the Azure CLI's BYOK rehearsal; root)
   demo      a whole transfer on throwaway parts: local Managed HSM, NSS token, full-transfer, the record
   bench     software wrap vs Python and OpenSSL; one-key processes; writes docs/performance.md
   budget    the CLI's size rules: crates/byok-cli/src at most 2,300 lines, no function over 80 lines
@@ -33,7 +34,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("interop") => interop::run(),
+        Some("interop") => match args.get(1).map(String::as_str) {
+            None => interop::run(false),
+            Some("az") => interop::run(true),
+            Some(other) => Err(anyhow::anyhow!("usage: cargo xtask interop [az] (not `{other}`)")),
+        },
         Some("setup") => hsm::setup().map(|_| ()),
         Some("demo") => demo::run(),
         Some("bench") => bench::run(),
@@ -86,7 +91,7 @@ fn ci() -> Result<()> {
     // `--locked` from here on: CI builds exactly the dependency set in Cargo.lock, or fails.
     exec(cargo().args(["build", "--locked", "--workspace", "--bins", "--quiet"]))?;
     hsm::setup()?;
-    interop::run()?;
+    interop::run(false)?;
     exec(cargo().args(["test", "--locked", "--workspace", "--doc", "--quiet"]))?;
     // Each parser briefly under libFuzzer (nightly), the saved regressions among the seeds.
     fuzz::run(&["--smoke".to_owned()])?;

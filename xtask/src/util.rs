@@ -104,6 +104,38 @@ pub(crate) fn ensure_python() -> Result<PathBuf> {
     Ok(python)
 }
 
+/// The Azure CLI the interop suite rehearses with: pinned, in its own venv (its dependencies would otherwise
+/// choose the SDK judges' versions); returns `az`.
+pub(crate) fn ensure_az() -> Result<PathBuf> {
+    const AZURE_CLI: &str = "azure-cli==2.91.0";
+    let venv = root().join("target/az-venv");
+    let az = venv.join("bin/az");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        ensure_python()?; // python3-venv, as the judges need it
+        exec(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    let check = format!(
+        "import sys, importlib.metadata as m; sys.exit(m.version('azure-cli') != '{}')",
+        AZURE_CLI.trim_start_matches("azure-cli==")
+    );
+    if !az.exists() || !works(Command::new(&python).args(["-c", &check])) {
+        eprintln!(
+            "interop: installing {AZURE_CLI} into {} (a few minutes, once)",
+            venv.display()
+        );
+        exec(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            AZURE_CLI,
+        ]))?;
+    }
+    Ok(az)
+}
+
 /// A cargo subcommand binary, installed with `cargo install --locked` when missing.
 pub(crate) fn ensure_cargo_tool(bin: &str, krate: &str, version: &str) -> Result<()> {
     let mut probe = cargo();

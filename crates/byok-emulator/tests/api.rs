@@ -1094,3 +1094,34 @@ async fn a_managed_identity_endpoint_in_app_service_form() {
     );
     vault.running.shutdown().await.expect("stops");
 }
+
+#[tokio::test]
+async fn keys_without_key_ops_get_every_operation_their_type_supports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new(dir.path().to_path_buf());
+    config.managed_hsm = true;
+    let vault = start(config).await;
+    let rsa = vault.create("rsa", json!({"kty": "RSA-HSM", "key_size": 2048})).await;
+    assert_eq!(
+        rsa["key"]["key_ops"],
+        json!(["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"])
+    );
+    let ec = vault.create("ec", json!({"kty": "EC-HSM", "crv": "P-256"})).await;
+    assert_eq!(ec["key"]["key_ops"], json!(["sign", "verify"]));
+    // What `az keyvault key import --byok-file --kty oct` sends: no key_ops.
+    let (kek, kid) = vault.kek("kek", 2048).await;
+    let mut body = import_body("oct-HSM", None, &[], &blob(&kek, &kid, &[7; 32]));
+    body["key"].as_object_mut().expect("key").remove("key_ops");
+    let (s, aes) = vault.import("aes", &body).await;
+    assert_eq!(s, 200, "{aes}");
+    assert_eq!(
+        aes["key"]["key_ops"],
+        json!(["encrypt", "decrypt", "wrapKey", "unwrapKey"])
+    );
+    // Given ones are kept as they are.
+    let signer = vault
+        .create("signer", json!({"kty": "RSA-HSM", "key_ops": ["sign"]}))
+        .await;
+    assert_eq!(signer["key"]["key_ops"], json!(["sign"]));
+    vault.running.shutdown().await.expect("stops");
+}

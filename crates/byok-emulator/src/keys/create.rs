@@ -8,11 +8,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use byok_encoding::{Curve, RsaSize};
+use byok_encoding::{Curve, Kty, RsaSize};
 use byok_wrap::KekPrivateKey;
 use serde_json::Value;
 
-use super::{admit, key_ops, new_version, parse_body, store, valid_name};
+use super::{admit, key_ops_or_all, new_version, parse_body, store, valid_name};
 use crate::Shared;
 use crate::api_error::{ApiError, ApiResult};
 use crate::state::Material;
@@ -38,7 +38,12 @@ pub(super) fn create_inner(shared: &Shared, name: &str, body: &[u8]) -> ApiResul
         .get("kty")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::bad("The property 'kty' is required."))?;
-    let ops = key_ops(&v)?;
+    let family = match kty {
+        "EC" | "EC-HSM" => Kty::Ec,
+        "oct" | "oct-HSM" => Kty::Oct,
+        _ => Kty::Rsa,
+    };
+    let ops = key_ops_or_all(&v, family)?;
     let (stored_kty, material) = match kty {
         "RSA" | "RSA-HSM" => {
             let bits = v.get("key_size").and_then(Value::as_u64).unwrap_or(2048) as usize;

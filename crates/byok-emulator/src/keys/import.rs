@@ -15,7 +15,7 @@ use byok_wrap::KekPrivateKey;
 use serde_json::Value;
 
 use super::create::generate_ec;
-use super::{admit, key_ops, new_version, parse_body, store, valid_name};
+use super::{admit, key_ops_or_all, new_version, parse_body, store, valid_name};
 use crate::Shared;
 use crate::api_error::{ApiError, ApiResult};
 use crate::state::Material;
@@ -79,7 +79,7 @@ pub(super) fn import_inner(shared: &Shared, name: &str, body: &[u8]) -> ApiResul
             "Invalid kty value 'oct-HSM': symmetric keys can be imported only into a Managed HSM.",
         ));
     }
-    let ops = key_ops(key)?;
+    let ops = key_ops_or_all(key, kty)?;
     check_import_ops(kty, &ops)?;
     let file = decode_key_hsm(key_hsm)?;
     {
@@ -204,7 +204,7 @@ pub(super) fn jwk_import(shared: &Shared, name: &str, v: &Value, key: &Value) ->
         }
         other => return Err(ApiError::bad(format!("Invalid kty value '{other}'."))),
     };
-    let ops = key_ops(key)?;
+    let ops = key_ops_or_all(key, target.kind().kty())?;
     check_import_ops(target.kind().kty(), &ops)?;
     let hsm = shared.managed_hsm || kty_text.ends_with("-HSM") || v.get("Hsm").and_then(Value::as_bool) == Some(true);
     let stored = if hsm { format!("{base}-HSM") } else { base.to_owned() };

@@ -22,7 +22,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use byok_encoding::{TargetKey, TargetPublicKey};
+use byok_encoding::{Kty, TargetKey, TargetPublicKey};
 use serde_json::{Value, json};
 
 use crate::Shared;
@@ -119,9 +119,24 @@ fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-fn key_ops(v: &Value) -> Result<Vec<String>, ApiError> {
+/// The request's `key_ops`, checked; without them, what the service grants a new key: every operation its type
+/// supports (the Azure CLI creates and imports without `key_ops` unless given `--ops`).
+fn key_ops_or_all(v: &Value, family: Kty) -> Result<Vec<String>, ApiError> {
+    if let Some(ops) = key_ops(v)? {
+        return Ok(ops);
+    }
+    let all: &[&str] = match family {
+        Kty::Rsa => &["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"],
+        Kty::Ec => &["sign", "verify"],
+        Kty::Oct => &["encrypt", "decrypt", "wrapKey", "unwrapKey"],
+    };
+    Ok(all.iter().map(|o| (*o).to_owned()).collect())
+}
+
+/// The request's `key_ops`, checked, if it has them.
+fn key_ops(v: &Value) -> Result<Option<Vec<String>>, ApiError> {
     let Some(ops) = v.get("key_ops").filter(|o| !o.is_null()) else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let ops = ops
         .as_array()
@@ -146,7 +161,7 @@ fn key_ops(v: &Value) -> Result<Vec<String>, ApiError> {
             "The 'import' operation is mutually exclusive with all other key operations.",
         ));
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 fn attributes(v: &Value) -> Result<(bool, Option<i64>, Option<i64>, bool), ApiError> {

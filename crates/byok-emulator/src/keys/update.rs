@@ -46,8 +46,7 @@ pub(super) fn update_inner(shared: &Shared, name: &str, version: &str, body: &[u
             "A key with (name/id) {name}/{version} was not found in this key vault."
         ))
     })?;
-    if v.get("key_ops").is_some_and(|o| !o.is_null()) {
-        let ops = key_ops(&v)?;
+    if let Some(ops) = key_ops(&v)? {
         if (key.key_ops == ["import"]) != (ops == ["import"]) {
             return Err(ApiError::bad(
                 "The 'import' operation of a KEK cannot be added or removed.",
