@@ -10,8 +10,9 @@ use anyhow::{Context, Result, bail};
 use crate::util::{self, root};
 
 /// The targets in `fuzz/fuzz_targets/`, with the testdata that seeds each.
-const TARGETS: [(&str, &[&str]); 6] = [
+const TARGETS: [(&str, &[&str]); 7] = [
     ("byok_blob", &["testdata/vectors"]),
+    ("attestation", &["testdata/attestation"]),
     ("kek_public_key", &["testdata/keys"]),
     ("target_key", &["testdata/keys"]),
     ("kwp_unwrap", &[]),

@@ -25,7 +25,7 @@ tasks:
             the Azure CLI against the local vault (`interop az`: only the Azure CLI's BYOK rehearsal; root)
   demo      a whole transfer on throwaway parts: local Managed HSM, NSS token, full-transfer, the record
   bench     software wrap vs Python and OpenSSL; one-key processes; writes docs/performance.md
-  budget    the CLI's size rules: crates/byok-cli/src at most 2,300 lines, no function over 80 lines
+  budget    the CLI's size rules: crates/byok-cli/src at most 2,400 lines, no function over 80 lines
   bench-ab  OTHER_BYOK_CLI: this checkout's batch against another build, alternating rounds (fails above 1.05x)
   man       regenerate docs/man from the clap definition (a test checks it is fresh)
   fuzz      cargo-fuzz on the parsers: --smoke (15 s each, in CI), --seconds S, --runs N, [TARGET…]";

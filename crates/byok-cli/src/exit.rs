@@ -20,7 +20,7 @@ pub(crate) enum Exit {
     Hsm = 6,
     /// 7: the vault or the network refused or failed.
     Vault = 7,
-    /// 8: the vault holds a different key than the one wrapped in the HSM.
+    /// 8: the vault holds a different key than the one wrapped in the HSM, or an attestation check failed.
     Verification = 8,
     /// 9: a batch finished, but some of its keys failed (each is reported), or a dry run found problems.
     Partial = 9,

@@ -58,6 +58,8 @@ enum Command {
     FullTransfer(cmd::transfer::Args),
     /// Many keys from one token, from a manifest: bounded concurrency, a result per key, resumable.
     Batch(cmd::batch::Args),
+    /// Check a Managed HSM key attestation: Marvell chain, signatures, and that it shows your key.
+    Attest(cmd::attest::Args),
     /// Print a shell completion script: `byok-cli completions bash > /etc/bash_completion.d/byok-cli`.
     Completions {
         /// bash, zsh, fish, powershell or elvish.
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::import::run(ui, args),
         Command::FullTransfer(args) => cmd::transfer::run(ui, args),
         Command::Batch(args) => cmd::batch::run(ui, args),
+        Command::Attest(args) => cmd::attest::run(ui, args),
         Command::Completions { shell } => completions(*shell),
         Command::Man { dir } => write_man_pages(dir),
     };

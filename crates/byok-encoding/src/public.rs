@@ -84,6 +84,44 @@ impl TargetPublicKey {
         }
     }
 
+    /// An RSA or EC public key from a `SubjectPublicKeyInfo`, PEM (`BEGIN PUBLIC KEY`, what `openssl pkey -pubout`
+    /// and `az keyvault key download` write) or DER.
+    pub fn from_spki(input: &[u8]) -> Result<Self, Error> {
+        use der::Decode as _;
+        const WHAT: &str = "public key";
+        let der = if crate::pem::looks_like_pem(input) {
+            let blocks = crate::pem::blocks(input, WHAT)?;
+            let block = blocks.into_iter().find(|b| b.label == "PUBLIC KEY");
+            block
+                .ok_or_else(|| Error::malformed(WHAT, "no `PUBLIC KEY` PEM block"))?
+                .der
+                .to_vec()
+        } else {
+            input.to_vec()
+        };
+        let spki = spki::SubjectPublicKeyInfoRef::from_der(&der).map_err(|e| Error::malformed(WHAT, e))?;
+        let key = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| Error::malformed(WHAT, "the key bit string is not byte-aligned"))?;
+        if spki.algorithm.oid == crate::der::RSA_ENCRYPTION {
+            let rsa = pkcs1::RsaPublicKeyRef::from_der(key).map_err(|e| Error::malformed(WHAT, e))?;
+            return Self::from_rsa_components(rsa.modulus.as_bytes(), rsa.public_exponent.as_bytes());
+        }
+        let curve = (spki.algorithm.oid == EC_PUBLIC_KEY)
+            .then(|| {
+                spki.algorithm
+                    .parameters
+                    .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+            })
+            .flatten()
+            .ok_or_else(|| Error::malformed(WHAT, format!("neither RSA nor EC: {}", spki.algorithm.oid)))?;
+        let curve = Curve::from_oid(&curve.to_string()).ok_or_else(|| Error::UnsupportedCurve {
+            curve: crate::der::curve_display(&curve),
+        })?;
+        Self::from_ec_point(curve, key)
+    }
+
     /// The RSA modulus and public exponent (big-endian, no leading zeros), for an RSA key.
     pub fn rsa(&self) -> Option<(&[u8], &[u8])> {
         match &self.0 {

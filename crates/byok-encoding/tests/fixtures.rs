@@ -264,3 +264,22 @@ fn public_components_are_checked() {
     );
     assert!(TargetPublicKey::from_rsa_components(&[0xC5; 256], &[2]).is_err());
 }
+
+#[test]
+fn public_keys_are_read_from_spki_pem_and_der() {
+    let ec = TargetPublicKey::from_spki(&key_file("ec-p256.spki.pem")).expect("EC SPKI");
+    let ec_private = target("ec-p256.pkcs8.pem").expect("EC key");
+    assert_eq!(Some(&ec), ec_private.public_key());
+    let pem = TargetPublicKey::from_spki(&key_file("kek-rsa4096.spki.pem")).expect("RSA SPKI PEM");
+    let der = TargetPublicKey::from_spki(&key_file("kek-rsa4096.spki.der")).expect("RSA SPKI DER");
+    assert_eq!(pem, der);
+    let kek = KekPublicKey::parse(&key_file("kek-rsa4096.spki.pem")).expect("KEK");
+    assert_eq!(pem.rsa().map(|(n, _)| n), Some(kek.modulus()));
+    assert_eq!(pem.to_spki_der(), key_file("kek-rsa4096.spki.der"));
+    // A private key file is not a public key; nor is an RSA size Azure does not import.
+    assert!(TargetPublicKey::from_spki(&key_file("ec-p256.pkcs8.pem")).is_err());
+    assert!(matches!(
+        TargetPublicKey::from_spki(&key_file("kek-rsa1024.spki.pem")),
+        Err(Error::UnsupportedRsaSize { bits: 1024 })
+    ));
+}

@@ -1,3 +1,4 @@
+pub(crate) mod attest;
 pub(crate) mod batch;
 pub(crate) mod hsm;
 pub(crate) mod import;

@@ -1,0 +1,85 @@
+//! `byok-cli attest`: check a Managed HSM key attestation offline (what `az keyvault key get-attestation` wrote).
+
+use std::path::PathBuf;
+
+use byok_transfer::attest::{self, AttestationReport, Files};
+
+use crate::exit::{CliError, Exit, Result};
+use crate::stdout_error;
+use crate::ui::Ui;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The attestation: the key bundle JSON `az keyvault key get-attestation --file` writes, or its `attestation`.
+    #[arg(long, value_name = "FILE")]
+    file: PathBuf,
+    /// The key id it must name (https://{hsm}/keys/{name}/{version}); default: the one the file names.
+    #[arg(long, value_name = "KID")]
+    kid: Option<String>,
+    /// The public key it must show (PEM or DER SubjectPublicKeyInfo); default: the file's JWK.
+    #[arg(long, value_name = "FILE")]
+    public_key: Option<PathBuf>,
+    /// Also check it is a KEK: RSA, generated in the HSM, never extractable, sensitive, key_ops ["import"].
+    #[arg(long)]
+    kek: bool,
+    /// Trust this root public key (PEM) instead of Marvell's: a local vault's test root, never by default.
+    #[arg(long, value_name = "FILE")]
+    attestation_root: Option<PathBuf>,
+}
+
+pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
+    let files = Files {
+        attestation: &args.file,
+        public_key: args.public_key.as_deref(),
+        root: args.attestation_root.as_deref(),
+    };
+    let report = attest::check_files(&files, args.kid.clone(), args.kek)?;
+    let json = serde_json::to_value(&report).map_err(|e| CliError::msg(Exit::Internal, e))?;
+    ui.result(&render(&report), &json).map_err(stdout_error)?;
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.result == "failed")
+        .map(|c| c.check)
+        .collect();
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(CliError::msg(
+            Exit::Verification,
+            format!("attestation check {} failed", failed.join(", ")),
+        )),
+    }
+}
+
+fn render(report: &AttestationReport) -> String {
+    let mut h = format!(
+        "attestation: {}\n",
+        if report.verified { "verified" } else { "NOT VERIFIED" }
+    );
+    for c in &report.checks {
+        h.push_str(&format!("  {:<8} {:<22} {}\n", c.result, c.check, c.detail));
+    }
+    if let Some(v) = &report.attestation {
+        h.push_str(&format!(
+            "  root {} (firmware {} signature)\n",
+            v.root,
+            v.firmware.name()
+        ));
+        for c in &v.chain {
+            h.push_str(&format!(
+                "  {:<15} {}\n  {:<15} SHA-256 {}\n",
+                c.role, c.subject, "", c.sha256
+            ));
+        }
+        let p = &v.private;
+        let yes = |b: Option<bool>| b.map_or("?", |b| if b { "yes" } else { "no" });
+        h.push_str(&format!(
+            "  key {} (generated inside {}, never extractable {}, sensitive {})\n",
+            p.id.as_deref().unwrap_or("?"),
+            yes(p.local),
+            yes(p.never_extractable),
+            yes(p.sensitive)
+        ));
+    }
+    h
+}

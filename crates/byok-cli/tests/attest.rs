@@ -1,0 +1,93 @@
+//! `byok-cli attest` on the real Managed HSM attestation: verified when bound to its key, exit 8 naming the failed
+//! check otherwise, the usual codes for unreadable input.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use byok_tests::{assert_refused, byok_cli, run, stdout, testdata};
+
+const REAL_KID: &str = "https://clitesthsmkeyatsbvzpfrzm.managedhsm.azure.net/keys/key1-hnhgsllilfcl3pdtpld/7071fabc480c0ca186f786a9b78c9456";
+
+fn fixture() -> String {
+    testdata("attestation/mhsm-rsa2048-uksouth.json").display().to_string()
+}
+
+fn attest(args: &[&str]) -> std::process::Output {
+    run(byok_cli().arg("attest").args(args))
+}
+
+#[test]
+fn the_real_attestation_verifies_bound_to_its_kid() {
+    let out = attest(&["--file", &fixture(), "--kid", REAL_KID]);
+    assert_eq!(out.status.code(), Some(0), "{}", byok_tests::stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("attestation: verified\n"), "{text}");
+    assert!(
+        text.contains("root Marvell LiquidSecurity LS1 (firmware 2.x signature)"),
+        "{text}"
+    );
+
+    let out = run(byok_cli().args(["--output", "json", "attest", "--file", &fixture(), "--kid", REAL_KID]));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["verified"], true);
+    assert_eq!(doc["checks"].as_array().map(Vec::len), Some(8));
+    assert_eq!(doc["attestation"]["chain"][0]["role"], "card");
+    assert_eq!(doc["attestation"]["private"]["never_extractable"], true);
+    assert_eq!(
+        doc["attestation"]["private"]["id"],
+        "/keys/key1-hnhgsllilfcl3pdtpld/7071fabc480c0ca186f786a9b78c9456"
+    );
+}
+
+#[test]
+fn each_failed_binding_exits_8_and_is_named() {
+    // The recording's JSON names a sanitized kid the HSM never signed.
+    assert_refused(&attest(&["--file", &fixture()]), 8, "attestation check key-id failed");
+    let other_key = testdata("keys/kek-rsa2048.spki.pem").display().to_string();
+    let out = attest(&["--file", &fixture(), "--kid", REAL_KID, "--public-key", &other_key]);
+    assert_refused(&out, 8, "attestation check public-key failed");
+    assert!(stdout(&out).contains("failed   public-key"), "{}", stdout(&out));
+    assert_refused(
+        &attest(&["--file", &fixture(), "--kid", REAL_KID, "--kek"]),
+        8,
+        "check kek failed",
+    );
+    // Another root trusted instead of Marvell's: the chain no longer holds.
+    let out = attest(&[
+        "--file",
+        &fixture(),
+        "--kid",
+        REAL_KID,
+        "--attestation-root",
+        &other_key,
+    ]);
+    assert_refused(&out, 8, "check vendor-root failed");
+}
+
+#[test]
+fn a_forged_blob_exits_8_and_bad_input_gets_its_own_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture()).expect("fixture")).expect("JSON");
+    let field = &mut doc["attributes"]["attestation"]["publicKeyAttestation"];
+    let mut blob = URL_SAFE_NO_PAD
+        .decode(field.as_str().expect("blob"))
+        .expect("base64url");
+    blob[300] ^= 1;
+    *field = URL_SAFE_NO_PAD.encode(&blob).into();
+    let forged = dir.path().join("forged.json");
+    std::fs::write(&forged, doc.to_string()).expect("written");
+    let out = attest(&["--file", forged.to_str().expect("path"), "--kid", REAL_KID]);
+    assert_refused(&out, 8, "check signature failed");
+    assert!(stdout(&out).contains("not-run  pool-certificate"), "{}", stdout(&out));
+
+    let not_one = dir.path().join("bundle.json");
+    std::fs::write(&not_one, r#"{"key": {"kid": "x"}, "attributes": {}}"#).expect("written");
+    assert_refused(
+        &attest(&["--file", not_one.to_str().expect("path")]),
+        3,
+        "byok reads MRVL-1",
+    );
+    assert_refused(&attest(&["--file", "/nonexistent/att.json"]), 4, "does not exist");
+    let key = testdata("keys/ec-p256.pkcs8.pem").display().to_string();
+    assert_refused(&attest(&["--file", &fixture(), "--public-key", &key]), 3, "PUBLIC KEY");
+}

@@ -1,0 +1,181 @@
+//! Checking a Managed HSM key attestation: [`byok_attestation`]'s verification, then each binding the caller asks
+//! for (key id, public key, KEK), every check reported with its outcome — for `byok-cli attest` and, later, the
+//! transfer itself.
+
+use std::path::Path;
+
+use byok_attestation::{Attestation, Check, Refusal, Root, Roots, Verified};
+use byok_encoding::TargetPublicKey;
+use serde::Serialize;
+
+use crate::error::{Error, Kind, Step};
+use crate::files::read_input;
+
+/// What to check an attestation against.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    /// The key id the attestation must name; `None`: the one the attestation's file names, if any.
+    pub kid: Option<String>,
+    /// The public key it must show; `None`: the one the attestation's file shows, if any.
+    pub public_key: Option<TargetPublicKey>,
+    /// Also check it is a KEK (RSA, generated inside, never extractable, sensitive, `key_ops` `["import"]`).
+    pub kek: bool,
+}
+
+/// One check and how it went.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckOutcome {
+    /// Its name (`vendor-root`, `signature`, `key-id`, …).
+    pub check: &'static str,
+    /// `passed`, `failed`, or `not-run` (an earlier check failed).
+    pub result: &'static str,
+    /// What was checked or found.
+    pub detail: String,
+}
+
+/// Every check of one attestation.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttestationReport {
+    /// The JSON document's format version (docs/json-output.md).
+    pub format_version: u32,
+    /// Whether every check passed.
+    pub verified: bool,
+    /// The checks, in order.
+    pub checks: Vec<CheckOutcome>,
+    /// The chains, firmware and attested attributes, when the signatures verified.
+    pub attestation: Option<Verified>,
+}
+
+/// Where the inputs of [`check_files`] are.
+#[derive(Clone, Copy, Debug)]
+pub struct Files<'a> {
+    /// The attestation (what `az keyvault key get-attestation --file` writes).
+    pub attestation: &'a Path,
+    /// A public key (PEM or DER SubjectPublicKeyInfo) it must show.
+    pub public_key: Option<&'a Path>,
+    /// A root public key (PEM) to trust instead of Marvell's: a local vault's test root.
+    pub root: Option<&'a Path>,
+}
+
+/// [`check`] of files: reads them (bounded), trusts Marvell's roots unless `files.root` names another.
+pub fn check_files(files: &Files<'_>, kid: Option<String>, kek: bool) -> Result<AttestationReport, Error> {
+    let invalid = |path: &Path, e: &dyn std::fmt::Display| {
+        Error::new(Step::Preflight, Kind::InvalidInput, format!("{}: {e}", path.display()))
+    };
+    let roots = match files.root {
+        None => Roots::marvell(),
+        Some(path) => {
+            let pem = String::from_utf8(read_input(path, "attestation root")?).unwrap_or_default();
+            let root = Root::from_public_key_pem(&path.display().to_string(), &pem)
+                .ok_or_else(|| invalid(path, &"not an RSA public key in PEM (`BEGIN PUBLIC KEY`)"))?;
+            Roots::only(vec![root])
+        }
+    };
+    let public_key = match files.public_key {
+        None => None,
+        Some(path) => {
+            Some(TargetPublicKey::from_spki(&read_input(path, "public key")?).map_err(|e| invalid(path, &e))?)
+        }
+    };
+    let json = read_input(files.attestation, "attestation file")?;
+    check(&json, &roots, &Binding { kid, public_key, kek }).map_err(|e| {
+        invalid(files.attestation, &e)
+            .with_hint("attest reads what `az keyvault key get-attestation --hsm-name H --name K --file F` writes")
+    })
+}
+
+/// The checks [`byok_attestation`] makes, in its order.
+const CHAIN_CHECKS: [(Check, &str); 6] = [
+    (Check::Certificates, "the certificate bundle parses"),
+    (
+        Check::VendorRoot,
+        "a card certificate is signed by a trusted vendor root",
+    ),
+    (
+        Check::PartitionCertificate,
+        "the partition certificate is issued by the card",
+    ),
+    (Check::Signature, "the blobs are signed by that partition key"),
+    (
+        Check::PoolCertificate,
+        "the pool certificate issued one for the same partition key",
+    ),
+    (Check::Attributes, "the signed attributes parse"),
+];
+
+/// Checks `json` (a key bundle with `attributes.attestation`, or that object) against `roots` and `binding`. `Err`
+/// only when the input is not an attestation at all.
+pub fn check(json: &[u8], roots: &Roots, binding: &Binding) -> Result<AttestationReport, Refusal> {
+    let attestation = Attestation::from_json(json)?;
+    let mut checks = Vec::new();
+    let verified = attestation.verify(roots);
+    let mut reached = true;
+    for (check, what) in CHAIN_CHECKS {
+        let outcome = match (&verified, reached) {
+            (_, false) => outcome(check, "not-run", what),
+            (Err(r), true) if r.check == check => {
+                reached = false;
+                outcome(check, "failed", &r.detail)
+            }
+            _ => outcome(check, "passed", what),
+        };
+        checks.push(outcome);
+    }
+    let Ok(verified) = verified else {
+        return Ok(AttestationReport {
+            format_version: 1,
+            verified: false,
+            checks,
+            attestation: None,
+        });
+    };
+    bind(&attestation, &verified, binding, &mut checks);
+    Ok(AttestationReport {
+        format_version: 1,
+        verified: checks.iter().all(|c| c.result == "passed"),
+        checks,
+        attestation: Some(verified),
+    })
+}
+
+fn bind(attestation: &Attestation, verified: &Verified, binding: &Binding, checks: &mut Vec<CheckOutcome>) {
+    let kid = binding.kid.as_deref().or(attestation.bundle_kid());
+    if let Some(kid) = kid {
+        let source = if binding.kid.is_some() { "given" } else { "the file's" };
+        checks.push(result(
+            Check::KeyId,
+            verified.check_key_id(kid),
+            &format!("names {source} kid {kid}"),
+        ));
+    }
+    let public_key = binding.public_key.as_ref().or(attestation.bundle_public_key());
+    if let Some(key) = public_key {
+        let source = if binding.public_key.is_some() {
+            "the given"
+        } else {
+            "the file's"
+        };
+        let what = format!("shows {source} public key (SHA-256 {})", key.fingerprint_sha256());
+        checks.push(result(Check::PublicKey, verified.check_public_key(key), &what));
+    }
+    if binding.kek {
+        let ops = attestation.bundle_key_ops().unwrap_or_default();
+        let what = "an RSA key generated in the HSM, never extractable, sensitive, key_ops [\"import\"]";
+        checks.push(result(Check::Kek, verified.check_kek(ops), what));
+    }
+}
+
+fn outcome(check: Check, result: &'static str, detail: &str) -> CheckOutcome {
+    CheckOutcome {
+        check: check.name(),
+        result,
+        detail: detail.to_owned(),
+    }
+}
+
+fn result(check: Check, r: Result<(), Refusal>, what: &str) -> CheckOutcome {
+    match r {
+        Ok(()) => outcome(check, "passed", what),
+        Err(e) => outcome(check, "failed", &e.detail),
+    }
+}
