@@ -105,6 +105,43 @@ impl LocalVault {
         byok_wrap::KekPrivateKey::from_pkcs8_der(&der).expect("a KEK")
     }
 
+    /// `GET /keys/{name}/{version}/attestation?api-version=7.6` (Managed HSM mode): the body, as
+    /// `az keyvault key get-attestation --file` writes it.
+    pub fn attestation(&self, name: &str, version: &str) -> Vec<u8> {
+        let info = &self.info;
+        let ca = std::fs::read(&info.ca_file).expect("ca.pem");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let client = reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("CA")])
+                .build()
+                .expect("client");
+            let token: Value = client
+                .post(format!("{}/{}/oauth2/v2.0/token", info.authority_host, info.tenant_id))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", info.client_id.as_str()),
+                    ("client_secret", info.client_secret.as_str()),
+                    ("scope", &format!("{}/.default", info.audience)),
+                ])
+                .send()
+                .await
+                .expect("token request")
+                .json()
+                .await
+                .expect("token JSON");
+            let url = format!("{}/keys/{name}/{version}/attestation?api-version=7.6", info.vault_url);
+            let response = client
+                .get(url)
+                .bearer_auth(token["access_token"].as_str().expect("a token"))
+                .send()
+                .await
+                .expect("attestation request");
+            assert!(response.status().is_success(), "attestation: {}", response.status());
+            response.bytes().await.expect("body").to_vec()
+        })
+    }
+
     /// How many versions the vault holds of a key (from its state file).
     pub fn versions(&self, name: &str) -> usize {
         let path = self.state.join("keys").join(format!("{name}.json"));

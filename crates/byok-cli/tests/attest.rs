@@ -91,3 +91,46 @@ fn a_forged_blob_exits_8_and_bad_input_gets_its_own_codes() {
     let key = testdata("keys/ec-p256.pkcs8.pem").display().to_string();
     assert_refused(&attest(&["--file", &fixture(), "--public-key", &key]), 3, "PUBLIC KEY");
 }
+
+#[test]
+fn the_local_managed_hsms_attestation_verifies_only_with_its_root_given() {
+    let vault = byok_tests::vault::LocalVault::start(true, "", |_| {});
+    let out = vault.cli(
+        None,
+        &["--output", "json", "kek", "create", "--name", "kek", "--size", "2048"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", byok_tests::stderr(&out));
+    let kek: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let kid = kek["kid"].as_str().expect("kid").to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("kek-attestation.json");
+    std::fs::write(
+        &file,
+        vault.attestation("kek", kid.rsplit('/').next().expect("version")),
+    )
+    .expect("written");
+    let file = file.display().to_string();
+    let root = vault
+        .info
+        .attestation_root
+        .clone()
+        .expect("a Managed HSM names its attestation root");
+    let root = root.display().to_string();
+
+    let out = attest(&["--file", &file, "--kek", "--attestation-root", &root]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        byok_tests::stderr(&out)
+    );
+    assert!(stdout(&out).contains("passed   kek"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("names the file's kid {kid}")),
+        "{}",
+        stdout(&out)
+    );
+    // Marvell's roots, the default, never accept the local vault's chain.
+    assert_refused(&attest(&["--file", &file, "--kek"]), 8, "check vendor-root failed");
+}

@@ -35,6 +35,43 @@ pub struct Faults {
     pub methods: Vec<String>,
     /// Draw the faults from this seed instead of the OS: the same requests meet the same faults in every run.
     pub seed: Option<u64>,
+    /// What every key attestation gets wrong, for clients that must refuse it.
+    pub attestation: Option<AttestationFault>,
+}
+
+/// A lie in the local Managed HSM's key attestations (`attestation=NAME`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttestationFault {
+    /// `forged`: the private key blob's signature is damaged.
+    Forged,
+    /// `other-key`: the signed attributes show another modulus (or EC point).
+    OtherKey,
+    /// `extractable`: the key is attested extractable (and so not never-extractable).
+    Extractable,
+    /// `imported`: the key is attested as imported (CKA_LOCAL false), not generated in the HSM.
+    Imported,
+    /// `wrong-id`: the signed id names another version of the key.
+    WrongId,
+}
+
+impl FromStr for AttestationFault {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "forged" => Self::Forged,
+            "other-key" => Self::OtherKey,
+            "extractable" => Self::Extractable,
+            "imported" => Self::Imported,
+            "wrong-id" => Self::WrongId,
+            other => {
+                return Err(format!(
+                    "unknown attestation fault `{other}` (expected forged, other-key, extractable, imported, wrong-id)"
+                ));
+            }
+        })
+    }
 }
 
 impl Faults {
@@ -81,6 +118,7 @@ impl FromStr for Faults {
                 }
                 "methods" => f.methods = value.split('+').map(str::to_ascii_uppercase).collect(),
                 "seed" => f.seed = Some(value.parse().map_err(|_| format!("seed `{value}` is not a number"))?),
+                "attestation" => f.attestation = Some(value.parse()?),
                 "retry-after" => {
                     f.retry_after = value
                         .parse()
@@ -88,7 +126,7 @@ impl FromStr for Faults {
                 }
                 other => {
                     return Err(format!(
-                        "unknown fault `{other}` (expected 429, 503, drop, substitute, latency, retry-after, methods, seed)"
+                        "unknown fault `{other}` (expected 429, 503, drop, substitute, latency, retry-after, methods, seed, attestation)"
                     ));
                 }
             }
@@ -212,9 +250,18 @@ mod tests {
                 retry_after: 2,
                 methods: Vec::new(),
                 seed: None,
+                attestation: None,
             }
         );
         assert!(f.any());
+        let f: Faults = "attestation=wrong-id".parse().expect("valid");
+        assert_eq!(f.attestation, Some(AttestationFault::WrongId));
+        assert!(
+            "attestation=lies"
+                .parse::<Faults>()
+                .err()
+                .is_some_and(|e| e.contains("unknown attestation fault `lies`"))
+        );
         assert!(!"".parse::<Faults>().expect("empty is no fault").any());
         assert_eq!(
             "429=2".parse::<Faults>().err().as_deref(),

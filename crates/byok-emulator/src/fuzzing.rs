@@ -31,6 +31,7 @@ fn fixture() -> &'static Fixture {
             fault_rolls: std::sync::atomic::AtomicU64::new(0),
             faults_injected: std::sync::atomic::AtomicU64::new(0),
             received_blobs: Mutex::new(Vec::new()),
+            attestation: OnceLock::new(),
         };
         let create = |name: &str, body: serde_json::Value| {
             if keys::fuzz_create(&shared, name, body.to_string().as_bytes()).is_err() {

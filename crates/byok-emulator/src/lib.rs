@@ -4,6 +4,7 @@
 mod api_error;
 mod api_version;
 mod arm;
+mod attestation;
 mod auth;
 mod background;
 mod crypto;
@@ -30,7 +31,7 @@ use serde::Serialize;
 
 pub use background::Background;
 pub use error::Error;
-pub use faults::Faults;
+pub use faults::{AttestationFault, Faults};
 
 /// How to run the local Key Vault.
 #[derive(Clone, Debug)]
@@ -96,6 +97,10 @@ pub struct Info {
     pub audience: String,
     /// Where to connect: `127.0.0.1:{port}` (with `--name`, the vault's host name must resolve to it).
     pub connect_to: String,
+    /// Managed HSM mode: the public key (PEM) of the test root its key attestations chain to — trust it only for
+    /// this local vault (`byok-cli attest --attestation-root`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestation_root: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Info {
@@ -129,6 +134,17 @@ pub(crate) struct Shared {
     pub(crate) faults_injected: std::sync::atomic::AtomicU64,
     /// The `.byok` files of BYOK imports, as received (the first [`MAX_BLOBS`]), for tests that open them.
     pub(crate) received_blobs: Mutex<Vec<Vec<u8>>>,
+    /// What signs key attestations, made on the first request for one (four RSA keys take a moment).
+    attestation: std::sync::OnceLock<Result<attestation::Authority, String>>,
+}
+
+impl Shared {
+    pub(crate) fn attestation(&self) -> Result<&attestation::Authority, String> {
+        self.attestation
+            .get_or_init(|| attestation::Authority::load_or_create(&self.state_dir).map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
 /// How many received `.byok` files [`Observations::blobs`] keeps.
@@ -264,6 +280,7 @@ async fn serve(config: Config) -> Result<Running> {
         identity_header: state.identity_header.clone(),
         audience: audience.to_owned(),
         connect_to: addr.to_string(),
+        attestation_root: managed_hsm.then(|| config.state_dir.join("attestation-root.pem")),
     };
     let shared = Arc::new(Shared {
         vault_url,
@@ -278,7 +295,13 @@ async fn serve(config: Config) -> Result<Running> {
         fault_rolls: std::sync::atomic::AtomicU64::new(0),
         faults_injected: std::sync::atomic::AtomicU64::new(0),
         received_blobs: Mutex::new(Vec::new()),
+        attestation: std::sync::OnceLock::new(),
     });
+    if managed_hsm {
+        // Made now, so that the ready line's `attestation_root` exists when a client reads it; the rest of the
+        // chain waits for the first attestation request (RSA key generation takes a moment).
+        attestation::root(&config.state_dir).context("the attestation root")?;
+    }
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(listener, rustls)
         .context("serving TLS on the listener")?
@@ -323,7 +346,9 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/deletedkeys/{name}", get(keys::deleted).delete(keys::deleted))
         .route("/deletedkeys/{name}/{action}", post(keys::deleted))
-        .route("/keys/{name}/{version}/{operation}", post(keys::operation));
+        .route("/keys/{name}/{version}/{operation}", post(keys::operation))
+        .route("/keys/{name}/{version}/attestation", get(keys::attestation))
+        .route("/keys/{name}/attestation", get(keys::attestation_latest));
     if shared.faults.any() {
         vault = vault.layer(axum::middleware::from_fn_with_state(shared.clone(), faults::inject));
     }

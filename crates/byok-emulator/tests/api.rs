@@ -496,13 +496,7 @@ async fn imported_keys_sign_and_refuse_what_they_may_not() {
         )
         .await;
     assert_eq!(s, 200, "{bundle}");
-    let version = bundle["key"]["kid"]
-        .as_str()
-        .expect("kid")
-        .rsplit('/')
-        .next()
-        .expect("version")
-        .to_owned();
+    let version = version_of(&bundle);
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"byok");
     let v_ref = &vault;
     let op = |op: &str, body: Value| {
@@ -1124,4 +1118,124 @@ async fn keys_without_key_ops_get_every_operation_their_type_supports() {
         .await;
     assert_eq!(signer["key"]["key_ops"], json!(["sign"]));
     vault.running.shutdown().await.expect("stops");
+}
+
+impl Vault {
+    /// `GET {path}` at `api_version`.
+    async fn get_at(&self, path: &str, api_version: &str) -> (u16, Value) {
+        let url = format!("{}{path}?api-version={api_version}", self.running.info.vault_url);
+        let r = self
+            .client
+            .get(url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// The local vault's own attestation root, as the ready line points to it.
+fn emulator_root(dir: &std::path::Path) -> byok_attestation::Roots {
+    let pem = std::fs::read_to_string(dir.join("attestation-root.pem")).expect("attestation-root.pem");
+    let root = byok_attestation::Root::from_public_key_pem("byok-emulator test root", &pem).expect("an RSA key");
+    byok_attestation::Roots::only(vec![root])
+}
+
+async fn mhsm(faults: &str) -> (tempfile::TempDir, Vault) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new(dir.path().to_path_buf());
+    config.managed_hsm = true;
+    config.faults = faults.parse().expect("faults");
+    let vault = start(config).await;
+    (dir, vault)
+}
+
+#[tokio::test]
+async fn the_managed_hsm_attests_keys_in_the_service_format_with_its_own_chain() {
+    use byok_attestation::{Attestation, Check, Firmware, Roots};
+    let (dir, vault) = mhsm("").await;
+    let (kek_public, kid) = vault.kek("kek", 2048).await;
+    let path = format!("/keys/kek/{}/attestation", kid.version());
+    let (s, body) = vault.get_at(&path, "7.6").await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["key"]["kid"], kid.to_string());
+    let attestation = Attestation::from_json(body.to_string().as_bytes()).expect("MRVL-1");
+    let verified = attestation
+        .verify(&emulator_root(dir.path()))
+        .expect("verified with its root");
+    assert_eq!(verified.firmware, Firmware::V3);
+    verified.check_key_id(&kid.to_string()).expect("its id");
+    let public = byok_encoding::TargetPublicKey::from_rsa_components(kek_public.modulus(), kek_public.exponent());
+    verified.check_public_key(&public.expect("RSA")).expect("its key");
+    verified.check_kek(&["import".to_owned()]).expect("a KEK");
+    // Never Marvell's: a real verifier refuses the test chain.
+    let refused = attestation.verify(&Roots::marvell()).expect_err("not Marvell");
+    assert_eq!(refused.check, Check::VendorRoot);
+    // The latest version without one; refused before 7.6.
+    let (s, latest) = vault.get_at("/keys/kek/attestation", "2025-07-01").await;
+    assert_eq!((s, &latest["key"]["kid"]), (200, &body["key"]["kid"]));
+    let (s, old) = vault.get_at(&path, "7.5").await;
+    assert_eq!(s, 400, "{old}");
+    // An imported key is attested as imported, with the source's point.
+    let source = TargetKey::from_private_key_file(&testdata("ec-p256.pkcs8.pem")).expect("EC key");
+    let body = import_body(
+        "EC-HSM",
+        Some("P-256"),
+        &["sign"],
+        &blob(&kek_public, &kid, source.plaintext()),
+    );
+    let (s, imported) = vault.import("ec", &body).await;
+    assert_eq!(s, 200, "{imported}");
+    let version = version_of(&imported);
+    let (_, att) = vault.get_at(&format!("/keys/ec/{version}/attestation"), "7.6").await;
+    let verified = Attestation::from_json(att.to_string().as_bytes())
+        .and_then(|a| a.verify(&emulator_root(dir.path())))
+        .expect("verified");
+    assert_eq!(verified.private.local, Some(false));
+    verified
+        .check_public_key(source.public_key().expect("public"))
+        .expect("the source's point");
+    assert_eq!(
+        verified.check_kek(&["import".to_owned()]).expect_err("imported").check,
+        Check::Kek
+    );
+    vault.running.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn each_attestation_fault_is_refused_by_the_check_it_defeats() {
+    use byok_attestation::{Attestation, Check};
+    let cases = [
+        ("forged", Check::Signature),
+        ("other-key", Check::PublicKey),
+        ("extractable", Check::Kek),
+        ("imported", Check::Kek),
+        ("wrong-id", Check::KeyId),
+    ];
+    for (fault, check) in cases {
+        let (dir, vault) = mhsm(&format!("attestation={fault}")).await;
+        let (kek_public, kid) = vault.kek("kek", 2048).await;
+        let (s, body) = vault
+            .get_at(&format!("/keys/kek/{}/attestation", kid.version()), "7.6")
+            .await;
+        assert_eq!(s, 200, "{fault}: {body}");
+        let public = byok_encoding::TargetPublicKey::from_rsa_components(kek_public.modulus(), kek_public.exponent())
+            .expect("RSA");
+        let outcome = Attestation::from_json(body.to_string().as_bytes())
+            .and_then(|a| a.verify(&emulator_root(dir.path())))
+            .and_then(|v| {
+                v.check_key_id(&kid.to_string())?;
+                v.check_public_key(&public)?;
+                v.check_kek(&["import".to_owned()])
+            });
+        assert_eq!(outcome.expect_err(fault).check, check, "{fault}");
+        vault.running.shutdown().await.expect("stops");
+    }
+}
+
+/// The version in a key bundle's `kid`.
+fn version_of(bundle: &Value) -> String {
+    let kid = bundle["key"]["kid"].as_str().expect("kid");
+    kid.rsplit('/').next().expect("version").to_owned()
 }

@@ -1,6 +1,7 @@
 //! The keys API, one file per REST resource: create, import, read, update, delete, and the key operations. Here:
 //! what every handler shares (admission, the key bundle, the body's fields, storing a version).
 
+mod attest;
 mod create;
 mod delete;
 mod import;
@@ -8,6 +9,7 @@ mod operation;
 mod read;
 mod update;
 
+pub(crate) use attest::{latest as attestation_latest, version as attestation};
 pub(crate) use create::create;
 pub(crate) use delete::{delete, deleted};
 pub(crate) use import::import;
