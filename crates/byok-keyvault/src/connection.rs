@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use azure_core::http::RetryOptions;
 use azure_security_keyvault_keys::models::{
-    CreateKeyParameters, EncryptionAlgorithm, Key, KeyClientEncryptOptions, KeyClientGetKeyOptions, KeyOperation,
-    KeyOperationParameters, KeyType,
+    CreateKeyParameters, EncryptionAlgorithm, Key, KeyClientEncryptOptions, KeyClientGetKeyAttestationOptions,
+    KeyClientGetKeyOptions, KeyOperation, KeyOperationParameters, KeyType,
 };
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use byok_encoding::{AesSize, RsaSize};
@@ -216,6 +216,33 @@ impl Connection {
     pub async fn get_key(&self, name: &str, version: Option<&str>) -> Result<VaultKey, Error> {
         let key = self.read("reading key", name, version).await?;
         vault_key(name, key)
+    }
+
+    /// A key version's attestation (Managed HSM, api-version 7.6 and later): the service's JSON as it came — the key
+    /// bundle with `attributes.attestation` — for `byok-attestation` to verify; at most 256 KiB.
+    pub async fn get_attestation(&self, name: &str, version: &str) -> Result<Vec<u8>, Error> {
+        const OP: &str = "reading the attestation of key";
+        const MAX: usize = 256 * 1024;
+        let client = &self.client;
+        let body = self
+            .send(OP, name, true, || async move {
+                // Always with a version: without one the SDK asks for `/keys/{name}//attestation`.
+                let options = KeyClientGetKeyAttestationOptions {
+                    key_version: Some(version.to_owned()),
+                    ..Default::default()
+                };
+                let response = client.get_key_attestation(name, Some(options)).await?;
+                Ok(response.into_body().as_ref().to_vec())
+            })
+            .await
+            .map_err(|(_, e)| self.service(OP, name, &e))?;
+        if body.len() > MAX {
+            return Err(Error::Answer {
+                key: name.to_owned(),
+                reason: format!("an attestation of {} bytes (at most {MAX})", body.len()),
+            });
+        }
+        Ok(body)
     }
 
     /// Encrypts one block with an AES key in the vault, AES-CBC with a zero IV — the same as AES-ECB of the block,

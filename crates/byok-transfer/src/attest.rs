@@ -46,41 +46,68 @@ pub struct AttestationReport {
     pub attestation: Option<Verified>,
 }
 
-/// Where the inputs of [`check_files`] are.
-#[derive(Clone, Copy, Debug)]
-pub struct Files<'a> {
-    /// The attestation (what `az keyvault key get-attestation --file` writes).
-    pub attestation: &'a Path,
-    /// A public key (PEM or DER SubjectPublicKeyInfo) it must show.
-    pub public_key: Option<&'a Path>,
-    /// A root public key (PEM) to trust instead of Marvell's: a local vault's test root.
-    pub root: Option<&'a Path>,
+/// The roots to trust: Marvell's, or only the root public key (PEM) in `root` — a local vault's test root.
+pub fn trust(root: Option<&Path>) -> Result<Roots, Error> {
+    let Some(path) = root else {
+        return Ok(Roots::marvell());
+    };
+    let pem = String::from_utf8(read_input(path, "attestation root")?).unwrap_or_default();
+    let root = Root::from_public_key_pem(&path.display().to_string(), &pem)
+        .ok_or_else(|| invalid(path, &"not an RSA public key in PEM (`BEGIN PUBLIC KEY`)"))?;
+    Ok(Roots::only(vec![root]))
 }
 
-/// [`check`] of files: reads them (bounded), trusts Marvell's roots unless `files.root` names another.
-pub fn check_files(files: &Files<'_>, kid: Option<String>, kek: bool) -> Result<AttestationReport, Error> {
-    let invalid = |path: &Path, e: &dyn std::fmt::Display| {
-        Error::new(Step::Preflight, Kind::InvalidInput, format!("{}: {e}", path.display()))
+/// The public key (PEM or DER SubjectPublicKeyInfo) in `path`, if one is given.
+pub fn public_key(path: Option<&Path>) -> Result<Option<TargetPublicKey>, Error> {
+    let Some(path) = path else {
+        return Ok(None);
     };
-    let roots = match files.root {
-        None => Roots::marvell(),
-        Some(path) => {
-            let pem = String::from_utf8(read_input(path, "attestation root")?).unwrap_or_default();
-            let root = Root::from_public_key_pem(&path.display().to_string(), &pem)
-                .ok_or_else(|| invalid(path, &"not an RSA public key in PEM (`BEGIN PUBLIC KEY`)"))?;
-            Roots::only(vec![root])
-        }
-    };
-    let public_key = match files.public_key {
-        None => None,
-        Some(path) => {
-            Some(TargetPublicKey::from_spki(&read_input(path, "public key")?).map_err(|e| invalid(path, &e))?)
-        }
-    };
-    let json = read_input(files.attestation, "attestation file")?;
-    check(&json, &roots, &Binding { kid, public_key, kek }).map_err(|e| {
-        invalid(files.attestation, &e)
+    let key = TargetPublicKey::from_spki(&read_input(path, "public key")?).map_err(|e| invalid(path, &e))?;
+    Ok(Some(key))
+}
+
+/// [`check`] of the attestation file `path` (what `az keyvault key get-attestation --file` writes), bounded.
+pub fn check_file(path: &Path, roots: &Roots, binding: &Binding) -> Result<AttestationReport, Error> {
+    let json = read_input(path, "attestation file")?;
+    check(&json, roots, binding).map_err(|e| {
+        invalid(path, &e)
             .with_hint("attest reads what `az keyvault key get-attestation --hsm-name H --name K --file F` writes")
+    })
+}
+
+fn invalid(path: &Path, e: &dyn std::fmt::Display) -> Error {
+    Error::new(Step::Preflight, Kind::InvalidInput, format!("{}: {e}", path.display()))
+}
+
+/// Fetches a key version's attestation (the latest version's without one) from the vault — a Managed HSM — and
+/// [`check`]s it.
+pub async fn fetch(
+    conn: &byok_keyvault::Connection,
+    name: &str,
+    version: Option<&str>,
+    roots: &Roots,
+    binding: &Binding,
+) -> Result<AttestationReport, Error> {
+    let version = match version {
+        Some(v) => v.to_owned(),
+        None => {
+            let key = conn
+                .get_key(name, None)
+                .await
+                .map_err(|e| Error::vault(Step::Verify, e))?;
+            key.kid.version().to_owned()
+        }
+    };
+    let json = conn
+        .get_attestation(name, &version)
+        .await
+        .map_err(|e| Error::vault(Step::Verify, e))?;
+    check(&json, roots, binding).map_err(|e| {
+        Error::new(
+            Step::Verify,
+            Kind::InvalidInput,
+            format!("the vault's attestation of `{name}`: {e}"),
+        )
     })
 }
 

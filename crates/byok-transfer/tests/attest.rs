@@ -97,3 +97,37 @@ fn a_forged_signature_fails_there_and_runs_nothing_after() {
     assert!(!report.verified && report.attestation.is_none());
     assert!(check(b"{\"not\": \"an attestation\"}", &Roots::marvell(), &binding).is_err());
 }
+
+mod common;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetched_from_the_local_managed_hsm_its_kek_attestation_verifies_and_a_forged_one_does_not() {
+    use byok_encoding::{RsaSize, TargetPublicKey};
+    for (faults, verified) in [("", true), ("attestation=forged", false)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = common::LocalVault::start_managed_hsm(&dir.path().join("vault"), faults);
+        let conn = vault.connection();
+        let kek = conn.create_kek("kek", RsaSize::Rsa2048).await.expect("a KEK");
+        let public = TargetPublicKey::from_rsa_components(kek.public.modulus(), kek.public.exponent()).expect("RSA");
+        let binding = Binding {
+            kid: Some(kek.kid.to_string()),
+            public_key: Some(public),
+            kek: true,
+        };
+        let report = byok_transfer::attest::fetch(&conn, "kek", None, &vault.attestation_roots(), &binding)
+            .await
+            .expect("an attestation");
+        assert_eq!(report.verified, verified, "{faults}: {:?}", results(&report));
+        if verified {
+            let mut expected = CHAIN_PASSED.to_vec();
+            expected.extend([("key-id", "passed"), ("public-key", "passed"), ("kek", "passed")]);
+            assert_eq!(results(&report), expected);
+        } else {
+            assert!(
+                results(&report).contains(&("signature", "failed")),
+                "{:?}",
+                results(&report)
+            );
+        }
+    }
+}

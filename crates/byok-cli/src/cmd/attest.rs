@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use byok_transfer::attest::{self, AttestationReport, Files};
+use byok_transfer::attest::{self, AttestationReport, Binding};
 
 use crate::exit::{CliError, Exit, Result};
 use crate::stdout_error;
@@ -28,12 +28,14 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
-    let files = Files {
-        attestation: &args.file,
-        public_key: args.public_key.as_deref(),
-        root: args.attestation_root.as_deref(),
+    let roots = attest::trust(args.attestation_root.as_deref())?;
+    let public_key = attest::public_key(args.public_key.as_deref())?;
+    let binding = Binding {
+        kid: args.kid.clone(),
+        public_key,
+        kek: args.kek,
     };
-    let report = attest::check_files(&files, args.kid.clone(), args.kek)?;
+    let report = attest::check_file(&args.file, &roots, &binding)?;
     let json = serde_json::to_value(&report).map_err(|e| CliError::msg(Exit::Internal, e))?;
     ui.result(&render(&report), &json).map_err(stdout_error)?;
     let failed: Vec<&str> = report
@@ -71,8 +73,9 @@ fn render(report: &AttestationReport) -> String {
                 c.role, c.subject, "", c.sha256
             ));
         }
-        let p = &v.private;
-        let yes = |b: Option<bool>| b.map_or("?", |b| if b { "yes" } else { "no" });
+        let (p, yes) = (&v.private, |b: Option<bool>| {
+            b.map_or("?", |b| if b { "yes" } else { "no" })
+        });
         h.push_str(&format!(
             "  key {} (generated inside {}, never extractable {}, sensitive {})\n",
             p.id.as_deref().unwrap_or("?"),

@@ -87,6 +87,26 @@ impl LocalVault {
         let config = byok_emulator::Config::new(state_dir.to_owned());
         Self(byok_emulator::Background::start(config).expect("the local Key Vault starts"))
     }
+
+    /// Starts it as a Managed HSM, with faults (`attestation=forged`, say).
+    pub(crate) fn start_managed_hsm(state_dir: &Path, faults: &str) -> Self {
+        let mut config = byok_emulator::Config::new(state_dir.to_owned());
+        config.managed_hsm = true;
+        config.faults = faults.parse().expect("faults");
+        Self(byok_emulator::Background::start(config).expect("the local Managed HSM starts"))
+    }
+
+    /// Only its own attestation root, as a caller told to trust it would.
+    pub(crate) fn attestation_roots(&self) -> byok_attestation::Roots {
+        let path = self
+            .info
+            .attestation_root
+            .as_ref()
+            .expect("a Managed HSM names its root");
+        let pem = std::fs::read_to_string(path).expect("the root's PEM");
+        let root = byok_attestation::Root::from_public_key_pem("local", &pem).expect("an RSA key");
+        byok_attestation::Roots::only(vec![root])
+    }
 }
 
 impl LocalVault {
