@@ -128,6 +128,7 @@ fn rehearse(tools: &Tools, dir: &Path, mode: Mode, steps: &mut Steps<'_>) -> Res
         config: dir.join("azure-config"),
         ca: PathBuf::from(emulator.field("ca_file")?),
         vault: (mode.selector(), name.clone()),
+        attestation_root: emulator.info["attestation_root"].as_str().map(PathBuf::from),
     };
     let session = Session {
         tools,
@@ -164,6 +165,8 @@ struct Az {
     ca: PathBuf,
     /// `--vault-name N` or `--hsm-name N`.
     vault: (&'static str, String),
+    /// The local Managed HSM's attestation root (its ready line names it).
+    attestation_root: Option<PathBuf>,
 }
 
 impl Az {
@@ -572,7 +575,7 @@ impl Session<'_> {
         let (uri, hsm_sha256) = self.generate("RSA", &["--size", "2048"])?;
         let ca = path(&self.az.ca);
         let (selector, vault) = (self.az.vault.0, self.az.vault.1.as_str());
-        let args = [
+        let mut args = vec![
             "--output",
             "json",
             "full-transfer",
@@ -589,6 +592,10 @@ impl Session<'_> {
             "--key",
             &uri,
         ];
+        let root = self.az.attestation_root.as_deref().map(path);
+        if let Some(root) = &root {
+            args.extend(["--attestation-root", root]);
+        }
         let mut cmd = self.cli(&args)?;
         let az_dir = self.az.exe.parent().context("az's directory")?;
         let search = std::env::join_paths(
@@ -611,6 +618,13 @@ impl Session<'_> {
             record["verification"]["result"] == "verified",
             "not verified: {}",
             record["verification"]
+        );
+        // The Managed HSM proves where az's KEK and the imported key live; Key Vault cannot, and the record says so.
+        let attested = if root.is_some() { "verified" } else { "not-attestable" };
+        ensure!(
+            record["attestation"]["status"] == attested,
+            "the record's attestation is not {attested}: {}",
+            record["attestation"]["detail"]
         );
         ensure!(
             record["kek"]["kid"] == kek.kid.as_str(),

@@ -405,7 +405,7 @@ fn transfers(tools: &Tools, info_file: &Path, dir: &Path, managed_hsm: bool) -> 
         let key = byok(&args)?;
         let uri = text(&key["uri"])?;
         let vault_name = format!("transfer-{name}");
-        let record = byok(&[
+        let mut args = vec![
             "full-transfer",
             "--vault-url",
             &vault_url,
@@ -417,10 +417,19 @@ fn transfers(tools: &Tools, info_file: &Path, dir: &Path, managed_hsm: bool) -> 
             &vault_name,
             "--key",
             &uri,
-        ])
-        .with_context(|| format!("full-transfer of {name}"))?;
+        ];
+        let root = info["attestation_root"].as_str();
+        args.extend(root.map(|r| ["--attestation-root", r]).into_iter().flatten());
+        let record = byok(&args).with_context(|| format!("full-transfer of {name}"))?;
         if record["verification"]["result"] != "verified" {
             bail!("full-transfer of {name} was not verified: {}", record["verification"]);
+        }
+        let attested = if managed_hsm { "verified" } else { "not-attestable" };
+        if record["attestation"]["status"] != attested {
+            bail!(
+                "full-transfer of {name}: attestation not {attested}: {}",
+                record["attestation"]["detail"]
+            );
         }
         manifest.push(serde_json::json!({
             "name": vault_name,

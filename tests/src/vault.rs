@@ -50,6 +50,22 @@ impl LocalVault {
         ]
     }
 
+    /// [`Self::flags`] and [`Self::attestation_flags`]: what `full-transfer` and `batch` take.
+    pub fn transfer_flags(&self) -> Vec<String> {
+        let mut flags = self.flags();
+        flags.extend(self.attestation_flags());
+        flags
+    }
+
+    /// `--attestation-root` with the root this local Managed HSM's ready line names (none in Key Vault mode): what
+    /// `full-transfer` and `batch` need to verify its attestations, as a user rehearsing against it passes.
+    pub fn attestation_flags(&self) -> Vec<String> {
+        match &self.info.attestation_root {
+            Some(root) => vec!["--attestation-root".into(), root.display().to_string()],
+            None => Vec::new(),
+        }
+    }
+
     /// `byok-cli ARGS` (plus the vault flags) on a token, with client-secret credentials in the environment.
     pub fn cli(&self, token: Option<Token>, args: &[&str]) -> Output {
         run(&mut self.command(token, args))
@@ -57,7 +73,15 @@ impl LocalVault {
 
     /// The command `cli` runs, not yet started (to run it in the background).
     pub fn command(&self, token: Option<Token>, args: &[&str]) -> std::process::Command {
-        let flags = self.flags();
+        let mut flags = self.flags();
+        // The commands that check attestations get the local root, unless the test chooses otherwise.
+        let transfers = args.iter().any(|a| matches!(*a, "full-transfer" | "batch"));
+        let chosen = args
+            .iter()
+            .any(|a| matches!(*a, "--skip-attestation" | "--attestation-root"));
+        if transfers && !chosen {
+            flags.extend(self.attestation_flags());
+        }
         let mut all: Vec<&str> = args.to_vec();
         all.extend(flags.iter().map(String::as_str));
         let mut cmd = match token {

@@ -60,6 +60,8 @@ pub(crate) fn run() -> Result<()> {
             .context("the local vault's address line")
     };
     let (vault_url, ca_file) = (field("vault_url")?, field("ca_file")?);
+    // The local Managed HSM signs its attestations with a test root of its own: trusted only when named.
+    let root = field("attestation_root")?;
     println!("vault {vault_url}, CA {ca_file}; a service principal's secret in AZURE_CLIENT_SECRET, as in CI");
 
     step(
@@ -100,7 +102,8 @@ pub(crate) fn run() -> Result<()> {
 
     step(
         4,
-        "byok-cli full-transfer: create the import-only KEK, download it, wrap inside the HSM, import, verify.",
+        "byok-cli full-transfer: create the import-only KEK, download it, verify its attestation (the local HSM's \
+         test root, named by --attestation-root), wrap inside the HSM, import, verify the key and its attestation.",
     );
     let record = p("app-signing-key.record.json").display().to_string();
     let byok_file = p("app-signing-key.byok").display().to_string();
@@ -110,6 +113,8 @@ pub(crate) fn run() -> Result<()> {
         &vault_url,
         "--ca-file",
         &ca_file,
+        "--attestation-root",
+        &root,
         "--kek-name",
         "byok-kek",
         "--name",
@@ -146,6 +151,8 @@ pub(crate) fn run() -> Result<()> {
         &vault_url,
         "--ca-file",
         &ca_file,
+        "--attestation-root",
+        &root,
         "--kek-name",
         "byok-kek",
         "--name",

@@ -113,6 +113,7 @@ impl From<byok_transfer::Error> for CliError {
                     Kind::InvalidInput => Exit::InvalidInput,
                     Kind::Refused => Exit::Refused,
                     Kind::Usage => Exit::Usage,
+                    Kind::Attestation => Exit::Verification,
                     _ => Exit::Internal,
                 },
                 None,

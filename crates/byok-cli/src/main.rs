@@ -55,7 +55,7 @@ enum Command {
     /// Import a .byok file into the vault, after checking it against the vault and its KEK.
     Import(cmd::import::Args),
     /// The whole transfer: KEK, download, wrap in the HSM, import, and verify the vault holds the HSM's key.
-    FullTransfer(cmd::transfer::Args),
+    FullTransfer(Box<cmd::transfer::Args>),
     /// Many keys from one token, from a manifest: bounded concurrency, a result per key, resumable.
     Batch(cmd::batch::Args),
     /// Check a Managed HSM key attestation: Marvell chain, signatures, and that it shows your key.

@@ -272,7 +272,7 @@ fn a_token_removed_mid_batch_fails_cleanly_and_resumes() {
         &manifest,
         &["--jobs", "2", "--resume", &state_arg, "--record-dir", &records_arg],
     );
-    args.extend(vault.flags());
+    args.extend(vault.transfer_flags());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let with_vault = |mut c: std::process::Command| {
         vault.credentials(&mut c);
@@ -519,7 +519,7 @@ fn a_missing_key_is_not_a_missing_token() {
     )
     .expect("manifest");
     let mut args = byok_tests::vault::batch_args(&manifest, &[]);
-    args.extend(vault.flags());
+    args.extend(vault.transfer_flags());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = byok_tests::run(vault.credentials(&mut hsm.command(&args)));
     assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));

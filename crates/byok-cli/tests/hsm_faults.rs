@@ -15,8 +15,13 @@ fn through_shim(vault: &LocalVault, args: &[String], faults: &[(&str, &str)]) ->
     let (shim, softhsm) = shim_over_softhsm();
     let e = env();
     let mut cmd: Command = byok_cli();
+    let transfers = args.iter().any(|a| a == "full-transfer" || a == "batch");
     cmd.args(args)
-        .args(vault.flags())
+        .args(if transfers {
+            vault.transfer_flags()
+        } else {
+            vault.flags()
+        })
         .arg("--pkcs11-module")
         .arg(&shim)
         .args(["--pin-file", e["pin_file"].as_str().expect("pin")])

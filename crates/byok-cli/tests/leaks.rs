@@ -43,6 +43,24 @@ fn needles(secret: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// The needles of a key's plaintext, less those of its public half: a PKCS#8 key holds its modulus or point, which
+/// records show of right (the attestation's evidence is the vault's public JWK and the HSM's attested modulus).
+fn secret_needles(plaintext: &[u8]) -> Vec<Vec<u8>> {
+    let key = byok_encoding::TargetKey::from_pkcs8_der(plaintext).ok();
+    let public = key.as_ref().and_then(|k| k.public_key());
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    if let Some((n, e)) = public.and_then(|p| p.rsa()) {
+        parts.extend([n.to_vec(), e.to_vec()]);
+    }
+    if let Some((_, point)) = public.and_then(|p| p.ec()) {
+        parts.push(point.to_vec());
+    }
+    let shown: std::collections::HashSet<Vec<u8>> = parts.iter().flat_map(|p| needles(p)).collect();
+    let mut out = needles(plaintext);
+    out.retain(|n| !shown.contains(n));
+    out
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -104,7 +122,7 @@ fn full_transfer_leaves_no_trace_of_what_it_moved() {
             .expect("the ephemeral AES key");
         assert!(plaintext.len() >= 32, "{name}: a real key");
 
-        let mut secrets = needles(&plaintext);
+        let mut secrets = secret_needles(&plaintext);
         secrets.extend(needles(&aes_key));
         secrets.extend(needles(vault.info.client_secret.as_bytes()));
         let tokens = vault.observed.tokens();
@@ -233,7 +251,7 @@ fn batch_leaves_no_trace_of_the_keys_the_pin_or_the_access_tokens() {
         &manifest_file,
         &["--jobs", "2", "--record-dir", &records_arg, "--resume", &state_arg],
     ));
-    args.extend(vault.flags());
+    args.extend(vault.transfer_flags());
     let out = run(vault.credentials(&mut hsm(&args.iter().map(String::as_str).collect::<Vec<_>>())));
     assert!(out.status.success(), "batch: {}", stderr(&out));
     let summary: Value = serde_json::from_str(stdout(&out).lines().last().expect("summary")).expect("JSON");
@@ -251,13 +269,13 @@ fn batch_leaves_no_trace_of_the_keys_the_pin_or_the_access_tokens() {
         let plaintext = kek.unwrap(blob.ciphertext()).expect("the KEK opens it");
         let aes_key = kek.decrypt_aes_key(&blob.ciphertext()[..256]).expect("the AES key");
         assert!(plaintext.len() >= 16, "a real key");
-        secrets.extend(needles(&plaintext));
+        secrets.extend(secret_needles(&plaintext));
         secrets.extend(needles(&aes_key));
         aes_keys.push(aes_key);
     }
     for (name, _) in keys {
         let material = vault_material(&vault, name);
-        secrets.extend(needles(&material));
+        secrets.extend(secret_needles(&material));
     }
     secrets.extend(needles(pin.as_bytes()));
     secrets.extend(needles(vault.info.client_secret.as_bytes()));

@@ -37,6 +37,9 @@ pub struct Faults {
     pub seed: Option<u64>,
     /// What every key attestation gets wrong, for clients that must refuse it.
     pub attestation: Option<AttestationFault>,
+    /// Only the attestations of the key of this name get [`Self::attestation`] wrong (all when `None`):
+    /// `attestation=other-key,attestation-key=app` lies about an imported key but not about the KEK.
+    pub attestation_key: Option<String>,
 }
 
 /// A lie in the local Managed HSM's key attestations (`attestation=NAME`).
@@ -83,6 +86,15 @@ impl Faults {
             || self.substituted > 0.0
             || !self.latency.is_zero()
     }
+
+    /// The lie in the attestation of key `name`, if any.
+    pub(crate) fn attestation_of(&self, name: &str) -> Option<AttestationFault> {
+        self.attestation.filter(|_| {
+            self.attestation_key
+                .as_deref()
+                .is_none_or(|k| k.eq_ignore_ascii_case(name))
+        })
+    }
 }
 
 impl FromStr for Faults {
@@ -119,6 +131,7 @@ impl FromStr for Faults {
                 "methods" => f.methods = value.split('+').map(str::to_ascii_uppercase).collect(),
                 "seed" => f.seed = Some(value.parse().map_err(|_| format!("seed `{value}` is not a number"))?),
                 "attestation" => f.attestation = Some(value.parse()?),
+                "attestation-key" => f.attestation_key = Some(value.to_owned()),
                 "retry-after" => {
                     f.retry_after = value
                         .parse()
@@ -126,7 +139,7 @@ impl FromStr for Faults {
                 }
                 other => {
                     return Err(format!(
-                        "unknown fault `{other}` (expected 429, 503, drop, substitute, latency, retry-after, methods, seed, attestation)"
+                        "unknown fault `{other}` (expected 429, 503, drop, substitute, latency, retry-after, methods, seed, attestation, attestation-key)"
                     ));
                 }
             }
@@ -251,11 +264,19 @@ mod tests {
                 methods: Vec::new(),
                 seed: None,
                 attestation: None,
+                attestation_key: None,
             }
         );
         assert!(f.any());
         let f: Faults = "attestation=wrong-id".parse().expect("valid");
         assert_eq!(f.attestation, Some(AttestationFault::WrongId));
+        let scoped: Faults = "attestation=other-key,attestation-key=App".parse().expect("valid");
+        assert_eq!(scoped.attestation_of("app"), Some(AttestationFault::OtherKey));
+        assert_eq!(
+            scoped.attestation_of("kek"),
+            None,
+            "only the named key's attestation lies"
+        );
         assert!(
             "attestation=lies"
                 .parse::<Faults>()

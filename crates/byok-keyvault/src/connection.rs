@@ -203,13 +203,13 @@ impl Connection {
                 },
                 _ => self.service("creating key", name, &e),
             })?;
-        kek_from(name, key.key)
+        kek_from(name, key)
     }
 
     /// Reads a KEK (the latest version, or `version`).
     pub async fn get_kek(&self, name: &str, version: Option<&str>) -> Result<Kek, Error> {
         let key = self.read("reading key", name, version).await?;
-        kek_from(name, key.key)
+        kek_from(name, key)
     }
 
     /// Reads any key's public properties (the latest version, or `version`).

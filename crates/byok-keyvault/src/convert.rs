@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use azure_security_keyvault_keys::models::{self as sdk, CurveName, JsonWebKey, Key};
+use azure_security_keyvault_keys::models::{self as sdk, CurveName, Key};
 use byok_blob::KeyId;
 use byok_encoding::{Curve, KekPublicKey, Kty, TargetPublicKey};
 
@@ -90,12 +90,14 @@ pub(crate) fn vault_key(name: &str, key: Key) -> Result<VaultKey, Error> {
         expires: attributes.expires.map(Timestamp::from_sdk),
         created: attributes.created.map(Timestamp::from_sdk),
         exportable: attributes.exportable,
+        hsm_platform: hsm_platform(attributes.hsm_platform),
         tags: key.tags.unwrap_or_default().into_iter().collect(),
     })
 }
 
-pub(crate) fn kek_from(name: &str, jwk: Option<JsonWebKey>) -> Result<Kek, Error> {
-    let jwk = jwk.ok_or_else(|| answer_error(name, "no key material"))?;
+pub(crate) fn kek_from(name: &str, key: Key) -> Result<Kek, Error> {
+    let platform = key.attributes.and_then(|a| hsm_platform(a.hsm_platform));
+    let jwk = key.key.ok_or_else(|| answer_error(name, "no key material"))?;
     let kid = KeyId::parse(jwk.kid.as_deref().ok_or_else(|| answer_error(name, "no kid"))?)
         .map_err(|e| answer_error(name, e.to_string()))?;
     let (n, e) = (
@@ -108,7 +110,14 @@ pub(crate) fn kek_from(name: &str, jwk: Option<JsonWebKey>) -> Result<Kek, Error
         public,
         kty: answer_type(name, jwk.kty.as_ref())?,
         key_ops: answer_ops(name, jwk.key_ops)?,
+        hsm_platform: platform,
     })
+}
+
+/// `attributes.hsmPlatform` as the answer gave it, if it is a short plain token (`"0"`, `"1"`, `"2"` today):
+/// anything else is not shown, since records and messages repeat it.
+fn hsm_platform(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'))
 }
 
 /// The SDK's name for a key type.
@@ -135,6 +144,8 @@ pub(crate) fn curve_name(c: Curve) -> CurveName {
 
 #[cfg(test)]
 mod tests {
+    use azure_security_keyvault_keys::models::{JsonWebKey, KeyAttributes};
+
     use super::*;
 
     fn answer(kty: &str, ops: &[&str]) -> Key {
@@ -160,6 +171,24 @@ mod tests {
         let key = vault_key("k", answer("oct-HSM", &["encrypt", "wrapKey"])).expect("a well-formed answer");
         assert_eq!(key.kty, KeyType::hsm(Kty::Oct));
         assert_eq!(key.key_ops, [KeyOp::Encrypt, KeyOp::WrapKey]);
+    }
+
+    #[test]
+    fn the_hsm_platform_is_kept_only_as_a_short_plain_token() {
+        let with = |platform: &str| {
+            let mut key = answer("RSA-HSM", &["import"]);
+            key.key.as_mut().expect("jwk").n = Some(vec![0xc5; 256]);
+            key.key.as_mut().expect("jwk").e = Some(vec![1, 0, 1]);
+            key.attributes = Some(KeyAttributes {
+                hsm_platform: Some(platform.to_owned()),
+                ..Default::default()
+            });
+            vault_key("k", key).expect("a well-formed answer").hsm_platform
+        };
+        assert_eq!(with("2").as_deref(), Some("2"));
+        assert_eq!(with("2\nforged line"), None);
+        assert_eq!(with(&"9".repeat(17)), None);
+        assert_eq!(with(""), None);
     }
 
     #[test]

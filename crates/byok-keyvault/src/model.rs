@@ -217,6 +217,8 @@ pub struct VaultKey {
     pub created: Option<Timestamp>,
     /// Whether the key may be released (exported) under its release policy.
     pub exportable: Option<bool>,
+    /// Key Vault's `attributes.hsmPlatform` (`"1"`, `"2"`: which HSM platform holds it); a Managed HSM sends none.
+    pub hsm_platform: Option<String>,
     /// Tags.
     pub tags: BTreeMap<String, String>,
 }
@@ -232,6 +234,8 @@ pub struct Kek {
     pub kty: KeyType,
     /// The key's operations.
     pub key_ops: Vec<KeyOp>,
+    /// Key Vault's `attributes.hsmPlatform`, if the answer carried it.
+    pub hsm_platform: Option<String>,
 }
 
 impl Kek {
@@ -295,6 +299,7 @@ mod tests {
             public: public.clone(),
             kty,
             key_ops,
+            hsm_platform: None,
         };
         assert!(kek(KeyType::hsm(Kty::Rsa), vec![KeyOp::Import]).is_import_only_hsm());
         assert!(!kek(KeyType::software(Kty::Rsa), vec![KeyOp::Import]).is_import_only_hsm());

@@ -51,6 +51,8 @@ pub enum Kind {
     Refused,
     /// The caller's settings contradict each other.
     Usage,
+    /// A key attestation failed a check: the vault cannot prove the key lives in a genuine HSM as it should.
+    Attestation,
     /// The operating system or byok itself failed.
     Internal,
 }

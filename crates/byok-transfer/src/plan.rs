@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use byok_keyvault::{Connection, Timestamp};
 use byok_pkcs11::{Pkcs11Uri, TokenSession, WrapOptions};
 
+use crate::attest::{self, AttestationPolicy};
 use crate::error::{Error, Kind, Result, Step};
 use crate::kek::{self, KekPolicy};
 use crate::locks::KeyLocks;
@@ -32,6 +33,8 @@ pub struct Plan {
     pub replace_files: bool,
     /// The program named in the record and the blob.
     pub tool: Tool,
+    /// Whether the Managed HSM's attestations are checked (the KEK's before the wrap, the key's after the import).
+    pub attestation: AttestationPolicy,
 }
 
 impl Plan {
@@ -46,6 +49,7 @@ impl Plan {
             keep_blob: None,
             replace_files: false,
             tool: Tool::library(),
+            attestation: AttestationPolicy::default(),
         }
     }
 
@@ -88,10 +92,13 @@ impl Plan {
                 public.fingerprint_sha256()
             ),
         );
+        // The KEK's provenance, before anything is wrapped.
+        let attestation = rt.block_on(attest::check_kek(conn, &kek.kek, &self.attestation, observer))?;
         // 4 to 6: wrap, import, verify.
         let pipeline = Pipeline {
             conn,
             kek: &kek,
+            attestation: &attestation,
             options: self.wrap,
             tool: &self.tool,
             observer,

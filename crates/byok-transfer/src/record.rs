@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::attest::AttestationRecord;
 use crate::error::{Error, Kind, Result, Step};
 use crate::verify::Verification;
 
@@ -40,6 +41,10 @@ pub struct TransferRecord {
     pub import: Option<ImportRecord>,
     /// The comparison of the vault's key with the HSM's; `None` until verified.
     pub verification: Option<VerificationRecord>,
+    /// The Managed HSM's attestations of the KEK and the key, or why there are none; `None` in records of
+    /// byok versions before attestation (and of `import`, which does not check them).
+    #[serde(default)]
+    pub attestation: Option<AttestationRecord>,
 }
 
 /// A program's name and version.

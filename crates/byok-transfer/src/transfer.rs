@@ -9,6 +9,9 @@ use byok_keyvault::{Connection, ImportRequest, KeyOp, Timestamp, VaultKey};
 use byok_pkcs11::{KeyInfo, KeyKindInfo, TokenSession, Verdict, WrapOptions};
 use sha2::{Digest, Sha256};
 
+use byok_attestation::Roots;
+
+use crate::attest::{self, KekAttestation};
 use crate::error::{Error, Result, Step};
 use crate::kek::KekChoice;
 use crate::observe::{Event, Observer};
@@ -25,6 +28,8 @@ pub struct Pipeline<'a> {
     pub conn: &'a Connection,
     /// The KEK and whether this run created it.
     pub kek: &'a KekChoice,
+    /// The KEK's attestation verdict ([`attest::check_kek`]), and whether imported keys' are checked.
+    pub attestation: &'a KekAttestation,
     /// How to wrap.
     pub options: WrapOptions,
     /// The program named in records and blobs.
@@ -56,6 +61,8 @@ pub struct Prepared {
     request: ImportRequest,
     expectation: Expectation,
     record: TransferRecord,
+    /// The roots to check the imported key's attestation with; `None`: not checked.
+    attest_with: Option<Roots>,
 }
 
 impl Prepared {
@@ -154,11 +161,13 @@ pub fn prepare(
         blob,
         import: None,
         verification: None,
+        attestation: Some(p.attestation.record.clone()),
     };
     Ok(Prepared {
         request,
         expectation,
         record,
+        attest_with: p.attestation.after_import.clone(),
     })
 }
 
@@ -223,6 +232,7 @@ pub async fn complete(conn: &Connection, observer: &dyn Observer, prepared: Prep
         request,
         expectation,
         mut record,
+        attest_with,
     } = prepared;
     let text = format!("importing `{}` ({} bytes)", request.name, request.blob_bytes.len());
     observer.event(&Event::Step { number: 5, text: &text });
@@ -236,7 +246,12 @@ pub async fn complete(conn: &Connection, observer: &dyn Observer, prepared: Prep
         text: &format!("verifying {kid}"),
     });
     // The key is in the vault now: an error from here on says which version, so nothing imported goes unmentioned.
-    let verification = verify::verify(conn, &expectation, &imported.key).await.map_err(|e| {
+    let checked = async {
+        let verification = verify::verify(conn, &expectation, &imported.key).await?;
+        let attest = (attest_with.as_ref(), &expectation);
+        attest_imported(conn, attest, &imported.key, &mut record, verification).await
+    };
+    let verification = checked.await.map_err(|e| {
         e.context(Step::Verify, format!("{kid} was imported, but verifying it failed"))
             .with_hint(format!(
                 "look at {kid} before using it or importing again; byok did not add another version"
@@ -269,8 +284,11 @@ pub async fn adopt(
         request,
         expectation,
         mut record,
+        attest_with,
     } = prepared;
     let verification = verify::verify(conn, &expectation, existing).await?;
+    let attest = (attest_with.as_ref(), &expectation);
+    let verification = attest_imported(conn, attest, existing, &mut record, verification).await?;
     record.transfer_id = transfer_id.to_owned();
     let import = ImportRecord {
         ambiguous_sends: 0,
@@ -291,6 +309,40 @@ pub async fn adopt(
         kept_as: None,
     };
     Ok(Transferred { record, verification })
+}
+
+/// The imported key's attestation, where the KEK's was checked, into the record; a failed check makes the
+/// verification a mismatch (do not use that version), whatever the comparison found.
+async fn attest_imported(
+    conn: &Connection,
+    (roots, expectation): (Option<&Roots>, &Expectation),
+    key: &VaultKey,
+    record: &mut TransferRecord,
+    verification: Verification,
+) -> Result<Verification> {
+    let Some(att) = record.attestation.as_mut() else {
+        return Ok(verification);
+    };
+    attest::key_platform(att, key);
+    let Some(roots) = roots else {
+        return Ok(verification);
+    };
+    let attested = attest::check_imported(conn, roots, key, expectation.public_key()).await?;
+    let failure = attested.failure();
+    att.key = Some(attested);
+    let Some(failure) = failure else {
+        att.detail = "the KEK's attestation verified before the wrap, the imported key's after the import".into();
+        return Ok(verification);
+    };
+    att.status = "failed".into();
+    att.detail = format!("the imported key's attestation failed: {failure}");
+    Ok(match verification {
+        mismatch @ Verification::Mismatch { .. } => mismatch,
+        _ => Verification::Mismatch {
+            method: "key attestation",
+            detail: format!("the attestation of {} failed {failure}", key.kid),
+        },
+    })
 }
 
 /// Whether a key already in the vault is the one prepared (a batch run again skips it).

@@ -95,6 +95,14 @@ impl Expectation {
     pub fn kind(&self) -> KeyKind {
         self.kind
     }
+
+    /// The HSM key's public half (RSA, EC), when the token showed it.
+    pub fn public_key(&self) -> Option<&TargetPublicKey> {
+        match &self.expected {
+            Expected::Public(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 /// Compares the vault's key with what the HSM showed. A mismatch is a result, not an error; an error means the
@@ -201,6 +209,7 @@ mod tests {
             expires: None,
             created: None,
             exportable: None,
+            hsm_platform: None,
             tags: Default::default(),
         }
     }

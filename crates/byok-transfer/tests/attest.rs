@@ -10,7 +10,11 @@ fn fixture() -> Vec<u8> {
 }
 
 fn results(report: &AttestationReport) -> Vec<(&str, &str)> {
-    report.checks.iter().map(|c| (c.check, c.result)).collect()
+    report
+        .checks
+        .iter()
+        .map(|c| (c.check.as_str(), c.result.as_str()))
+        .collect()
 }
 
 const CHAIN_PASSED: [(&str, &str); 6] = [

@@ -63,6 +63,7 @@ fn options(s: &Setup, jobs: usize) -> batch::Options {
         fail_fast: false,
         allow_duplicate_keys: false,
         tool: Tool::library(),
+        attestation: Default::default(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use byok_transfer::attest::{self, AttestationReport, Binding};
+use byok_transfer::attest::{self, AttestationPolicy, AttestationReport, Binding};
 
 use crate::exit::{CliError, Exit, Result};
 use crate::stdout_error;
@@ -10,7 +10,8 @@ use crate::ui::Ui;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The attestation: the key bundle JSON `az keyvault key get-attestation --file` writes, or its `attestation`.
+    /// The attestation: the key bundle JSON `az keyvault key get-attestation --file` writes, its `attestation`, or a
+    /// transfer record (its key's attestation; with --kek its KEK's).
     #[arg(long, value_name = "FILE")]
     file: PathBuf,
     /// The key id it must name (https://{hsm}/keys/{name}/{version}); default: the one the file names.
@@ -25,6 +26,29 @@ pub(crate) struct Args {
     /// Trust this root public key (PEM) instead of Marvell's: a local vault's test root, never by default.
     #[arg(long, value_name = "FILE")]
     attestation_root: Option<PathBuf>,
+}
+
+/// How `full-transfer` and `batch` check the Managed HSM's attestations of the KEK and the imported keys.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct TransferArgs {
+    /// Do not check the Managed HSM's attestations of the KEK and the imported keys: a weak choice the record names.
+    #[arg(long, conflicts_with = "attestation_root")]
+    skip_attestation: bool,
+    /// Trust this root public key (PEM) instead of Marvell's: a local vault's test root, never by default.
+    #[arg(long, value_name = "FILE")]
+    attestation_root: Option<PathBuf>,
+}
+
+impl TransferArgs {
+    pub(crate) fn policy(&self, ui: Ui) -> Result<AttestationPolicy> {
+        if self.skip_attestation {
+            ui.warn("--skip-attestation: the KEK's provenance is not checked (the record says so)");
+            return Ok(AttestationPolicy::Skip);
+        }
+        Ok(AttestationPolicy::Verify(attest::trust(
+            self.attestation_root.as_deref(),
+        )?))
+    }
 }
 
 pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
@@ -42,7 +66,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         .checks
         .iter()
         .filter(|c| c.result == "failed")
-        .map(|c| c.check)
+        .map(|c| c.check.as_str())
         .collect();
     match failed.is_empty() {
         true => Ok(()),

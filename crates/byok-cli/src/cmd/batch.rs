@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use byok_transfer::batch::{self, BatchEvent, BatchObserver, CancelToken, Check, Manifest, Source, Status, Summary};
 use serde_json::json;
 
+use crate::cmd::attest;
 use crate::cmd::hsm::HsmArgs;
 use crate::cmd::transfer::{KekArgs, Progress, tool};
 use crate::cmd::vault::VaultArgs;
@@ -56,6 +57,8 @@ pub(crate) struct Args {
     #[command(flatten)]
     wrap: WrapArgs,
     #[command(flatten)]
+    attestation: attest::TransferArgs,
+    #[command(flatten)]
     hsm: HsmArgs,
 }
 
@@ -71,6 +74,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         fail_fast: args.fail_fast,
         allow_duplicate_keys: args.allow_duplicate_keys,
         tool: tool(),
+        attestation: args.attestation.policy(ui)?,
     };
     // Before the vault is reached: a wrong directory or state file is found at once.
     batch::check(&options)?;

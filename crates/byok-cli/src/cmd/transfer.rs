@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use byok_pkcs11::Pkcs11Uri;
 use byok_transfer::{Event, KekPolicy, Observer, Plan, STEPS, Transferred, Verification, files};
 
+use crate::cmd::attest;
 use crate::cmd::hsm::{self, HsmArgs};
 use crate::cmd::import::KeyPropertiesArgs;
 use crate::cmd::vault::{self, VaultArgs};
@@ -47,6 +48,8 @@ pub(crate) struct Args {
     /// Replace --keep-byok and --record files that exist.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    attestation: attest::TransferArgs,
     #[command(flatten)]
     hsm: HsmArgs,
 }
@@ -133,6 +136,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         keep_blob: args.keep_byok.clone(),
         replace_files: args.force,
         tool: tool(),
+        attestation: args.attestation.policy(ui)?,
     };
     let conn = args.vault.connect(ui)?;
     args.hsm.with_session(&args.key, |session| {
@@ -168,6 +172,9 @@ fn finish(ui: Ui, done: &Transferred, args: &Args) -> Result<()> {
         record.wrap.path,
         record.blob.sha256.as_deref().unwrap_or_default(),
     );
+    if let Some(a) = &record.attestation {
+        human.push_str(&format!("  attestation {}: {}\n", a.status, a.detail));
+    }
     if let Some(file) = &args.record {
         human.push_str(&format!("  record      {}\n", file.display()));
     }
@@ -177,12 +184,16 @@ fn finish(ui: Ui, done: &Transferred, args: &Args) -> Result<()> {
     let json = serde_json::to_value(record)
         .map_err(|e| CliError::msg(Exit::Internal, format!("cannot encode the record: {e}")))?;
     ui.result(&human, &json).map_err(stdout_error)?;
-    if let Verification::Mismatch { detail, .. } = verification {
+    if let Verification::Mismatch { detail, method } = verification {
+        let what = match *method {
+            "key attestation" => "the Managed HSM cannot prove this version holds the HSM's key",
+            _ => "the vault holds a different key than the HSM",
+        };
         return Err(
-            CliError::msg(Exit::Verification, format!("verification failed for {kid}: {detail}")).hint(
-                "the vault holds a different key than the HSM: do not use this key version; disable it \
-             (az keyvault key set-attributes --enabled false) and investigate before trying again",
-            ),
+            CliError::msg(Exit::Verification, format!("verification failed for {kid}: {detail}")).hint(format!(
+                "{what}: do not use this key version; disable it (az keyvault key set-attributes --enabled false) \
+                 and investigate before trying again"
+            )),
         );
     }
     Ok(())

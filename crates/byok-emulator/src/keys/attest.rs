@@ -72,7 +72,7 @@ fn answer(shared: &Shared, name: &str, version: &str, query: &BTreeMap<String, S
     let authority = shared
         .attestation()
         .map_err(|e| ApiError::internal(&anyhow::anyhow!("the attestation authority is unavailable: {e}")))?;
-    let fault = shared.faults.attestation;
+    let fault = shared.faults.attestation_of(name);
     let object = Object::of(name, &v, fault);
     let sign = |data: Vec<u8>| authority.sign(&data).map_err(|e| ApiError::internal(&e));
     let mut private = sign(object.blob(false))?;

@@ -99,6 +99,10 @@ fn bundle(shared: &Shared, name: &str, v: &KeyVersion) -> Value {
         "recoverableDays": 90,
         "exportable": v.exportable,
     });
+    // Key Vault names the HSM platform of an HSM key (platform 2: FIPS 140-3 level 3); a Managed HSM does not.
+    if !shared.managed_hsm && v.kty.ends_with("-HSM") {
+        attributes["hsmPlatform"] = "2".into();
+    }
     if let Some(nbf) = v.nbf {
         attributes["nbf"] = nbf.into();
     }

@@ -12,6 +12,7 @@ use byok_pkcs11::{Module, Pin, Pkcs11Uri, TokenSession};
 use super::manifest::{Item, Manifest};
 use super::report::{Forward, Outcome, Report, chain};
 use super::{BatchEvent, BatchObserver, CancelToken, Options, Status, Summary};
+use crate::attest::{self, KekAttestation};
 use crate::error::{Error, Kind, Result, Step};
 use crate::kek::{self, KekChoice};
 use crate::locks::KeyLocks;
@@ -153,12 +154,19 @@ impl Batch<'_> {
         }
         let forward = Forward(self.report.observer.clone());
         let kek = rt.block_on(kek::obtain(self.conn, &self.options.kek, &forward))?;
+        let attestation = rt.block_on(attest::check_kek(
+            self.conn,
+            &kek.kek,
+            &self.options.attestation,
+            &forward,
+        ))?;
         let locks = KeyLocks::new()
             .map_err(|e| Error::new(Step::Preflight, Kind::Io, format!("cannot prepare the key locks: {e}")))?;
         let jobs = self.options.jobs.max(1);
         let work = Work {
             batch: self,
             kek: &kek,
+            attestation: &attestation,
             forward: &forward,
             rt: rt.handle(),
             permits: Arc::new(tokio::sync::Semaphore::new(jobs)),
@@ -185,6 +193,7 @@ impl Batch<'_> {
 struct Work<'a> {
     batch: &'a Batch<'a>,
     kek: &'a KekChoice,
+    attestation: &'a KekAttestation,
     forward: &'a Forward,
     rt: &'a tokio::runtime::Handle,
     permits: Arc<tokio::sync::Semaphore>,
@@ -327,6 +336,7 @@ impl Work<'_> {
         let pipeline = Pipeline {
             conn: self.batch.conn,
             kek: self.kek,
+            attestation: self.attestation,
             options: self.batch.options.wrap,
             tool: &self.batch.options.tool,
             observer: self.forward,

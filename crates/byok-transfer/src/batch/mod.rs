@@ -21,6 +21,7 @@ pub use dry_run::{Check, dry_run};
 pub use engine::{Source, check, run};
 pub use manifest::{Item, Manifest};
 
+use crate::attest::AttestationPolicy;
 use crate::kek::KekPolicy;
 use crate::observe::Event;
 use crate::record::{Tool, TransferRecord};
@@ -46,6 +47,9 @@ pub struct Options {
     pub allow_duplicate_keys: bool,
     /// The program named in records and blobs.
     pub tool: Tool,
+    /// Whether the Managed HSM's attestations are checked (the KEK's once, before the first wrap; each key's after
+    /// its import).
+    pub attestation: AttestationPolicy,
 }
 
 /// How one key ended.

@@ -1,12 +1,19 @@
 //! Checking a Managed HSM key attestation: [`byok_attestation`]'s verification, then each binding the caller asks
-//! for (key id, public key, KEK), every check reported with its outcome — for `byok-cli attest` and, later, the
-//! transfer itself.
+//! for (key id, public key, KEK), every check reported with its outcome — for `byok-cli attest` and for the
+//! transfer itself ([`check_kek`] before the first wrap, the imported key's after the import).
+
+mod record;
+mod transfer;
+
+pub use record::{AttestationRecord, AttestedAttributes, AttestedKey, ChainRecord, TrustedRoot};
+pub use transfer::{AttestationPolicy, KekAttestation, check_kek};
+pub(crate) use transfer::{check_imported, key_platform};
 
 use std::path::Path;
 
 use byok_attestation::{Attestation, Check, Refusal, Root, Roots, Verified};
 use byok_encoding::TargetPublicKey;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Kind, Step};
 use crate::files::read_input;
@@ -23,12 +30,12 @@ pub struct Binding {
 }
 
 /// One check and how it went.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckOutcome {
     /// Its name (`vendor-root`, `signature`, `key-id`, …).
-    pub check: &'static str,
+    pub check: String,
     /// `passed`, `failed`, or `not-run` (an earlier check failed).
-    pub result: &'static str,
+    pub result: String,
     /// What was checked or found.
     pub detail: String,
 }
@@ -66,13 +73,51 @@ pub fn public_key(path: Option<&Path>) -> Result<Option<TargetPublicKey>, Error>
     Ok(Some(key))
 }
 
-/// [`check`] of the attestation file `path` (what `az keyvault key get-attestation --file` writes), bounded.
+/// [`check`] of the attestation file `path` (what `az keyvault key get-attestation --file` writes), bounded — or
+/// of a transfer record's evidence: the imported key's attestation, or with [`Binding::kek`] the KEK's, bound to the
+/// kid the record names unless the binding gives one.
 pub fn check_file(path: &Path, roots: &Roots, binding: &Binding) -> Result<AttestationReport, Error> {
     let json = read_input(path, "attestation file")?;
-    check(&json, roots, binding).map_err(|e| {
+    let (json, binding) = match from_record(&json, binding) {
+        Some(found) => found.map_err(|e| invalid(path, &e))?,
+        None => (json, binding.clone()),
+    };
+    check(&json, roots, &binding).map_err(|e| {
         invalid(path, &e)
             .with_hint("attest reads what `az keyvault key get-attestation --hsm-name H --name K --file F` writes")
     })
+}
+
+/// `None` if `json` is not a transfer record; else the evidence it keeps and the binding to check it with.
+fn from_record(json: &[u8], binding: &Binding) -> Option<Result<(Vec<u8>, Binding), String>> {
+    let doc: serde_json::Value = serde_json::from_slice(json).ok()?;
+    doc.get("transfer_id")?;
+    let part = if binding.kek { "kek" } else { "key" };
+    let Some(evidence) = doc
+        .pointer(&format!("/attestation/{part}/evidence"))
+        .filter(|e| !e.is_null())
+    else {
+        let status = doc
+            .pointer("/attestation/status")
+            .and_then(|s| s.as_str())
+            .unwrap_or("none");
+        return Some(Err(format!(
+            "a transfer record that keeps no attestation of its {} (attestation: {status})",
+            if binding.kek { "KEK" } else { "key" }
+        )));
+    };
+    let mut binding = binding.clone();
+    if binding.kid.is_none() {
+        binding.kid = doc
+            .pointer(&format!("/{part}/kid"))
+            .and_then(|k| k.as_str())
+            .map(str::to_owned);
+    }
+    Some(
+        serde_json::to_vec(evidence)
+            .map(|e| (e, binding))
+            .map_err(|e| e.to_string()),
+    )
 }
 
 fn invalid(path: &Path, e: &dyn std::fmt::Display) -> Error {
@@ -192,10 +237,10 @@ fn bind(attestation: &Attestation, verified: &Verified, binding: &Binding, check
     }
 }
 
-fn outcome(check: Check, result: &'static str, detail: &str) -> CheckOutcome {
+fn outcome(check: Check, result: &str, detail: &str) -> CheckOutcome {
     CheckOutcome {
-        check: check.name(),
-        result,
+        check: check.name().to_owned(),
+        result: result.to_owned(),
         detail: detail.to_owned(),
     }
 }
