@@ -7,22 +7,12 @@ use std::process::Output;
 
 use byok_tests::hsm::Token;
 use byok_tests::vault::LocalVault;
-use byok_tests::{byok_cli, run, stderr, stdout};
+use byok_tests::{byok_cli, ok_json as ok, run, stderr, stdout};
 use serde_json::Value;
 
 const RSA2048: &[&str] = &["--kty", "RSA", "--size", "2048"];
 const P256: &[&str] = &["--kty", "EC", "--curve", "P-256"];
 const AES256: &[&str] = &["--kty", "oct", "--size", "256"];
-
-fn ok(out: &Output, what: &str) -> Value {
-    assert!(
-        out.status.success(),
-        "{what}: exit {:?}\n{}",
-        out.status.code(),
-        stderr(out)
-    );
-    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {}", stdout(out)))
-}
 
 fn generate(spec: &[&str], name: &str) -> String {
     Token::Nss.generate(spec, name)["uri"].as_str().expect("uri").to_owned()

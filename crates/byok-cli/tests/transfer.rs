@@ -6,7 +6,7 @@ use std::process::Output;
 
 use byok_tests::hsm::Token;
 use byok_tests::vault::LocalVault;
-use byok_tests::{byok_cli, run, stderr, stdout};
+use byok_tests::{byok_cli, run, stderr};
 use serde_json::Value;
 
 const RSA2048: &[&str] = &["--kty", "RSA", "--size", "2048"];
@@ -17,15 +17,7 @@ const AES128: &[&str] = &["--kty", "oct", "--size", "128"];
 const AES192: &[&str] = &["--kty", "oct", "--size", "192"];
 const AES256: &[&str] = &["--kty", "oct", "--size", "256"];
 
-fn ok(out: &Output, what: &str) -> Value {
-    assert!(
-        out.status.success(),
-        "{what}: exit {:?}\n{}",
-        out.status.code(),
-        stderr(out)
-    );
-    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {}", stdout(out)))
-}
+use byok_tests::ok_json as ok;
 
 fn refused(out: &Output, code: i32, needle: &str) {
     assert_eq!(
