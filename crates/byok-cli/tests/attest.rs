@@ -134,3 +134,102 @@ fn the_local_managed_hsms_attestation_verifies_only_with_its_root_given() {
     // Marvell's roots, the default, never accept the local vault's chain.
     assert_refused(&attest(&["--file", &file, "--kek"]), 8, "check vendor-root failed");
 }
+
+#[test]
+fn online_the_attestation_is_fetched_bound_to_the_key_asked_for_and_its_lies_refused() {
+    let vault = byok_tests::vault::LocalVault::start(true, "", |_| {});
+    let out = vault.cli(
+        None,
+        &["--output", "json", "kek", "create", "--name", "kek", "--size", "2048"],
+    );
+    let kid = byok_tests::ok_json(&out, "kek create")["kid"]
+        .as_str()
+        .expect("kid")
+        .to_owned();
+    let version = kid.rsplit('/').next().expect("version");
+    let root = vault
+        .info
+        .attestation_root
+        .clone()
+        .expect("a root")
+        .display()
+        .to_string();
+
+    for extra in [&[][..], &["--version", version][..]] {
+        let mut args = vec![
+            "--output",
+            "json",
+            "attest",
+            "--name",
+            "kek",
+            "--kek",
+            "--attestation-root",
+            &root,
+        ];
+        args.extend(extra);
+        let report = byok_tests::ok_json(&vault.cli(None, &args), "attest --name");
+        assert_eq!(report["verified"], true, "{report:#}");
+        let key_id = report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["check"] == "key-id");
+        assert_eq!(
+            key_id.expect("key-id")["detail"],
+            format!("names given kid {kid}"),
+            "{report:#}"
+        );
+    }
+    // Marvell's roots by default; a version that does not exist is the vault's not-found.
+    assert_refused(
+        &vault.cli(None, &["attest", "--name", "kek", "--kek"]),
+        8,
+        "check vendor-root failed",
+    );
+    let out = vault.cli(
+        None,
+        &[
+            "attest",
+            "--name",
+            "kek",
+            "--version",
+            "0123456789abcdef0123456789abcdef",
+        ],
+    );
+    assert_refused(&out, 7, "check the key name and the vault");
+    // Key Vault has no attestation API: a vault error, never a pass.
+    let key_vault = byok_tests::vault::LocalVault::start(false, "", |_| {});
+    let out = key_vault.cli(None, &["kek", "create", "--name", "kek", "--size", "2048"]);
+    assert_eq!(out.status.code(), Some(0), "{}", byok_tests::stderr(&out));
+    assert_refused(
+        &key_vault.cli(None, &["attest", "--name", "kek"]),
+        7,
+        "Managed HSM only",
+    );
+    let out = run(byok_cli().args(["attest", "--vault-name", "contoso", "--name", "kek"]));
+    assert_refused(
+        &out,
+        2,
+        "https://contoso.vault.azure.net is a Key Vault: it has no key attestation",
+    );
+
+    // A vault that answers with another key's attestation, or with a wrong id, is refused by the HSM-signed id.
+    for (fault, check) in [
+        ("wrong-id", "key-id"),
+        ("other-key", "public-key"),
+        ("extractable", "kek"),
+    ] {
+        let lying = byok_tests::vault::LocalVault::start(true, &format!("attestation={fault}"), |_| {});
+        let out = lying.cli(None, &["kek", "create", "--name", "kek", "--size", "2048"]);
+        assert_eq!(out.status.code(), Some(0), "{}", byok_tests::stderr(&out));
+        let root = lying
+            .info
+            .attestation_root
+            .clone()
+            .expect("a root")
+            .display()
+            .to_string();
+        let out = lying.cli(None, &["attest", "--name", "kek", "--kek", "--attestation-root", &root]);
+        assert_refused(&out, 8, &format!("check {check} failed"));
+    }
+}

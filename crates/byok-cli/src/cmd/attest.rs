@@ -1,19 +1,30 @@
-//! `byok-cli attest`: check a Managed HSM key attestation offline (what `az keyvault key get-attestation` wrote).
+//! `byok-cli attest`: check a Managed HSM key attestation — fetched from the HSM (`--hsm-name … --name …`) or
+//! offline (`--file`: what `az keyvault key get-attestation` wrote, or a transfer record).
 
 use std::path::PathBuf;
 
 use byok_transfer::attest::{self, AttestationPolicy, AttestationReport, Binding};
 
+use crate::cmd::vault::{self, OptionalVault};
 use crate::exit::{CliError, Exit, Result};
 use crate::stdout_error;
 use crate::ui::Ui;
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("from").required(true).args(["file", "name"])))]
 pub(crate) struct Args {
-    /// The attestation: the key bundle JSON `az keyvault key get-attestation --file` writes, its `attestation`, or a
+    /// Offline: the key bundle JSON `az keyvault key get-attestation --file` writes, its `attestation`, or a
     /// transfer record (its key's attestation; with --kek its KEK's).
-    #[arg(long, value_name = "FILE")]
-    file: PathBuf,
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["name", "vault"])]
+    file: Option<PathBuf>,
+    /// Online: the key in the Managed HSM (with --hsm-name or --vault-url) whose attestation to fetch.
+    #[arg(long, value_parser = vault::key_name, requires = "vault")]
+    name: Option<String>,
+    /// The key version to fetch (default: the latest); the HSM must name this version.
+    #[arg(long, requires = "name", value_parser = vault::key_version)]
+    version: Option<String>,
+    #[command(flatten)]
+    vault: OptionalVault,
     /// The key id it must name (https://{hsm}/keys/{name}/{version}); default: the one the file names.
     #[arg(long, value_name = "KID")]
     kid: Option<String>,
@@ -59,7 +70,21 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         public_key,
         kek: args.kek,
     };
-    let report = attest::check_file(&args.file, &roots, &binding)?;
+    let report = match (&args.file, &args.vault.0, &args.name) {
+        (Some(file), _, _) => attest::check_file(file, &roots, &binding)?,
+        (None, Some(vault), Some(name)) => {
+            attest::attestable(&vault.vault()?)?;
+            let conn = vault.connect(ui)?;
+            let fetched = attest::fetch(&conn, name, args.version.as_deref(), &roots, &binding);
+            vault::runtime()?.block_on(fetched)?
+        }
+        _ => {
+            return Err(CliError::msg(
+                Exit::Usage,
+                "give --file, or --name with --hsm-name or --vault-url",
+            ));
+        }
+    };
     let json = serde_json::to_value(&report).map_err(|e| CliError::msg(Exit::Internal, e))?;
     ui.result(&render(&report), &json).map_err(stdout_error)?;
     let failed: Vec<&str> = report

@@ -43,6 +43,31 @@ pub(crate) struct VaultArgs {
     request_timeout: u64,
 }
 
+/// [`VaultArgs`] for a command that also works without a vault (`attest --file`): the same flags, none required;
+/// `None` when no vault is named.
+#[derive(Debug, Clone)]
+pub(crate) struct OptionalVault(pub(crate) Option<VaultArgs>);
+
+impl clap::Args for OptionalVault {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        VaultArgs::augment_args(cmd).mut_group("vault", |g| g.required(false))
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for OptionalVault {
+    fn from_arg_matches(m: &clap::ArgMatches) -> std::result::Result<Self, clap::Error> {
+        let named = m.contains_id("vault");
+        Ok(Self(named.then(|| VaultArgs::from_arg_matches(m)).transpose()?))
+    }
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> std::result::Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
 impl VaultArgs {
     pub(crate) fn vault(&self) -> Result<Vault> {
         match (&self.vault_name, &self.hsm_name, &self.vault_url) {
@@ -97,6 +122,15 @@ fn vault_name(s: &str) -> std::result::Result<String, String> {
 pub(crate) fn key_name(s: &str) -> std::result::Result<String, String> {
     byok_keyvault::check_key_name(s).map_err(|e| e.to_string())?;
     Ok(s.to_owned())
+}
+
+/// A clap value parser for key versions (`--version`): 32 hex digits as Azure makes them, or other letters and
+/// digits — never a path.
+pub(crate) fn key_version(s: &str) -> std::result::Result<String, String> {
+    match (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        true => Ok(s.to_owned()),
+        false => Err("a key version is letters and digits, e.g. 7071fabc480c0ca186f786a9b78c9456".into()),
+    }
 }
 
 /// A vault error with its exit code and a hint.

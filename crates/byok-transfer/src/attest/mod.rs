@@ -124,8 +124,24 @@ fn invalid(path: &Path, e: &dyn std::fmt::Display) -> Error {
     Error::new(Step::Preflight, Kind::InvalidInput, format!("{}: {e}", path.display()))
 }
 
+/// Refuses a Key Vault, which has no attestation API, before anything is asked of it (a Managed HSM, or another
+/// host such as a local vault, may attest).
+pub fn attestable(vault: &byok_keyvault::Vault) -> Result<(), Error> {
+    if vault.kind() != byok_blob::VaultKind::KeyVault {
+        return Ok(());
+    }
+    let e = Error::new(
+        Step::Preflight,
+        Kind::Usage,
+        format!("{vault} is a Key Vault: it has no key attestation"),
+    );
+    Err(e.with_hint(
+        "only a Managed HSM attests its keys (--hsm-name); for Key Vault byok reports attributes.hsmPlatform",
+    ))
+}
+
 /// Fetches a key version's attestation (the latest version's without one) from the vault — a Managed HSM — and
-/// [`check`]s it.
+/// [`check`]s it, bound to the key id asked for unless `binding` names one: an answer about another key is refused.
 pub async fn fetch(
     conn: &byok_keyvault::Connection,
     name: &str,
@@ -133,6 +149,7 @@ pub async fn fetch(
     roots: &Roots,
     binding: &Binding,
 ) -> Result<AttestationReport, Error> {
+    attestable(conn.vault())?;
     let version = match version {
         Some(v) => v.to_owned(),
         None => {
@@ -147,7 +164,11 @@ pub async fn fetch(
         .get_attestation(name, &version)
         .await
         .map_err(|e| Error::vault(Step::Verify, e))?;
-    check(&json, roots, binding).map_err(|e| {
+    let mut binding = binding.clone();
+    if binding.kid.is_none() {
+        binding.kid = Some(format!("{}/keys/{name}/{version}", conn.vault().url()));
+    }
+    check(&json, roots, &binding).map_err(|e| {
         Error::new(
             Step::Verify,
             Kind::InvalidInput,
