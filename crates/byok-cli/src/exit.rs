@@ -129,14 +129,3 @@ impl From<byok_transfer::Error> for CliError {
 }
 
 pub(crate) type Result<T, E = CliError> = std::result::Result<T, E>;
-
-/// Attaches an exit code to any error, with a context line naming what failed.
-pub(crate) trait Classify<T> {
-    fn or_exit(self, exit: Exit, context: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T, E: std::error::Error + Send + Sync + 'static> Classify<T> for std::result::Result<T, E> {
-    fn or_exit(self, exit: Exit, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| CliError::new(exit, anyhow::Error::new(e).context(context())))
-    }
-}

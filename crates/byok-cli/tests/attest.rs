@@ -212,8 +212,10 @@ fn online_the_attestation_is_fetched_bound_to_the_key_asked_for_and_its_lies_ref
         2,
         "https://contoso.vault.azure.net is a Key Vault: it has no key attestation",
     );
+}
 
-    // A vault that answers with another key's attestation, or with a wrong id, is refused by the HSM-signed id.
+#[test]
+fn online_a_vault_that_lies_about_the_key_is_refused_by_what_the_hsm_signed() {
     for (fault, check) in [
         ("wrong-id", "key-id"),
         ("other-key", "public-key"),

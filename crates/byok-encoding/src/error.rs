@@ -97,6 +97,9 @@ pub enum Error {
     /// An unknown key type name.
     #[error("unknown key type `{0}` (expected RSA, EC or oct)")]
     UnknownKty(String),
+    /// A key type with a size or curve that does not describe a key byok can transfer.
+    #[error("{0}")]
+    KeySpec(&'static str),
 }
 
 impl Error {

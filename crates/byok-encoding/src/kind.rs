@@ -271,6 +271,25 @@ impl KeyKind {
             _ => None,
         }
     }
+
+    /// A kind from its type and, for RSA and AES, a size in bits (default RSA-2048, AES-256), or for EC a curve.
+    pub fn from_parts(kty: Kty, bits: Option<usize>, curve: Option<Curve>) -> Result<Self, Error> {
+        let refused = |why| Err(Error::KeySpec(why));
+        match (kty, bits, curve) {
+            (Kty::Rsa, bits, None) => RsaSize::from_bits(bits.unwrap_or(2048))
+                .map(Self::Rsa)
+                .map_or_else(|| refused("an RSA key is 2048, 3072 or 4096 bits"), Ok),
+            (Kty::Ec, None, Some(curve)) => Ok(Self::Ec(curve)),
+            (Kty::Ec, None, None) => refused("an EC key needs a curve"),
+            (Kty::Oct, bits, None) => Some(bits.unwrap_or(256))
+                .filter(|b| b % 8 == 0)
+                .and_then(|b| AesSize::from_bytes(b / 8))
+                .map(Self::Aes)
+                .map_or_else(|| refused("an AES (oct) key is 128, 192 or 256 bits"), Ok),
+            (Kty::Ec, Some(_), _) => refused("a size does not apply to an EC key: give its curve"),
+            (_, _, Some(_)) => refused("a curve applies to EC keys only"),
+        }
+    }
 }
 
 impl fmt::Display for KeyKind {
@@ -286,6 +305,22 @@ impl fmt::Display for KeyKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_from_parts_default_and_refuse_what_azure_cannot_import() {
+        let parts = |kty, bits, curve| KeyKind::from_parts(kty, bits, curve).map_err(|e| e.to_string());
+        assert_eq!(parts(Kty::Rsa, None, None), Ok(KeyKind::Rsa(RsaSize::Rsa2048)));
+        assert_eq!(parts(Kty::Rsa, Some(4096), None), Ok(KeyKind::Rsa(RsaSize::Rsa4096)));
+        assert_eq!(parts(Kty::Oct, None, None), Ok(KeyKind::Aes(AesSize::Aes256)));
+        assert_eq!(parts(Kty::Oct, Some(128), None), Ok(KeyKind::Aes(AesSize::Aes128)));
+        assert_eq!(parts(Kty::Ec, None, Some(Curve::P384)), Ok(KeyKind::Ec(Curve::P384)));
+        assert!(parts(Kty::Rsa, Some(1024), None).is_err_and(|e| e.contains("2048, 3072 or 4096")));
+        assert!(parts(Kty::Oct, Some(129), None).is_err_and(|e| e.contains("128, 192 or 256")));
+        assert!(parts(Kty::Oct, Some(512), None).is_err());
+        assert!(parts(Kty::Ec, None, None).is_err_and(|e| e.contains("needs a curve")));
+        assert!(parts(Kty::Ec, Some(256), Some(Curve::P256)).is_err_and(|e| e.contains("does not apply")));
+        assert!(parts(Kty::Rsa, None, Some(Curve::P256)).is_err_and(|e| e.contains("EC keys only")));
+    }
 
     #[test]
     fn curve_names_round_trip() {

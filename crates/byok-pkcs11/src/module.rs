@@ -20,8 +20,8 @@ pub struct ModuleConfig {
     pub init_args: Option<String>,
 }
 
-/// The library's own description.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The library's own description (serialised as `hsm info --output json` shows it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ModuleInfo {
     /// The module's path.
     pub path: PathBuf,
@@ -35,8 +35,8 @@ pub struct ModuleInfo {
     pub cryptoki_version: String,
 }
 
-/// A token in a slot.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A token in a slot (serialised as `hsm info --output json` shows it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TokenInfo {
     /// The slot id (it can change between runs: select tokens by label or serial).
     pub slot_id: u64,

@@ -52,6 +52,14 @@ pub fn read_pin(path: &Path) -> Result<byok_pkcs11::Pin> {
     Ok(byok_pkcs11::Pin::new(pin.to_owned()))
 }
 
+/// The permission bits of `path` when users other than its owner may access it (a PIN file they can read is a PIN
+/// they know: ssh refuses such key files).
+pub fn shared_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then_some(mode & 0o7777)
+}
+
 /// Reads a manifest, with its own limit.
 pub fn read_manifest(path: &Path) -> Result<Vec<u8>> {
     read_bounded(

@@ -1,8 +1,11 @@
 //! What a KEK says about a `.byok` blob without opening it: whether the ciphertext's parts fit the KEK, and what
 //! size of plaintext the key-wrap part can hold.
 
+use std::path::{Path, PathBuf};
+
 use byok_blob::ByokBlob;
 use byok_encoding::KekPublicKey;
+use serde::Serialize;
 
 /// How a blob fits a KEK.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +44,129 @@ pub fn fit(blob: &ByokBlob, kek: KekPublicKey) -> KekFit {
         rsa_part,
         kwp_part,
         problems,
+    }
+}
+
+/// What `inspect` shows of a blob: its header and, checked against a KEK, how it fits (docs/json-output.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The JSON document's format version.
+    pub format_version: u32,
+    /// The blob's file.
+    pub file: PathBuf,
+    /// The blob's `schema_version`.
+    pub schema_version: String,
+    /// The KEK it names.
+    pub kid: KidReport,
+    /// `dir`.
+    pub alg: &'static str,
+    /// `CKM_RSA_AES_KEY_WRAP`.
+    pub enc: &'static str,
+    /// What made it, as it says.
+    pub generator: Option<String>,
+    /// The ciphertext.
+    pub ciphertext: CiphertextReport,
+    /// How it fits the KEK, when one was given.
+    pub kek: Option<FitReport>,
+}
+
+/// The KEK's key identifier, in parts.
+#[derive(Clone, Debug, Serialize)]
+pub struct KidReport {
+    /// The whole identifier.
+    pub id: String,
+    /// `https://{host}`.
+    pub vault_url: String,
+    /// `key-vault`, `managed-hsm` or `other`.
+    pub vault_kind: &'static str,
+    /// The KEK's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+}
+
+/// The ciphertext's size and encoding.
+#[derive(Clone, Debug, Serialize)]
+pub struct CiphertextReport {
+    /// Its length.
+    pub bytes: usize,
+    /// How the blob encodes it.
+    pub encoding: &'static str,
+    /// The RSA part's possible lengths (one per KEK size that leaves room for a KWP part).
+    pub possible_rsa_part_bytes: Vec<usize>,
+}
+
+/// How the blob fits a KEK ([`KekFit`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct FitReport {
+    /// The KEK's modulus bits.
+    pub size_bits: usize,
+    /// SHA-256 of its SubjectPublicKeyInfo.
+    pub fingerprint_sha256: String,
+    /// The `kid` its file names, if any.
+    pub kid: Option<String>,
+    /// The RSA part's length for it.
+    pub rsa_part_bytes: usize,
+    /// The KWP part's length.
+    pub kwp_part_bytes: Option<usize>,
+    /// What the KWP part can hold.
+    pub plaintext: Option<PlaintextReport>,
+    /// Whether everything fits.
+    pub consistent: bool,
+    /// What does not.
+    pub problems: Vec<String>,
+}
+
+/// The plaintext lengths a KWP part can hold ([`plaintext_range`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct PlaintextReport {
+    /// At least.
+    pub min_bytes: usize,
+    /// At most.
+    pub max_bytes: usize,
+    /// What such a plaintext usually is.
+    pub likely: Option<&'static str>,
+}
+
+/// The [`Report`] of `blob`, read from `file`, and of its fit to a KEK.
+pub fn report(file: &Path, blob: &ByokBlob, fit: Option<&KekFit>) -> Report {
+    let kid = blob.kid();
+    Report {
+        format_version: 1,
+        file: file.to_owned(),
+        schema_version: blob.schema_version().to_owned(),
+        kid: KidReport {
+            id: kid.to_string(),
+            vault_url: kid.vault_url().to_owned(),
+            vault_kind: kid.vault_kind().id(),
+            name: kid.name().to_owned(),
+            version: kid.version().to_owned(),
+        },
+        alg: byok_blob::ALG,
+        enc: byok_blob::ENC,
+        generator: blob.generator().map(str::to_owned),
+        ciphertext: CiphertextReport {
+            bytes: blob.ciphertext().len(),
+            encoding: blob.ciphertext_encoding().name(),
+            possible_rsa_part_bytes: blob.possible_rsa_part_lengths(),
+        },
+        kek: fit.map(|c| FitReport {
+            size_bits: c.kek.size().bits(),
+            fingerprint_sha256: c.kek.fingerprint_sha256(),
+            kid: c.kek.kid().map(str::to_owned),
+            rsa_part_bytes: c.rsa_part,
+            kwp_part_bytes: c.kwp_part,
+            plaintext: c.kwp_part.filter(|k| k % 8 == 0).map(|kwp| {
+                let (min_bytes, max_bytes, likely) = plaintext_range(kwp);
+                PlaintextReport {
+                    min_bytes,
+                    max_bytes,
+                    likely,
+                }
+            }),
+            consistent: c.problems.is_empty(),
+            problems: c.problems.clone(),
+        }),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod files;
 mod import;
 pub mod inspect;
 mod kek;
+mod keyfile;
 pub mod locks;
 mod observe;
 mod plan;
@@ -23,6 +24,7 @@ pub use blob::{Blob, HsmBlob, wrap_in_hsm, wrap_in_software};
 pub use error::{Error, Kind, Result, Step};
 pub use import::{BlobImported, check_blob_kek, import_blob};
 pub use kek::{KekChoice, KekPolicy, obtain as obtain_kek};
+pub use keyfile::{kek_kid, read_kek, read_target};
 pub use observe::{Event, Observer, Quiet, STEPS};
 pub use plan::Plan;
 pub use record::{

@@ -33,6 +33,17 @@ pub enum Verification {
     },
 }
 
+/// The verdict in a few words: `verified: …`, `NOT VERIFIED: …`, `MISMATCH: …`.
+impl std::fmt::Display for Verification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Verified { detail, .. } => write!(f, "verified: {detail}"),
+            Self::NotVerifiable { reason } => write!(f, "NOT VERIFIED: {reason}"),
+            Self::Mismatch { detail, .. } => write!(f, "MISMATCH: {detail}"),
+        }
+    }
+}
+
 /// What the vault's key must match, taken from the HSM before anything is sent.
 #[derive(Clone, Debug)]
 pub struct Expectation {

@@ -87,12 +87,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     };
     let json = serde_json::to_value(&report).map_err(|e| CliError::msg(Exit::Internal, e))?;
     ui.result(&render(&report), &json).map_err(stdout_error)?;
-    let failed: Vec<&str> = report
-        .checks
-        .iter()
-        .filter(|c| c.result == "failed")
-        .map(|c| c.check.as_str())
-        .collect();
+    let failed = report.failed();
     match failed.is_empty() {
         true => Ok(()),
         false => Err(CliError::msg(

@@ -231,14 +231,12 @@ fn dry_run(
 
 /// The summary line (or JSON), and the exit code it means.
 fn report(ui: Ui, summary: &Summary, signal: u8, args: &Args) -> Result<()> {
-    let token_gone = summary.token_gone.clone();
     // A fail-fast stop cancels too, without a signal.
     let stopped_by = (summary.cancelled && signal != 0).then_some(match signal {
         1 => (Exit::HungUp, "SIGHUP"),
         15 => (Exit::Terminated, "SIGTERM"),
         _ => (Exit::Interrupted, "SIGINT"),
     });
-    let signal_name = stopped_by.map(|(_, name)| name);
     let Summary {
         total,
         done,
@@ -248,22 +246,20 @@ fn report(ui: Ui, summary: &Summary, signal: u8, args: &Args) -> Result<()> {
         seconds,
         ..
     } = *summary;
-    let finished = summary.finished();
+    let (finished, token_gone) = (summary.finished(), &summary.token_gone);
     let rate = finished as f64 / seconds.max(1e-3);
-    let json = json!({
-        "summary": {
+    if ui.is_json() {
+        let json = json!({ "summary": {
             "total": total, "done": done, "skipped": skipped, "failed": failed, "mismatched": mismatched,
             "not_started": total - finished, "seconds": seconds, "keys_per_second": rate,
-            "interrupted": stopped_by.is_some(), "signal": signal_name, "token_gone": token_gone,
-        }
-    });
-    if ui.is_json() {
+            "interrupted": stopped_by.is_some(), "signal": stopped_by.map(|(_, name)| name), "token_gone": token_gone,
+        }});
         ui.json_line(&json).map_err(crate::stdout_error)?;
     } else {
+        let counts = format!("{done} done, {skipped} skipped, {failed} failed, {mismatched} mismatched");
+        let not_started = total - finished;
         ui.note(&format!(
-            "{done} done, {skipped} skipped, {failed} failed, {mismatched} mismatched, {} not started — {finished} keys in {:.1} s ({rate:.1}/s)",
-            total - finished,
-            seconds
+            "{counts}, {not_started} not started — {finished} keys in {seconds:.1} s ({rate:.1}/s)"
         ));
     }
     let resume_hint = match &args.resume {
@@ -283,19 +279,13 @@ fn report(ui: Ui, summary: &Summary, signal: u8, args: &Args) -> Result<()> {
         return Err(CliError::msg(exit, message).hint(resume_hint));
     }
     if let Some(gone) = token_gone {
-        return Err(CliError::msg(
-            Exit::Hsm,
-            format!("stopped after {finished} keys: {gone}; the keys in flight finished"),
-        )
-        .hint(format!(
-            "reconnect the token (or restart the HSM client), then {resume_hint}"
-        )));
+        let message = format!("stopped after {finished} keys: {gone}; the keys in flight finished");
+        let hint = format!("reconnect the token (or restart the HSM client), then {resume_hint}");
+        return Err(CliError::msg(Exit::Hsm, message).hint(hint));
     }
     if mismatched > 0 {
-        return Err(CliError::msg(
-            Exit::Verification,
-            format!("{mismatched} keys in the vault differ from the HSM's: do not use those versions"),
-        ));
+        let message = format!("{mismatched} keys in the vault differ from the HSM's: do not use those versions");
+        return Err(CliError::msg(Exit::Verification, message));
     }
     if failed > 0 || finished < total {
         return Err(CliError::msg(Exit::Partial, format!("{failed} of {total} keys failed")).hint(resume_hint));

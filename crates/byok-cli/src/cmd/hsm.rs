@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use byok_encoding::{AesSize, Curve, KeyKind, Kty, RsaSize};
+use byok_encoding::{Curve, KeyKind, Kty};
 use byok_pkcs11::{Error as HsmError, KeyInfo, Module, ModuleConfig, Pin, Pkcs11Uri, TokenSession};
 use serde_json::json;
 
@@ -15,12 +15,12 @@ use byok_transfer::files;
 /// How to reach the HSM. Shared by `wrap --key` and every `hsm` subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct HsmArgs {
-    /// The PKCS#11 module (shared library). Also: $BYOK_PKCS11_MODULE, or module-path= in the URI.
-    #[arg(long, value_name = "LIB")]
+    /// The PKCS#11 module (shared library); else module-path= in the URI.
+    #[arg(long, value_name = "LIB", env = "BYOK_PKCS11_MODULE", hide_env_values = true)]
     pkcs11_module: Option<PathBuf>,
 
-    /// Library parameters for C_Initialize (NSS softokn needs them). Also: $BYOK_PKCS11_INIT_ARGS.
-    #[arg(long, value_name = "STRING")]
+    /// Library parameters for C_Initialize (NSS softokn needs them).
+    #[arg(long, value_name = "STRING", env = "BYOK_PKCS11_INIT_ARGS", hide_env_values = true)]
     pkcs11_init_args: Option<String>,
 
     /// Read the user PIN from this environment variable.
@@ -80,22 +80,18 @@ pub(crate) fn parse_uri(s: &str) -> std::result::Result<Pkcs11Uri, String> {
 }
 
 impl HsmArgs {
-    /// Loads the module named by the flag, the environment, or the URI, in that order.
+    /// Loads the module named by the flag (or its environment variable), else by the URI.
     pub(crate) fn module(&self, uri: Option<&Pkcs11Uri>) -> Result<Module> {
         let path = self
             .pkcs11_module
             .clone()
-            .or_else(|| std::env::var_os("BYOK_PKCS11_MODULE").map(PathBuf::from))
             .or_else(|| uri.and_then(|u| u.module_path.clone()))
             .ok_or_else(|| {
                 CliError::msg(Exit::Usage, "no PKCS#11 module given").hint(
                     "pass --pkcs11-module /path/to/lib.so, set BYOK_PKCS11_MODULE, or add ?module-path=… to the URI",
                 )
             })?;
-        let init_args = self
-            .pkcs11_init_args
-            .clone()
-            .or_else(|| std::env::var("BYOK_PKCS11_INIT_ARGS").ok());
+        let init_args = self.pkcs11_init_args.clone();
         Module::load(&ModuleConfig { path, init_args }).map_err(error)
     }
 
@@ -141,18 +137,14 @@ impl HsmArgs {
     }
 }
 
-/// A PIN file other users can read is a PIN they know (ssh refuses such key files; byok warns, even with --quiet).
+/// A PIN file other users can read: byok warns, even with --quiet.
 fn warn_if_shared(path: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        crate::ui::stderr_line(&format!(
-            "warning: the PIN file {} is accessible by other users (mode {:04o}); restrict it: chmod 600 {}",
-            path.display(),
-            meta.permissions().mode() & 0o7777,
-            path.display()
-        ));
+    if let Some(mode) = files::shared_mode(path) {
+        let (shown, mode) = (path.display(), mode);
+        let line = format!(
+            "warning: the PIN file {shown} is accessible by other users (mode {mode:04o}); restrict it: chmod 600 {shown}"
+        );
+        crate::ui::stderr_line(&line);
     }
 }
 
@@ -209,13 +201,13 @@ pub(crate) struct VerifyArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct KeySpecArgs {
     /// RSA, EC or oct.
-    #[arg(long, value_parser = |s: &str| s.parse::<Kty>().map_err(|e| e.to_string()))]
+    #[arg(long, value_parser = str::parse::<Kty>)]
     kty: Kty,
     /// RSA modulus bits (2048, 3072, 4096; default 2048) or AES key bits (128, 192, 256; default 256).
     #[arg(long)]
     size: Option<usize>,
     /// EC curve: P-256, P-384, P-521, P-256K.
-    #[arg(long, value_parser = |s: &str| s.parse::<Curve>().map_err(|e| e.to_string()))]
+    #[arg(long, value_parser = str::parse::<Curve>)]
     curve: Option<Curve>,
 }
 
@@ -278,7 +270,6 @@ fn info(ui: Ui, args: &InfoArgs) -> Result<()> {
         lib.cryptoki_version,
         lib.manufacturer
     );
-    let mut tokens_json = Vec::new();
     for t in &tokens {
         human.push_str(&format!(
             "token    `{}` serial {} — {} (slot {}{})\n",
@@ -288,10 +279,6 @@ fn info(ui: Ui, args: &InfoArgs) -> Result<()> {
             t.slot_id,
             if t.initialized { "" } else { ", not initialized" }
         ));
-        tokens_json.push(json!({
-            "label": t.label, "serial": t.serial, "manufacturer": t.manufacturer, "model": t.model,
-            "firmware": t.firmware, "slot_id": t.slot_id, "initialized": t.initialized, "login_required": t.login_required,
-        }));
     }
     let mut self_test = serde_json::Value::Null;
     if let Some(uri) = &args.token {
@@ -314,13 +301,7 @@ fn info(ui: Ui, args: &InfoArgs) -> Result<()> {
             "auto": report.best().map(|p| p.name()),
         });
     }
-    let json = json!({
-        "format_version": 1,
-        "module": { "path": lib.path, "manufacturer": lib.manufacturer, "description": lib.description,
-                    "version": lib.version, "cryptoki_version": lib.cryptoki_version },
-        "tokens": tokens_json,
-        "self_test": self_test,
-    });
+    let json = json!({ "format_version": 1, "module": lib, "tokens": tokens, "self_test": self_test });
     ui.result(&human, &json).map_err(stdout_error)
 }
 
@@ -390,40 +371,22 @@ fn verify(ui: Ui, args: &VerifyArgs) -> Result<()> {
 
 impl KeySpecArgs {
     fn kind(&self) -> Result<KeyKind> {
-        let usage = |m: &str| CliError::msg(Exit::Usage, m.to_owned());
-        Ok(match (self.kty, self.size, self.curve) {
-            (Kty::Rsa, size, None) => KeyKind::Rsa(
-                RsaSize::from_bits(size.unwrap_or(2048))
-                    .ok_or_else(|| usage("--size for RSA is 2048, 3072 or 4096"))?,
-            ),
-            (Kty::Ec, None, curve) => KeyKind::Ec(curve.ok_or_else(|| usage("--curve is required for EC"))?),
-            (Kty::Oct, size, None) => KeyKind::Aes(
-                AesSize::from_bytes(size.unwrap_or(256) / 8)
-                    .filter(|_| size.unwrap_or(256) % 8 == 0)
-                    .ok_or_else(|| usage("--size for oct is 128, 192 or 256"))?,
-            ),
-            (Kty::Ec, Some(_), _) => return Err(usage("--size does not apply to EC; use --curve")),
-            (_, _, Some(_)) => return Err(usage("--curve applies to EC only")),
-        })
+        KeyKind::from_parts(self.kty, self.size, self.curve).map_err(|e| CliError::msg(Exit::Usage, e))
     }
 }
 
 fn generate(ui: Ui, args: &GenerateArgs) -> Result<()> {
-    let usage = |m: &str| CliError::msg(Exit::Usage, m.to_owned());
     let kind = args.spec.kind()?;
-    let id = match &args.id {
-        Some(h) => hex::decode(h)
-            .ok()
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| usage("--id must be hexadecimal bytes, e.g. 0a1b"))?,
-        None => {
-            let mut id = [0u8; 8];
-            getrandom::fill(&mut id)
-                .map_err(|e| CliError::msg(Exit::Internal, format!("the OS random generator failed: {e}")))?;
-            id.to_vec()
-        }
-    };
+    let id = args.id.as_deref().map(|h| {
+        let id = hex::decode(h).ok().filter(|id| !id.is_empty());
+        id.ok_or_else(|| CliError::msg(Exit::Usage, "--id must be hexadecimal bytes, e.g. 0a1b"))
+    });
+    let id = id.transpose()?;
     args.hsm.with_session(&args.token, |s| {
+        let id = match &id {
+            Some(id) => id.clone(),
+            None => s.random_id().map_err(error)?,
+        };
         let key = if matches!(kind, KeyKind::Rsa(_)) {
             let message = format!("generating {kind} in `{}`; this takes a few seconds", s.token().label);
             ui.spin(&message, || s.generate(kind, &args.label, &id))

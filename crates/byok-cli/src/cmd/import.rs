@@ -89,10 +89,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE")]
     byok_file: PathBuf,
     /// The key type inside the blob: RSA, EC or oct (sent as RSA-HSM, EC-HSM, oct-HSM).
-    #[arg(long, value_parser = |s: &str| s.parse::<Kty>().map_err(|e| e.to_string()))]
+    #[arg(long, value_parser = str::parse::<Kty>)]
     kty: Kty,
     /// The curve, for EC keys only: P-256, P-384, P-521, P-256K.
-    #[arg(long, value_parser = |s: &str| s.parse::<Curve>().map_err(|e| e.to_string()))]
+    #[arg(long, value_parser = str::parse::<Curve>)]
     curve: Option<Curve>,
     #[command(flatten)]
     properties: KeyPropertiesArgs,

@@ -3,15 +3,12 @@
 use std::path::PathBuf;
 
 use byok_blob::ByokBlob;
-use byok_encoding::KekPublicKey;
-use serde_json::json;
 
-use crate::cmd::key_error;
 use crate::exit::{CliError, Exit, Result};
 use crate::stdout_error;
 use crate::ui::Ui;
 use byok_transfer::files;
-use byok_transfer::inspect::{self, KekFit};
+use byok_transfer::inspect::{self, FitReport, KekFit};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -33,15 +30,11 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     }
     let blob = files::parse_blob(&args.file, &bytes)?;
     let check = match &args.kek_file {
-        Some(path) => {
-            let kek_bytes = files::read_input(path, "KEK file")?;
-            let kek = KekPublicKey::parse(&kek_bytes).map_err(|e| key_error(e, path, "KEK file"))?;
-            Some(inspect::fit(&blob, kek))
-        }
+        Some(path) => Some(inspect::fit(&blob, byok_transfer::read_kek(path)?)),
         None => None,
     };
 
-    let (human, json) = render(args, &blob, check.as_ref());
+    let (human, json) = render(args, &blob, check.as_ref())?;
     ui.result(&human, &json).map_err(stdout_error)?;
     match (check, &args.kek_file) {
         (Some(c), Some(kek_file)) if !c.problems.is_empty() => Err(CliError::msg(
@@ -58,10 +51,9 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     }
 }
 
-fn render(args: &Args, blob: &ByokBlob, check: Option<&KekFit>) -> (String, serde_json::Value) {
+fn render(args: &Args, blob: &ByokBlob, check: Option<&KekFit>) -> Result<(String, serde_json::Value)> {
+    let report = inspect::report(&args.file, blob, check);
     let kid = blob.kid();
-    let len = blob.ciphertext().len();
-    let candidates = blob.possible_rsa_part_lengths();
     let mut h = format!(
         "{file}\n  schema_version  {schema}\n  kid             {kid}\n    vault         {vault} ({kind})\n    \
          KEK name      {name}\n    KEK version   {version}\n  alg / enc       dir / CKM_RSA_AES_KEY_WRAP\n  \
@@ -73,11 +65,17 @@ fn render(args: &Args, blob: &ByokBlob, check: Option<&KekFit>) -> (String, serd
         name = kid.name(),
         version = kid.version(),
         generator = blob.generator().unwrap_or("(not stated)"),
-        encoding = blob.ciphertext_encoding().name(),
+        len = report.ciphertext.bytes,
+        encoding = report.ciphertext.encoding,
     );
-    let kek_json = match check {
+    match &report.kek {
         None => {
-            let list: Vec<String> = candidates.iter().map(usize::to_string).collect();
+            let list: Vec<String> = report
+                .ciphertext
+                .possible_rsa_part_bytes
+                .iter()
+                .map(usize::to_string)
+                .collect();
             let list = match list.split_last() {
                 Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
                 _ => list.join(""),
@@ -85,67 +83,32 @@ fn render(args: &Args, blob: &ByokBlob, check: Option<&KekFit>) -> (String, serd
             h.push_str(&format!(
                 "    RSA part      {list} bytes, depending on the KEK (pass --kek-file to check)\n"
             ));
-            serde_json::Value::Null
         }
-        Some(c) => render_fit(&mut h, c),
-    };
-    let json = json!({
-        "format_version": 1,
-        "file": args.file,
-        "schema_version": blob.schema_version(),
-        "kid": {
-            "id": kid.to_string(),
-            "vault_url": kid.vault_url(),
-            "vault_kind": kid.vault_kind().id(),
-            "name": kid.name(),
-            "version": kid.version(),
-        },
-        "alg": byok_blob::ALG,
-        "enc": byok_blob::ENC,
-        "generator": blob.generator(),
-        "ciphertext": {
-            "bytes": len,
-            "encoding": blob.ciphertext_encoding().name(),
-            "possible_rsa_part_bytes": candidates,
-        },
-        "kek": kek_json,
-    });
-    (h, json)
+        Some(fit) => render_fit(&mut h, fit, check.map(|c| c.kek.size())),
+    }
+    let json = serde_json::to_value(&report).map_err(|e| CliError::msg(Exit::Internal, e))?;
+    Ok((h, json))
 }
 
-/// The KEK's lines of the human text, and its JSON.
-fn render_fit(h: &mut String, c: &KekFit) -> serde_json::Value {
+/// The KEK's lines of the human text.
+fn render_fit(h: &mut String, c: &FitReport, size: Option<byok_encoding::RsaSize>) {
+    let size = size.map(|s| s.to_string()).unwrap_or_default();
     h.push_str(&format!(
-        "  KEK file        {}, SHA-256 {}\n    RSA part      {} bytes\n",
-        c.kek.size(),
-        c.kek.fingerprint_sha256(),
-        c.rsa_part
+        "  KEK file        {size}, SHA-256 {}\n    RSA part      {} bytes\n",
+        c.fingerprint_sha256, c.rsa_part_bytes
     ));
-    let mut plaintext = serde_json::Value::Null;
-    if let Some(kwp) = c.kwp_part.filter(|k| k % 8 == 0) {
-        let (min, max, guess) = inspect::plaintext_range(kwp);
+    if let (Some(kwp), Some(p)) = (c.kwp_part_bytes, &c.plaintext) {
         h.push_str(&format!(
-            "    KWP part      {kwp} bytes: a plaintext of {min} to {max} bytes"
+            "    KWP part      {kwp} bytes: a plaintext of {} to {} bytes",
+            p.min_bytes, p.max_bytes
         ));
-        if let Some(g) = guess {
+        if let Some(g) = p.likely {
             h.push_str(&format!(", likely {g}"));
         }
         h.push('\n');
-        plaintext = json!({ "min_bytes": min, "max_bytes": max, "likely": guess });
     }
-    if c.problems.is_empty() {
-        h.push_str("  consistent      yes: the sizes fit this KEK\n");
-    } else {
-        h.push_str(&format!("  consistent      NO: {}\n", c.problems.join("; ")));
+    match c.consistent {
+        true => h.push_str("  consistent      yes: the sizes fit this KEK\n"),
+        false => h.push_str(&format!("  consistent      NO: {}\n", c.problems.join("; "))),
     }
-    json!({
-        "size_bits": c.kek.size().bits(),
-        "fingerprint_sha256": c.kek.fingerprint_sha256(),
-        "kid": c.kek.kid(),
-        "rsa_part_bytes": c.rsa_part,
-        "kwp_part_bytes": c.kwp_part,
-        "plaintext": plaintext,
-        "consistent": c.problems.is_empty(),
-        "problems": c.problems,
-    })
 }

@@ -32,7 +32,7 @@ pub(crate) enum Command {
         #[arg(long, value_parser = vault::key_name)]
         name: String,
         /// A specific version (default: the latest).
-        #[arg(long)]
+        #[arg(long, value_parser = vault::key_version)]
         version: Option<String>,
         /// Where to write the public key.
         #[arg(long, value_name = "FILE")]

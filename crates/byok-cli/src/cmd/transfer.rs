@@ -156,18 +156,12 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
 fn finish(ui: Ui, done: &Transferred, args: &Args) -> Result<()> {
     let Transferred { record, verification } = done;
     let kid = record.kid().unwrap_or_default();
-    let verdict = match verification {
-        Verification::Verified { detail, .. } => format!("verified: {detail}"),
-        Verification::NotVerifiable { reason } => format!("NOT VERIFIED: {reason}"),
-        Verification::Mismatch { detail, .. } => format!("MISMATCH: {detail}"),
-        other => format!("{other:?}"),
-    };
     let (kty, kind) = record
         .key
         .as_ref()
         .map_or(("", ""), |k| (k.kty.as_str(), k.kind.as_str()));
     let mut human = format!(
-        "transferred {kid}\n  key         {kty} {kind}\n  KEK         {}\n  wrap        {}\n  blob        SHA-256 {}\n  verification {verdict}\n",
+        "transferred {kid}\n  key         {kty} {kind}\n  KEK         {}\n  wrap        {}\n  blob        SHA-256 {}\n  verification {verification}\n",
         record.kek.kid,
         record.wrap.path,
         record.blob.sha256.as_deref().unwrap_or_default(),

@@ -4,15 +4,14 @@
 use std::path::PathBuf;
 
 use byok_blob::KeyId;
-use byok_encoding::{Error as EncodingError, KekPublicKey, Kty, TargetKey};
+use byok_encoding::{KekPublicKey, Kty};
 use byok_pkcs11::{KeyKindInfo, Pkcs11Uri, WrapChoice, WrapOptions, WrapPath};
 use byok_transfer::{Blob, files};
 use serde_json::json;
 
 use crate::cmd::hsm::{self, HsmArgs};
-use crate::cmd::key_error;
 use crate::cmd::transfer::tool;
-use crate::exit::{Classify, CliError, Exit, Result};
+use crate::exit::{CliError, Exit, Result};
 use crate::stdout_error;
 use crate::ui::Ui;
 
@@ -30,7 +29,7 @@ pub(crate) struct Args {
 
     /// The KEK's versioned key identifier (https://{vault}/keys/{name}/{version}). Optional when --kek-file is a
     /// JWK that carries its `kid`.
-    #[arg(long, value_name = "KID", value_parser = parse_kid)]
+    #[arg(long, value_name = "KID", value_parser = KeyId::parse)]
     kek_kid: Option<KeyId>,
 
     /// The key in the HSM, as an RFC 7512 URI: pkcs11:token=LABEL;object=LABEL[;id=%01][;type=private]
@@ -50,7 +49,7 @@ pub(crate) struct Args {
     out: PathBuf,
 
     /// The key type: RSA, EC or oct. Detected for RSA and EC; required for oct key files.
-    #[arg(long, value_name = "KTY", value_parser = parse_kty)]
+    #[arg(long, value_name = "KTY", value_parser = str::parse::<Kty>)]
     kty: Option<Kty>,
 
     /// Replace --out if it exists.
@@ -86,14 +85,6 @@ impl WrapArgs {
     }
 }
 
-fn parse_kid(s: &str) -> std::result::Result<KeyId, String> {
-    KeyId::parse(s).map_err(|e| e.to_string())
-}
-
-fn parse_kty(s: &str) -> std::result::Result<Kty, String> {
-    s.parse::<Kty>().map_err(|e| e.to_string())
-}
-
 fn parse_choice(s: &str) -> std::result::Result<WrapChoice, String> {
     if s == "auto" {
         return Ok(WrapChoice::Auto);
@@ -115,8 +106,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         return Err(software_refusal());
     }
     files::check_writable(&args.out, args.force)?;
-    let kek_bytes = files::read_input(&args.kek_file, "KEK file")?;
-    let kek = KekPublicKey::parse(&kek_bytes).map_err(|e| key_error(e, &args.kek_file, "KEK file"))?;
+    let kek = byok_transfer::read_kek(&args.kek_file)?;
     let kid = resolve_kid(ui, args, &kek)?;
     ui.verbose(&format!(
         "KEK {kid}: {}, SHA-256 {}",
@@ -211,19 +201,6 @@ fn software_refusal() -> CliError {
 }
 
 fn resolve_kid(ui: Ui, args: &Args, kek: &KekPublicKey) -> Result<KeyId> {
-    let kid = match (&args.kek_kid, kek.kid()) {
-        (Some(kid), _) => kid.clone(),
-        (None, Some(jwk_kid)) => KeyId::parse(jwk_kid).or_exit(Exit::InvalidInput, || {
-            format!("the `kid` in the KEK file {} is unusable", args.kek_file.display())
-        })?,
-        (None, None) => {
-            return Err(CliError::msg(
-                Exit::Usage,
-                "--kek-kid is required: the KEK file does not name its key identifier",
-            )
-            .hint("pass the KEK's versioned id, as `az keyvault key show --query key.kid` prints it"));
-        }
-    };
     if let (Some(given), Some(jwk_kid)) = (&args.kek_kid, kek.kid())
         && given.to_string() != jwk_kid
     {
@@ -231,7 +208,7 @@ fn resolve_kid(ui: Ui, args: &Args, kek: &KekPublicKey) -> Result<KeyId> {
             "--kek-kid {given} differs from the kid in the KEK file ({jwk_kid}); using --kek-kid"
         ));
     }
-    Ok(kid)
+    Ok(byok_transfer::kek_kid(args.kek_kid.as_ref(), kek, &args.kek_file)?)
 }
 
 fn from_hsm(ui: Ui, args: &Args, uri: &Pkcs11Uri, kek: &KekPublicKey, kid: &KeyId) -> Result<Produced> {
@@ -277,8 +254,7 @@ fn from_file(ui: Ui, args: &Args, file: &std::path::Path, kek: &KekPublicKey, ki
     if !args.allow_software_key {
         return Err(software_refusal());
     }
-    let key_bytes = zeroize::Zeroizing::new(files::read_input(file, "target key file")?);
-    let target = read_target(&key_bytes, args.kty, file)?;
+    let target = byok_transfer::read_target(file, args.kty)?;
     ui.warn(&format!(
         "wrapping {} read from {}: this key exists in plaintext outside an HSM (--allow-software-key)",
         target.kind(),
@@ -290,33 +266,4 @@ fn from_file(ui: Ui, args: &Args, file: &std::path::Path, kek: &KekPublicKey, ki
         source: json!("software"),
         source_line: format!("software key file {}", file.display()),
     })
-}
-
-fn read_target(bytes: &[u8], kty: Option<Kty>, file: &std::path::Path) -> Result<TargetKey> {
-    let target = match kty {
-        Some(Kty::Oct) => TargetKey::from_aes_bytes(bytes).map_err(|e| key_error(e, file, "target key file"))?,
-        _ => TargetKey::from_private_key_file(bytes).map_err(|e| {
-            let raw_aes_length = matches!(bytes.len(), 16 | 24 | 32);
-            let err = key_error(e.clone(), file, "target key file");
-            match e {
-                EncodingError::UnrecognizedFormat { .. } if raw_aes_length && kty.is_none() => {
-                    err.hint(format!("if this is a raw AES-{} key, pass --kty oct", bytes.len() * 8))
-                }
-                _ => err,
-            }
-        })?,
-    };
-    if let Some(kty) = kty
-        && target.kind().kty() != kty
-    {
-        return Err(CliError::msg(
-            Exit::InvalidInput,
-            format!(
-                "the target key file {} holds {}, but --kty says {kty}",
-                file.display(),
-                target.kind()
-            ),
-        ));
-    }
-    Ok(target)
 }

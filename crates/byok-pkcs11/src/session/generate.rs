@@ -9,6 +9,11 @@ use crate::Error;
 use super::{KeyInfo, TokenSession};
 
 impl TokenSession<'_> {
+    /// A fresh CKA_ID for a new key: 8 bytes from the token's random generator.
+    pub fn random_id(&self) -> Result<Vec<u8>, Error> {
+        Ok(self.session.generate_random_vec(8)?)
+    }
+
     /// Generates a key in the token, extractable (BYOK needs it) and sensitive. Refuses a label already in use.
     pub fn generate(&self, kind: KeyKind, label: &str, id: &[u8]) -> Result<KeyInfo, Error> {
         let existing = self

@@ -53,6 +53,14 @@ pub struct AttestationReport {
     pub attestation: Option<Verified>,
 }
 
+impl AttestationReport {
+    /// The names of the checks that failed.
+    pub fn failed(&self) -> Vec<&str> {
+        let failed = self.checks.iter().filter(|c| c.result == "failed");
+        failed.map(|c| c.check.as_str()).collect()
+    }
+}
+
 /// The roots to trust: Marvell's, or only the root public key (PEM) in `root` — a local vault's test root.
 pub fn trust(root: Option<&Path>) -> Result<Roots, Error> {
     let Some(path) = root else {
