@@ -132,9 +132,30 @@ impl Token {
     }
 }
 
+/// `wrap --kek-file KEK --kek-kid KID --key URI --out OUT`: the arguments of a wrap to a KEK file in the tests.
+pub fn wrap_args<'a>(kek: &'a str, uri: &'a str, out: &'a str) -> [&'a str; 9] {
+    [
+        "wrap",
+        "--kek-file",
+        kek,
+        "--kek-kid",
+        crate::KID,
+        "--key",
+        uri,
+        "--out",
+        out,
+    ]
+}
+
 /// The fault-injecting PKCS#11 module (`tests/pkcs11-shim`), built on first use, and the SoftHSM module it forwards
 /// to. Faults are chosen by `BYOK_SHIM_*` variables in the environment of the process that loads it.
 pub fn shim_over_softhsm() -> (PathBuf, PathBuf) {
+    let softhsm = PathBuf::from(env()["softhsm"]["module"].as_str().expect("module"));
+    (shim_over(), softhsm)
+}
+
+/// The shim module itself, built on first use; `BYOK_SHIM_TARGET` names the module it forwards to.
+pub fn shim_over() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let shim = BUILT.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -151,6 +172,5 @@ pub fn shim_over_softhsm() -> (PathBuf, PathBuf) {
         assert!(path.is_file(), "{} is missing", path.display());
         path
     });
-    let softhsm = PathBuf::from(env()["softhsm"]["module"].as_str().expect("module"));
-    (shim.clone(), softhsm)
+    shim.clone()
 }

@@ -5,6 +5,8 @@
 //! - openCryptoki 3.27 (Debian forky) in a `debootstrap` root cached at `/var/cache/byok/opencryptoki-forky`
 //!   (override with `BYOK_OCK_ROOT`), with `pkcsslotd` running and a soft token `byok-ock`.
 //!
+//! - p11-kit's proxy and tool (Debian `p11-kit-modules`, `p11-kit`); the `softhsm2` package registers SoftHSM with it.
+//!
 //! Also imports the fixture keys the refusal tests need (SoftHSM makes imported keys non-extractable).
 
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use crate::util::{self, apt_install, capture, ensure_openssl, ensure_python, exe
 
 pub(crate) const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 pub(crate) const NSS_MODULE: &str = "/usr/lib/x86_64-linux-gnu/libsoftokn3.so";
+const P11KIT_PROXY: &str = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so";
 const OCK_MODULE: &str = "/usr/lib/x86_64-linux-gnu/opencryptoki/libopencryptoki.so.0";
 const SOFTHSM_PIN: &str = "1234";
 const OCK_SO_PIN: &str = "11223344";
@@ -38,6 +41,14 @@ pub(crate) fn setup() -> Result<PathBuf> {
     }
     if !works(Command::new("certutil").arg("-H")) && !Path::new("/usr/bin/certutil").exists() {
         missing.push("libnss3-tools");
+    }
+    // p11-kit's proxy (`p11-kit-modules`) and tool: the tests choose SoftHSM by its registered name and through the
+    // proxy.
+    if !Path::new(P11KIT_PROXY).exists() {
+        missing.push("p11-kit-modules");
+    }
+    if !works(Command::new("p11-kit").arg("list-modules")) {
+        missing.push("p11-kit");
     }
     if !Path::new("/usr/sbin/debootstrap").exists() {
         missing.push("debootstrap");

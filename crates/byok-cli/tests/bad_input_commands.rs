@@ -569,7 +569,8 @@ fn cases() -> Vec<Case> {
             transfer(&["--wrap-mechanism", "rsa-pkcs1"]),
             2,
             "error: invalid value 'rsa-pkcs1' for '--wrap-mechanism <PATH>': unknown wrap mechanism `rsa-pkcs1` \
-             (expected auto, rsa-aes-key-wrap, two-step-kwp or two-step-pad)",
+             (expected auto or one of rsa-aes-key-wrap, two-step-kwp, two-step-luna-kwp, two-step-cloudhsm-kwp, \
+             two-step-nss-pad, two-step-pad)",
         ),
         // batch.
         case(

@@ -60,6 +60,8 @@ return_values! {
     DeviceError,
     /// CKR_DEVICE_REMOVED.
     DeviceRemoved,
+    /// CKR_FUNCTION_FAILED.
+    FunctionFailed,
     /// CKR_FUNCTION_NOT_SUPPORTED.
     FunctionNotSupported,
     /// CKR_KEY_FUNCTION_NOT_PERMITTED.

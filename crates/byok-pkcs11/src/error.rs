@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::vendor::{Advice, Vendor};
 use crate::{Ckr, WrapPath};
 
 /// What went wrong with the HSM. PKCS#11 failures name the function and its CKR code.
@@ -16,6 +17,20 @@ pub enum Error {
         /// The loader's reason.
         reason: String,
     },
+    /// No module was named.
+    #[error("no PKCS#11 module given{}", if registered.is_empty() { String::new() } else { format!(" (registered with p11-kit: {registered})") })]
+    NoModule {
+        /// The modules registered with p11-kit that byok could load, by name.
+        registered: String,
+    },
+    /// A `module-name=` that names no module p11-kit would load here.
+    #[error("module-name={name}: {reason}")]
+    ModuleName {
+        /// The name asked for.
+        name: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// A PKCS#11 function failed.
     #[error("{function} failed: {code}")]
     Pkcs11 {
@@ -23,6 +38,18 @@ pub enum Error {
         function: String,
         /// What it returned.
         code: Ckr,
+    },
+    /// A PKCS#11 function refused, with what that means on the vendor's HSM and what the operator does.
+    #[error("{function} failed: {code}: {}", advice.meaning)]
+    Refused {
+        /// `C_WrapKey`, …
+        function: String,
+        /// What it returned.
+        code: Ckr,
+        /// Whose HSM said it.
+        vendor: Vendor,
+        /// What it means there, and the fix.
+        advice: Box<Advice>,
     },
     /// The PKCS#11 binding failed without a return value from the module (a missing function, a bad argument).
     #[error("cryptoki failed: {0}")]
@@ -125,7 +152,15 @@ impl Error {
     /// The module's return value, when this is a PKCS#11 failure.
     pub fn ckr(&self) -> Option<Ckr> {
         match self {
-            Self::Pkcs11 { code, .. } => Some(*code),
+            Self::Pkcs11 { code, .. } | Self::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// What the operator does about it, when byok knows for the vendor's HSM.
+    pub fn fix(&self) -> Option<&str> {
+        match self {
+            Self::Refused { advice, .. } => Some(&advice.fix),
             _ => None,
         }
     }

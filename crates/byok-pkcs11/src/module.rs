@@ -9,7 +9,7 @@ use cryptoki::slot::Slot;
 
 use crate::raw::RawModule;
 use crate::session::{Pin, TokenSession};
-use crate::{Error, Pkcs11Uri};
+use crate::{Error, Pkcs11Uri, Vendor};
 
 /// Where the module is and how to initialise it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +54,8 @@ pub struct TokenInfo {
     pub initialized: bool,
     /// Whether a user must log in.
     pub login_required: bool,
+    /// Whose HSM it is, by what the module and the token say about themselves.
+    pub vendor: Vendor,
 }
 
 impl TokenInfo {
@@ -126,6 +128,16 @@ impl Module {
             Err(e) => return Err(e.into()),
         };
         let raw = RawModule::load(&config.path).map_err(load_err)?;
+        if !raw.is_initialised() {
+            if initialized_here {
+                let _ = ctx.finalize();
+            }
+            return Err(load_err(
+                "it hands out a separate module instance per C_GetFunctionList (p11-kit-proxy does), and byok needs \
+                 one: name the module behind it, e.g. ?module-name=NAME for a module registered with p11-kit"
+                    .into(),
+            ));
+        }
         Ok(Self {
             ctx: Some(ctx),
             initialized_here,
@@ -164,6 +176,13 @@ impl Module {
 
     pub(crate) fn token_info(&self, slot: Slot) -> Result<TokenInfo, Error> {
         let t = self.ctx().get_token_info(slot)?;
+        let lib = self.ctx().get_library_info()?;
+        let vendor = Vendor::detect(&[
+            lib.manufacturer_id(),
+            lib.library_description(),
+            t.manufacturer_id(),
+            t.model(),
+        ]);
         Ok(TokenInfo {
             slot_id: slot.id(),
             label: t.label().trim().to_owned(),
@@ -173,6 +192,7 @@ impl Module {
             firmware: t.firmware_version().to_string(),
             initialized: t.token_initialized(),
             login_required: t.login_required(),
+            vendor,
         })
     }
 

@@ -1,7 +1,7 @@
 //! The only module of byok with `unsafe` code: what cryptoki 0.12 cannot do.
 //!
 //! - `C_WrapKey` with mechanism ids cryptoki has no variant for (0x1054 CKM_RSA_AES_KEY_WRAP, 0x210B
-//!   CKM_AES_KEY_WRAP_KWP), with a caller-sized buffer: cryptoki's `wrap_key` neither trims to the length a token
+//!   CKM_AES_KEY_WRAP_KWP, the vendors' numbers), with a caller-sized buffer: cryptoki's `wrap_key` neither trims to the length a token
 //!   returns (tokens that over-report) nor retries on CKR_BUFFER_TOO_SMALL (NSS under-reports for 0x210B).
 //! - `C_GetMechanismInfo` for those ids (`get_mechanism_list` silently drops them).
 //! - `C_Initialize` with `pReserved`, which NSS softokn reads as its library parameters.
@@ -37,6 +37,12 @@ pub(crate) enum RawMechanism {
     AesKeyWrapKwp,
     /// CKM_AES_KEY_WRAP_PAD (0x210A): RFC 5649 on SoftHSM, PKCS#7 + RFC 3394 on tokens that follow PKCS#11 3.0.
     AesKeyWrapPad,
+    /// Thales Luna's CKM_AES_KWP (CKM_VENDOR_DEFINED + 0x171).
+    LunaAesKwp,
+    /// AWS CloudHSM's CKM_CLOUDHSM_AES_KEY_WRAP_ZERO_PAD (CKM_VENDOR_DEFINED | 0x216F).
+    CloudHsmAesKwp,
+    /// NSS's CKM_NSS_AES_KEY_WRAP_PAD (0xCE534352).
+    NssAesKeyWrapPad,
     /// CKM_RSA_PKCS_OAEP with SHA-1 / MGF1-SHA-1 / empty label.
     RsaOaepSha1,
 }
@@ -47,6 +53,9 @@ impl RawMechanism {
             Self::RsaAesKeyWrap => sys::CKM_RSA_AES_KEY_WRAP,
             Self::AesKeyWrapKwp => sys::CKM_AES_KEY_WRAP_KWP,
             Self::AesKeyWrapPad => sys::CKM_AES_KEY_WRAP_PAD,
+            Self::LunaAesKwp => sys::CKM_VENDOR_DEFINED + 0x171,
+            Self::CloudHsmAesKwp => sys::CKM_VENDOR_DEFINED | 0x216F,
+            Self::NssAesKeyWrapPad => 0xCE53_4352,
             Self::RsaOaepSha1 => sys::CKM_RSA_PKCS_OAEP,
         }
     }
@@ -88,6 +97,20 @@ impl RawModule {
         }
         let list = NonNull::new(list).ok_or("C_GetFunctionList returned no table")?;
         Ok(Self { _lib: lib, list })
+    }
+
+    /// Whether this table belongs to the initialised module: CKR_CRYPTOKI_NOT_INITIALIZED here means the library
+    /// hands out a separate instance per `C_GetFunctionList` (p11-kit-proxy 0.24 does), whose sessions are not
+    /// cryptoki's.
+    pub(crate) fn is_initialised(&self) -> bool {
+        let Some(f) = self.table().C_GetInfo else {
+            return true;
+        };
+        // SAFETY: `C_GetInfo` writes one CK_INFO into the valid, writable `info`.
+        let mut info: sys::CK_INFO = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; the function comes from the module's own table.
+        let rv = unsafe { f(&mut info) };
+        rv != sys::CKR_CRYPTOKI_NOT_INITIALIZED
     }
 
     fn table(&self) -> &sys::CK_FUNCTION_LIST {
@@ -155,7 +178,8 @@ impl RawModule {
                 (&raw mut oaep).cast(),
                 std::mem::size_of::<sys::CK_RSA_PKCS_OAEP_PARAMS>(),
             ),
-            RawMechanism::AesKeyWrapKwp | RawMechanism::AesKeyWrapPad => (ptr::null_mut(), 0),
+            // The AES key wraps take no parameter (RFC 5649's default IV).
+            _ => (ptr::null_mut(), 0),
         };
         let mut mech = sys::CK_MECHANISM {
             mechanism: mechanism.id(),

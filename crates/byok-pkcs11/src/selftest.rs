@@ -177,21 +177,29 @@ pub(crate) fn run(ts: &TokenSession<'_>) -> Result<SelfTestReport, Error> {
 fn missing_mechanism(ts: &TokenSession<'_>, path: WrapPath) -> Result<Option<&'static str>, Error> {
     let needs: &[(RawMechanism, &str)] = match path {
         WrapPath::OneShot => &[(RawMechanism::RsaAesKeyWrap, "CKM_RSA_AES_KEY_WRAP")],
-        WrapPath::TwoStepKwp => &[
-            (RawMechanism::AesKeyWrapKwp, "CKM_AES_KEY_WRAP_KWP"),
-            (RawMechanism::RsaOaepSha1, "CKM_RSA_PKCS_OAEP"),
-        ],
-        WrapPath::TwoStepPad => &[
-            (RawMechanism::AesKeyWrapPad, "CKM_AES_KEY_WRAP_PAD"),
+        two_step => &[
+            (aes_mechanism(two_step), two_step.mechanisms()),
             (RawMechanism::RsaOaepSha1, "CKM_RSA_PKCS_OAEP"),
         ],
     };
     for (m, name) in needs {
         if !ts.offers(*m)? {
-            return Ok(Some(name));
+            return Ok(Some(name.split(" + ").next().unwrap_or(name)));
         }
     }
     Ok(None)
+}
+
+/// The AES key-wrap mechanism of a two-step path.
+pub(crate) fn aes_mechanism(path: WrapPath) -> RawMechanism {
+    match path {
+        WrapPath::TwoStepKwp => RawMechanism::AesKeyWrapKwp,
+        WrapPath::TwoStepLunaKwp => RawMechanism::LunaAesKwp,
+        WrapPath::TwoStepCloudHsmKwp => RawMechanism::CloudHsmAesKwp,
+        WrapPath::TwoStepNssPad => RawMechanism::NssAesKeyWrapPad,
+        // The one-shot path has no AES step; 0x210A is the remaining one.
+        WrapPath::OneShot | WrapPath::TwoStepPad => RawMechanism::AesKeyWrapPad,
+    }
 }
 
 fn attempt(

@@ -42,6 +42,8 @@ pub struct Pkcs11Uri {
     pub has_pin_value: bool,
     /// `module-path=`.
     pub module_path: Option<PathBuf>,
+    /// `module-name=`: a module registered with p11-kit, by its registered name ([`crate::P11Kit`]).
+    pub module_name: Option<String>,
 }
 
 const PATH_ATTRS: [&str; 13] = [
@@ -163,6 +165,7 @@ impl FromStr for Pkcs11Uri {
                 "pin-source" => uri.pin_source = Some(text(value, name)?),
                 "pin-value" => uri.has_pin_value = true,
                 "module-path" => uri.module_path = Some(PathBuf::from(text(value, name)?)),
+                "module-name" => uri.module_name = Some(text(value, name)?),
                 _ => {} // known attributes byok does not use
             }
         }
@@ -204,6 +207,9 @@ impl fmt::Display for Pkcs11Uri {
         }
         if let Some(m) = &self.module_path {
             query.push(format!("module-path={}", query_enc(&m.to_string_lossy())));
+        }
+        if let Some(m) = &self.module_name {
+            query.push(format!("module-name={}", query_enc(m)));
         }
         write!(f, "pkcs11:{}", path.join(";"))?;
         if !query.is_empty() {

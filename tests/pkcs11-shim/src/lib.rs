@@ -9,6 +9,11 @@
 //! - `BYOK_SHIM_WRAP_WANTS=N`: `C_WrapKey` into a buffer shorter than N bytes fails with CKR_BUFFER_TOO_SMALL and
 //!   asks for N (a token that wants more room than the result needs).
 //!
+//! - `BYOK_SHIM_PERSONALITY=NAME`: the module behaves, where BYOK is concerned, like a vendor's
+//!   (`personality.rs`, over NSS softokn, whose 0x210B is RFC 5649): `luna`, `luna-policy1-off`, `luna-trusted`,
+//!   `cloudhsm`, `cloudhsm-not-owner`, `yubihsm`, `nshield`. `BYOK_SHIM_MESSAGE_LIMIT=N` sets the YubiHSM-like
+//!   message buffer (default 3,136 bytes, YH_MSG_BUF_SIZE).
+//!
 //! Only `C_GetFunctionList` is exported: callers take every function from its table.
 
 // A PKCS#11 module is C ABI: raw pointers in and out. Each block says why it is sound.
@@ -19,14 +24,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use cryptoki_sys as sys;
 
-struct Shim {
+mod personality;
+
+use personality::Personality;
+
+pub(crate) struct Shim {
     /// The real module's table (copied).
-    real: sys::CK_FUNCTION_LIST,
+    pub(crate) real: sys::CK_FUNCTION_LIST,
     /// The table handed out: the real one with the overrides below.
     table: sys::CK_FUNCTION_LIST,
     max_sessions: Option<u64>,
     remove_after_wraps: Option<u64>,
     wrap_wants: Option<u64>,
+    pub(crate) personality: Option<Personality>,
     open_sessions: AtomicU64,
     wraps: AtomicU64,
     removed: AtomicBool,
@@ -70,12 +80,20 @@ fn load() -> Result<Shim, String> {
     table.C_FindObjectsInit = Some(find_objects_init);
     table.C_GetTokenInfo = Some(get_token_info);
     table.C_GetSessionInfo = Some(get_session_info);
+    let personality = match std::env::var("BYOK_SHIM_PERSONALITY") {
+        Ok(name) => Some(Personality::named(&name, setting("BYOK_SHIM_MESSAGE_LIMIT"))?),
+        Err(_) => None,
+    };
+    if personality.is_some() {
+        personality::install(&mut table);
+    }
     Ok(Shim {
         real,
         table,
         max_sessions: setting("BYOK_SHIM_MAX_SESSIONS"),
         remove_after_wraps: setting("BYOK_SHIM_REMOVE_AFTER_WRAPS"),
         wrap_wants: setting("BYOK_SHIM_WRAP_WANTS"),
+        personality,
         open_sessions: AtomicU64::new(0),
         wraps: AtomicU64::new(0),
         removed: AtomicBool::new(false),
@@ -83,7 +101,7 @@ fn load() -> Result<Shim, String> {
     })
 }
 
-fn shim() -> &'static Shim {
+pub(crate) fn shim() -> &'static Shim {
     match SHIM.get_or_init(load) {
         Ok(s) => s,
         // Only reachable after C_GetFunctionList succeeded, which needs the shim loaded.
@@ -196,8 +214,12 @@ unsafe extern "C" fn wrap_key(
             return sys::CKR_BUFFER_TOO_SMALL;
         }
     }
-    // SAFETY: forwarded unchanged under the caller's contract.
-    let rv = unsafe { real!(C_WrapKey)(session, mechanism, wrapping_key, key, out, out_len) };
+    let rv = match &s.personality {
+        // SAFETY: forwarded under the caller's contract; the personality only renumbers the mechanism or refuses.
+        Some(p) => unsafe { p.wrap_key(session, mechanism, wrapping_key, key, out, out_len) },
+        // SAFETY: forwarded unchanged under the caller's contract.
+        None => unsafe { real!(C_WrapKey)(session, mechanism, wrapping_key, key, out, out_len) },
+    };
     if rv == sys::CKR_OK && !out.is_null() {
         let done = s.wraps.fetch_add(1, Ordering::Relaxed) + 1;
         if s.remove_after_wraps.is_some_and(|n| done >= n) {
@@ -238,7 +260,11 @@ unsafe extern "C" fn get_token_info(slot: sys::CK_SLOT_ID, info: *mut sys::CK_TO
         return sys::CKR_DEVICE_REMOVED;
     }
     // SAFETY: forwarded unchanged under the caller's contract.
-    unsafe { real!(C_GetTokenInfo)(slot, info) }
+    let rv = unsafe { real!(C_GetTokenInfo)(slot, info) };
+    if rv == sys::CKR_OK {
+        personality::patch_token_info(info);
+    }
+    rv
 }
 
 unsafe extern "C" fn get_session_info(session: sys::CK_SESSION_HANDLE, info: *mut sys::CK_SESSION_INFO) -> sys::CK_RV {

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use byok_encoding::{Curve, KeyKind, Kty};
-use byok_pkcs11::{Error as HsmError, KeyInfo, Module, ModuleConfig, Pin, Pkcs11Uri, TokenSession};
+use byok_pkcs11::{Error as HsmError, KeyInfo, Module, ModuleConfig, P11Kit, Pin, Pkcs11Uri, TokenSession};
 use serde_json::json;
 
 use crate::exit::{CliError, Exit, Result};
@@ -15,7 +15,7 @@ use byok_transfer::files;
 /// How to reach the HSM. Shared by `wrap --key` and every `hsm` subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct HsmArgs {
-    /// The PKCS#11 module (shared library); else module-path= in the URI.
+    /// The PKCS#11 module (shared library); else module-path= or module-name= (p11-kit) in the URI.
     #[arg(long, value_name = "LIB", env = "BYOK_PKCS11_MODULE", hide_env_values = true)]
     pkcs11_module: Option<PathBuf>,
 
@@ -47,6 +47,11 @@ pub(crate) fn classify(e: &HsmError) -> (Exit, Option<String>) {
         HsmError::ModuleLoad { .. } => Some(
             "name the token's PKCS#11 library with --pkcs11-module, e.g. /usr/lib/softhsm/libsofthsm2.so".to_owned(),
         ),
+        HsmError::NoModule { .. } | HsmError::ModuleName { .. } => Some(
+            "pass --pkcs11-module /path/to/lib.so, set BYOK_PKCS11_MODULE, or add ?module-path=… or ?module-name=… \
+             (a module registered with p11-kit) to the URI"
+                .to_owned(),
+        ),
         HsmError::Pkcs11 {
             code: byok_pkcs11::Ckr::PinIncorrect,
             ..
@@ -65,9 +70,12 @@ pub(crate) fn classify(e: &HsmError) -> (Exit, Option<String>) {
              risk with --allow-nonconformant-wrap (the blob's generator will say so)"
                 .to_owned(),
         ),
-        _ => None,
+        other => other.fix().map(str::to_owned),
     };
-    let exit = if matches!(e, HsmError::Uri(_)) {
+    let exit = if matches!(
+        e,
+        HsmError::Uri(_) | HsmError::NoModule { .. } | HsmError::ModuleName { .. }
+    ) {
         Exit::Usage
     } else {
         Exit::Hsm
@@ -80,17 +88,11 @@ pub(crate) fn parse_uri(s: &str) -> std::result::Result<Pkcs11Uri, String> {
 }
 
 impl HsmArgs {
-    /// Loads the module named by the flag (or its environment variable), else by the URI.
+    /// Loads the module named by the flag (or its environment variable), else by the URI (path, then p11-kit name).
     pub(crate) fn module(&self, uri: Option<&Pkcs11Uri>) -> Result<Module> {
-        let path = self
-            .pkcs11_module
-            .clone()
-            .or_else(|| uri.and_then(|u| u.module_path.clone()))
-            .ok_or_else(|| {
-                CliError::msg(Exit::Usage, "no PKCS#11 module given").hint(
-                    "pass --pkcs11-module /path/to/lib.so, set BYOK_PKCS11_MODULE, or add ?module-path=… to the URI",
-                )
-            })?;
+        let (path, _) = P11Kit::system()
+            .choose(self.pkcs11_module.clone(), uri)
+            .map_err(error)?;
         let init_args = self.pkcs11_init_args.clone();
         Module::load(&ModuleConfig { path, init_args }).map_err(error)
     }
@@ -272,11 +274,12 @@ fn info(ui: Ui, args: &InfoArgs) -> Result<()> {
     );
     for t in &tokens {
         human.push_str(&format!(
-            "token    `{}` serial {} — {} (slot {}{})\n",
+            "token    `{}` serial {} — {} (slot {}, {}{})\n",
             t.label,
             t.serial,
             t.describe(),
             t.slot_id,
+            t.vendor,
             if t.initialized { "" } else { ", not initialized" }
         ));
     }

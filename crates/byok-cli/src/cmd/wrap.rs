@@ -66,7 +66,7 @@ pub(crate) struct Args {
 /// How to wrap inside the HSM. Shared by `wrap --key`, `full-transfer` and `batch`.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub(crate) struct WrapArgs {
-    /// HSM wrap path: auto (the first that passes the self-test), rsa-aes-key-wrap, two-step-kwp, two-step-pad.
+    /// HSM wrap path: auto (the first that passes the self-test), or one named by `hsm info` (docs/hsm.md).
     #[arg(long, value_name = "PATH", default_value = "auto", value_parser = parse_choice)]
     pub(crate) wrap_mechanism: WrapChoice,
 

@@ -3,10 +3,11 @@
 
 use byok_encoding::{KekPublicKey, KeyKind};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 
-use crate::raw::RawMechanism;
+use crate::raw::{RawError, RawMechanism};
 use crate::selftest::{self, SelfTestReport, Verdict};
+use crate::vendor::{self, WrapContext};
 use crate::{Error, WrapPath};
 
 use super::{KeyInfo, KeyKindInfo, Temporary, TokenSession};
@@ -134,8 +135,8 @@ impl TokenSession<'_> {
                     kek_handle.handle(),
                     target.handle(),
                 )
-                .map_err(Error::raw),
-            WrapPath::TwoStepKwp | WrapPath::TwoStepPad => {
+                .map_err(|e| self.explained(e, target, kek_handle)),
+            two_step => {
                 let aes = Temporary::new(
                     &self.session,
                     self.session.generate_key(
@@ -153,14 +154,10 @@ impl TokenSession<'_> {
                         ],
                     )?,
                 );
-                let kwp_mech = if path == WrapPath::TwoStepKwp {
-                    RawMechanism::AesKeyWrapKwp
-                } else {
-                    RawMechanism::AesKeyWrapPad
-                };
+                let kwp_mech = selftest::aes_mechanism(two_step);
                 let kwp = raw
                     .wrap_key(session, kwp_mech, aes.handle.handle(), target.handle())
-                    .map_err(Error::raw)?;
+                    .map_err(|e| self.explained(e, target, aes.handle))?;
                 let mut out = raw
                     .wrap_key(
                         session,
@@ -168,10 +165,43 @@ impl TokenSession<'_> {
                         kek_handle.handle(),
                         aes.handle.handle(),
                     )
-                    .map_err(Error::raw)?;
+                    .map_err(|e| self.explained(e, aes.handle, kek_handle))?;
                 out.extend_from_slice(&kwp);
                 Ok(out)
             }
+        }
+    }
+}
+
+impl TokenSession<'_> {
+    /// A `C_WrapKey` failure, with what it means on this vendor's HSM when byok knows: the key's and the wrapping
+    /// key's attributes tell the vendor's refusals apart (policy, trusted wrapping, ownership).
+    fn explained(&self, e: RawError, key: ObjectHandle, wrapping_key: ObjectHandle) -> Error {
+        let error = Error::raw(e);
+        let Some(code) = error.ckr() else {
+            return error;
+        };
+        let read = |handle, kind| self.session.get_attributes(handle, &[kind]).ok().unwrap_or_default();
+        let flag = |handle, kind| {
+            read(handle, kind).into_iter().find_map(|a| match a {
+                Attribute::WrapWithTrusted(b) | Attribute::Token(b) => Some(b),
+                _ => None,
+            })
+        };
+        let context = WrapContext {
+            vendor: self.token.vendor,
+            private_key: read(key, AttributeType::Class).contains(&Attribute::Class(ObjectClass::PRIVATE_KEY)),
+            wrap_with_trusted: flag(key, AttributeType::WrapWithTrusted),
+            token_wrapping_key: flag(wrapping_key, AttributeType::Token) == Some(true),
+        };
+        match vendor::explain_wrap(code, context) {
+            Some(advice) => Error::Refused {
+                function: "C_WrapKey".into(),
+                code,
+                vendor: self.token.vendor,
+                advice: Box::new(advice),
+            },
+            None => error,
         }
     }
 }
@@ -240,12 +270,21 @@ mod tests {
     use super::*;
     use crate::selftest::PathReport;
 
-    fn report(verdicts: [Verdict; 3]) -> SelfTestReport {
+    /// A report with these verdicts, every other path not offered.
+    fn report(verdicts: &[(WrapPath, Verdict)]) -> SelfTestReport {
+        let verdict = |path| {
+            verdicts
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map_or_else(|| Verdict::Unsupported("not offered".into()), |(_, v)| v.clone())
+        };
         SelfTestReport {
             paths: WrapPath::ALL
                 .into_iter()
-                .zip(verdicts)
-                .map(|(path, verdict)| PathReport { path, verdict })
+                .map(|path| PathReport {
+                    path,
+                    verdict: verdict(path),
+                })
                 .collect(),
         }
     }
@@ -259,11 +298,7 @@ mod tests {
 
     #[test]
     fn the_wrap_path_is_chosen_by_the_self_test() {
-        let softhsm = report([
-            Verdict::Unsupported("no 0x1054".into()),
-            Verdict::Unsupported("no 0x210B".into()),
-            Verdict::AlignedOnly("pads".into()),
-        ]);
+        let softhsm = report(&[(WrapPath::TwoStepPad, Verdict::AlignedOnly("pads".into()))]);
         let auto = options(WrapChoice::Auto, false);
         // An aligned-only path serves AES keys, not PKCS#8 ones.
         assert_eq!(choose_path(&softhsm, auto, true), Ok((WrapPath::TwoStepPad, None)));
@@ -289,11 +324,16 @@ mod tests {
             })
         ));
         // The first conformant path in auto's order wins.
-        let nss = report([
-            Verdict::Unsupported("no 0x1054".into()),
-            Verdict::Conformant,
-            Verdict::Failed("PKCS#7".into()),
+        let nss = report(&[
+            (WrapPath::TwoStepKwp, Verdict::Conformant),
+            (WrapPath::TwoStepPad, Verdict::Failed("PKCS#7".into())),
         ]);
         assert_eq!(choose_path(&nss, auto, false), Ok((WrapPath::TwoStepKwp, None)));
+        // A vendor's RFC 5649 that the self-test proved is taken before the ambiguous 0x210A.
+        let luna = report(&[
+            (WrapPath::TwoStepLunaKwp, Verdict::Conformant),
+            (WrapPath::TwoStepPad, Verdict::Conformant),
+        ]);
+        assert_eq!(choose_path(&luna, auto, false), Ok((WrapPath::TwoStepLunaKwp, None)));
     }
 }

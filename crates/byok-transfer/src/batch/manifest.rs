@@ -170,10 +170,10 @@ fn manifest_uri(uri: Option<&str>) -> std::result::Result<Pkcs11Uri, String> {
     if uri.has_pin_value {
         return Err("a pin-value in a manifest URI is refused; give the PIN with --pin-file or --pin-env".into());
     }
-    if uri.module_path.is_some() {
+    if uri.module_path.is_some() || uri.module_name.is_some() {
         return Err(
-            "a module-path in a manifest URI is refused (it would choose the library byok loads); give the \
-                    module with --pkcs11-module"
+            "a module-path or module-name in a manifest URI is refused (it would choose the library byok loads); \
+                    give the module with --pkcs11-module"
                 .into(),
         );
     }

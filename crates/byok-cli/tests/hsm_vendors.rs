@@ -1,0 +1,218 @@
+//! Vendors' HSMs as the shim plays them over NSS softokn (`tests/pkcs11-shim/src/personality.rs`): Luna's renumbered
+//! RFC 5649 and its policies, CloudHSM's PKCS#5 "PAD" and vendor RFC 5649 and its owner-only wrap, YubiHSM's message
+//! buffer, nShield's security assurances. Each is driven through the binary; a blob it makes is opened in software and
+//! compared with the token's key, and a refusal must say what it means on that vendor and what to do.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use byok_blob::ByokBlob;
+use byok_encoding::{Kty, TargetKey};
+use byok_tests::hsm::{Token, env, shim_over, wrap_args};
+use byok_tests::vault::{LocalVault, full_transfer_args};
+use byok_tests::{byok_cli, run, stderr, stdout, testdata};
+use serde_json::Value;
+
+/// `byok-cli ARGS` on NSS through the shim playing `personality`, with `extra` settings.
+fn playing(personality: &str, args: &[&str], extra: &[(&str, &str)]) -> Command {
+    let nss = env()["nss"]["module"].as_str().expect("module");
+    let mut cmd = byok_cli();
+    cmd.args(args)
+        .arg("--pkcs11-module")
+        .arg(shim_over())
+        .args(["--pkcs11-init-args", env()["nss"]["init_args"].as_str().expect("init")])
+        .env("BYOK_SHIM_TARGET", nss)
+        .env("BYOK_SHIM_PERSONALITY", personality);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn info(personality: &str) -> Value {
+    let out = run(&mut playing(
+        personality,
+        &["--output", "json", "hsm", "info", "--token", &Token::Nss.uri()],
+        &[],
+    ));
+    assert!(out.status.success(), "{personality}: {}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).expect("JSON")
+}
+
+fn verdict(info: &Value, path: &str) -> String {
+    let paths = info["self_test"]["paths"].as_array().expect("paths");
+    let p = paths
+        .iter()
+        .find(|p| p["path"] == path)
+        .expect("every path is reported");
+    format!(
+        "{}: {}",
+        p["verdict"].as_str().expect("verdict"),
+        p["detail"].as_str().expect("detail")
+    )
+}
+
+/// `wrap` of the key to the RSA-2048 test KEK, through the personality.
+fn wrap(personality: &str, key: &Value, out: &Path, extra: &[(&str, &str)]) -> Output {
+    let kek = testdata("keys/kek-rsa2048.spki.pem").display().to_string();
+    let uri = key["uri"].as_str().expect("uri");
+    let out = out.display().to_string();
+    let mut args = vec!["--output", "json"];
+    args.extend(wrap_args(&kek, uri, &out));
+    run(&mut playing(personality, &args, extra))
+}
+
+/// The blob opens in software to the token's key (its public half).
+fn opens_to_the_tokens_key(blob: &Path, key: &Value) {
+    let blob = ByokBlob::from_json(&std::fs::read(blob).expect("blob")).expect("valid .byok");
+    let plaintext = byok_tests::kek_private(2048)
+        .unwrap(blob.ciphertext())
+        .expect("the blob opens");
+    let kty = if key["kind"].as_str().expect("kind").starts_with("RSA") {
+        Kty::Rsa
+    } else {
+        Kty::Ec
+    };
+    let parsed = TargetKey::from_plaintext(kty, &plaintext).expect("strict PKCS#8");
+    assert_eq!(
+        parsed.public_key().map(|p| p.fingerprint_sha256()).as_deref(),
+        key["public_key_sha256"].as_str(),
+        "the unwrapped key is the token's"
+    );
+}
+
+/// Exit 6, and the JSON error says what the refusal means and what to do.
+fn refused(out: &Output, meaning: &str, fix: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    let last = err.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
+    let error: Value = serde_json::from_str(last).expect("a JSON error");
+    let text = |field: &str| error["error"][field].as_str().unwrap_or_default().to_owned();
+    assert!(text("message").contains(meaning), "the error says what it means: {err}");
+    assert!(text("hint").starts_with(fix), "the hint says what to do: {err}");
+}
+
+/// `full-transfer` of `uri` into the local Managed HSM as `name`, through the personality.
+fn transfer(vault: &LocalVault, personality: &str, uri: &str, name: &str) -> Output {
+    let mut args: Vec<String> = full_transfer_args(uri, name);
+    args.extend(vault.transfer_flags());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = playing(personality, &args, &[]);
+    vault.credentials(&mut cmd);
+    run(&mut cmd)
+}
+
+#[test]
+fn luna_rfc5649_is_found_under_its_vendor_number_and_its_policies_are_explained() {
+    let luna = info("luna");
+    assert_eq!(luna["tokens"][0]["vendor"], "thales-luna");
+    assert_eq!(luna["self_test"]["auto"], "two-step-luna-kwp", "{luna}");
+    assert!(verdict(&luna, "two-step-kwp").starts_with("unsupported"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ec = Token::Nss.generate(&["--kty", "EC", "--curve", "P-256"], "luna-ec");
+    let out = wrap("luna", &ec, &dir.path().join("ec.byok"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(report["source"]["wrap_path"], "two-step-luna-kwp");
+    opens_to_the_tokens_key(&dir.path().join("ec.byok"), &ec);
+
+    // Policy 1 off: private keys are refused, secret keys still move.
+    let out = wrap("luna-policy1-off", &ec, &dir.path().join("refused.byok"), &[]);
+    refused(
+        &out,
+        "CKR_KEY_NOT_WRAPPABLE: this Luna partition does not allow private-key wrapping: partition policy 1",
+        "the partition SO turns it on with `partition changepolicy -policy 1 -value 1`",
+    );
+    assert!(!dir.path().join("refused.byok").exists());
+    let aes = Token::Nss.generate(&["--kty", "oct", "--size", "256"], "luna-aes");
+    let out = wrap("luna-policy1-off", &aes, &dir.path().join("aes.byok"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Trusted wrapping: the key's CKA_WRAP_WITH_TRUSTED tells this refusal apart from the policy one.
+    let out = wrap("luna-trusted", &aes, &dir.path().join("trusted.byok"), &[]);
+    refused(
+        &out,
+        "CKR_KEY_NOT_WRAPPABLE: the key has CKA_WRAP_WITH_TRUSTED, so only a wrapping key with CKA_TRUSTED may wrap it",
+        "such a key needs a wrapping key the security officer made trusted",
+    );
+}
+
+#[test]
+fn cloudhsm_pad_is_refused_and_its_vendor_rfc5649_moves_keys_end_to_end() {
+    let cloud = info("cloudhsm");
+    assert_eq!(cloud["tokens"][0]["vendor"], "aws-cloudhsm");
+    assert_eq!(cloud["self_test"]["auto"], "two-step-cloudhsm-kwp", "{cloud}");
+    // The standard number is offered, runs, and is not RFC 5649: the self-test says so and never picks it.
+    let pad = verdict(&cloud, "two-step-pad");
+    assert!(
+        pad.starts_with("failed: non-conformant: the AES part is not RFC 5649"),
+        "{pad}"
+    );
+
+    let vault = LocalVault::start(true, "", |_| {});
+    let rsa = Token::Nss.generate(&["--kty", "RSA", "--size", "2048"], "cloud-rsa");
+    let uri = rsa["uri"].as_str().expect("uri");
+    let out = transfer(&vault, "cloudhsm", uri, "cloud-rsa");
+    let record = byok_tests::ok_json(&out, "full-transfer");
+    assert_eq!(record["wrap"]["path"], "two-step-cloudhsm-kwp", "{record}");
+    assert_eq!(vault.versions("cloud-rsa"), 1);
+
+    // A crypto user the key is only shared with may not wrap it: said before anything reaches the vault.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = wrap("cloudhsm-not-owner", &rsa, &dir.path().join("shared.byok"), &[]);
+    refused(
+        &out,
+        "CKR_KEY_FUNCTION_NOT_PERMITTED: on CloudHSM only the crypto user who owns a key can wrap it",
+        "log in as the key's owner",
+    );
+    let out = transfer(&vault, "cloudhsm-not-owner", uri, "cloud-shared");
+    refused(
+        &out,
+        "on CloudHSM only the crypto user who owns a key",
+        "log in as the key's owner",
+    );
+    assert_eq!(vault.versions("cloud-shared"), 0, "nothing imported");
+}
+
+#[test]
+fn yubihsm_message_buffer_which_keys_fit_and_a_clear_refusal_for_those_that_do_not() {
+    let yubi = info("yubihsm");
+    assert_eq!(yubi["tokens"][0]["vendor"], "yubihsm");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The largest target byok moves (RSA-4096: about 2,400 bytes wrapped) fits the 3,136-byte buffer.
+    let big = Token::Nss.generate(&["--kty", "RSA", "--size", "4096"], "yubi-4096");
+    let out = wrap("yubihsm", &big, &dir.path().join("big.byok"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    opens_to_the_tokens_key(&dir.path().join("big.byok"), &big);
+    // A smaller buffer: RSA-2048 still fits, RSA-4096 is refused with the reason.
+    let small = [("BYOK_SHIM_MESSAGE_LIMIT", "2048")];
+    let rsa = Token::Nss.generate(&["--kty", "RSA", "--size", "2048"], "yubi-2048");
+    let out = wrap("yubihsm", &rsa, &dir.path().join("fits.byok"), &small);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = wrap("yubihsm", &big, &dir.path().join("too-big.byok"), &small);
+    refused(
+        &out,
+        "CKR_DATA_LEN_RANGE: the wrapped key does not fit YubiHSM 2's 3136-byte message buffer",
+        "a smaller KEK shortens the result",
+    );
+    assert!(!dir.path().join("too-big.byok").exists());
+}
+
+#[test]
+fn nshield_security_assurances_fail_the_self_test_with_the_reason() {
+    let nshield = info("nshield");
+    assert_eq!(nshield["tokens"][0]["vendor"], "entrust-nshield");
+    assert_eq!(nshield["self_test"]["auto"], Value::Null, "{nshield}");
+    let kwp = verdict(&nshield, "two-step-kwp");
+    assert!(
+        kwp.contains("CKR_FUNCTION_FAILED: nShield's security assurance mechanisms (SAMs) refuse wrapping"),
+        "{kwp}"
+    );
+    let ec = Token::Nss.generate(&["--kty", "EC", "--curve", "P-256"], "nshield-ec");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = wrap("nshield", &ec, &dir.path().join("ec.byok"), &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("nShield's security assurance mechanisms"), "{err}");
+    assert!(!dir.path().join("ec.byok").exists());
+}
