@@ -1,5 +1,5 @@
-//! p11-kit: a module registered with it is chosen by `module-name=` (RFC 7512); p11-kit's proxy is refused with the
-//! reason. SoftHSM is the module (the Debian package registers it as `softhsm2`; the test registers it again under a
+//! p11-kit: a module registered with it is chosen by `module-name=` (RFC 7512), or with no module named, the one
+//! that offers the URI's token (what p11-kit-proxy would offer); the proxy itself is refused with the reason. SoftHSM is the module (the Debian package registers it as `softhsm2`; the test registers it again under a
 //! name of its own in a private `~/.config/pkcs11/modules`).
 
 use std::path::Path;
@@ -111,10 +111,23 @@ fn a_module_registered_with_p11kit_is_chosen_by_name() {
 }
 
 #[test]
-fn the_p11kit_proxy_is_refused_with_the_reason_and_no_module_names_the_registered_ones() {
+fn with_no_module_named_the_registered_module_offering_the_token_is_used_and_the_proxy_is_refused() {
     let proxy = byok_pkcs11::proxy().expect("p11-kit-proxy is installed by `cargo xtask setup` (p11-kit-modules)");
     let home = tempfile::tempdir().expect("home");
+    let key = Token::SoftHsm.generate(&["--kty", "oct", "--size", "256"], "p11kit-found")["uri"]
+        .as_str()
+        .expect("uri")
+        .to_owned();
+    // What the proxy would offer, found without it: SoftHSM's `byok-src` through its `softhsm2` registration.
     let token = ["hsm", "info", "--token", "pkcs11:token=byok-src"];
+    let mut json = vec!["--output", "json"];
+    json.extend(token);
+    let info = ok_json(&run(&mut unnamed(home.path(), &json)), "hsm info");
+    let path = std::fs::canonicalize(info["module"]["path"].as_str().expect("path")).expect("module exists");
+    let softhsm = env()["softhsm"]["module"].as_str().expect("module");
+    assert_eq!(path, std::fs::canonicalize(softhsm).expect("softhsm"));
+    wrap_and_open(home.path(), &key, &home.path().join("found.byok"));
+
     // p11-kit-proxy 0.24 gives each C_GetFunctionList its own instance; byok needs one and says so at load.
     let mut through_proxy = unnamed(home.path(), &token);
     through_proxy.arg("--pkcs11-module").arg(&proxy);
@@ -128,7 +141,8 @@ fn the_p11kit_proxy_is_refused_with_the_reason_and_no_module_names_the_registere
         ),
     );
     assert!(byok_tests::stderr(&out).contains("?module-name=NAME"));
-    let out = run(&mut unnamed(home.path(), &token));
+    // No token to look for: the refusal names what is registered.
+    let out = run(&mut unnamed(home.path(), &["hsm", "info"]));
     assert_refused(&out, 2, "error: no PKCS#11 module given (registered with p11-kit: ");
     assert!(
         byok_tests::stderr(&out).contains("softhsm2"),

@@ -31,6 +31,9 @@ pub enum Error {
         /// Why it cannot be used.
         reason: String,
     },
+    /// No module was named and several registered with p11-kit offer the token.
+    #[error("the token is offered by several modules registered with p11-kit ({0}); choose one with ?module-name=")]
+    AmbiguousModule(String),
     /// A PKCS#11 function failed.
     #[error("{function} failed: {code}")]
     Pkcs11 {

@@ -59,6 +59,14 @@ pub struct TokenInfo {
 }
 
 impl TokenInfo {
+    /// Whether the URI's token attributes (`token=`, `serial=`, `manufacturer=`, `model=`) name this token.
+    pub fn matches(&self, uri: &Pkcs11Uri) -> bool {
+        uri.token.as_ref().is_none_or(|l| *l == self.label)
+            && uri.serial.as_ref().is_none_or(|s| *s == self.serial)
+            && uri.manufacturer.as_ref().is_none_or(|m| *m == self.manufacturer)
+            && uri.model.as_ref().is_none_or(|m| *m == self.model)
+    }
+
     /// `manufacturer model, firmware x.y`, for the blob's generator field.
     pub fn describe(&self) -> String {
         format!("{} {} (firmware {})", self.manufacturer, self.model, self.firmware)
@@ -209,11 +217,7 @@ impl Module {
             } else {
                 format!("an uninitialized token in slot {}", info.slot_id)
             });
-            let ok = uri.token.as_ref().is_none_or(|l| *l == info.label)
-                && uri.serial.as_ref().is_none_or(|s| *s == info.serial)
-                && uri.manufacturer.as_ref().is_none_or(|m| *m == info.manufacturer)
-                && uri.model.as_ref().is_none_or(|m| *m == info.model);
-            if ok {
+            if info.matches(uri) {
                 matches.push((slot, info));
             }
         }

@@ -1,4 +1,5 @@
-//! Modules registered with p11-kit, chosen by name (`module-name=` in a `pkcs11:` URI, RFC 7512).
+//! Modules registered with p11-kit: chosen by name (`module-name=` in a `pkcs11:` URI, RFC 7512), or, when no module
+//! is named, the registered one that offers the URI's token — the token p11-kit-proxy would offer.
 //!
 //! byok reads p11-kit's module configuration the way p11-kit does — the package directory, then the system one,
 //! then the user's, a later file overriding an earlier one of the same name, `user-config` in `pkcs11.conf` obeyed —
@@ -42,6 +43,8 @@ pub enum ModuleSource {
     UriPath,
     /// The URI's `module-name=`, registered with p11-kit under this name.
     Registered(String),
+    /// No module was named: the one registered with p11-kit (under this name) that offers the URI's token.
+    Found(String),
 }
 
 /// The modules registered with p11-kit, as p11-kit would see them.
@@ -114,7 +117,7 @@ impl P11Kit {
     }
 
     /// Which module to load: `given` (a flag), else the URI's `module-path`, else its `module-name` as registered
-    /// here; with none of them, the refusal names the registered modules.
+    /// here, else the one registered module that offers the URI's token (what p11-kit-proxy would route to).
     pub fn choose(&self, given: Option<PathBuf>, uri: Option<&Pkcs11Uri>) -> Result<(PathBuf, ModuleSource), Error> {
         if let Some(path) = given {
             return Ok((path, ModuleSource::Given));
@@ -126,17 +129,49 @@ impl P11Kit {
             let module = self.module(name)?;
             return Ok((module.path.clone(), ModuleSource::Registered(module.name.clone())));
         }
-        // p11-kit-proxy would offer every registered module's tokens, but it gives each C_GetFunctionList its own
-        // instance, which byok's second table for mechanism ids cryptoki cannot name cannot share (docs/decisions.md).
+        // What p11-kit-proxy would offer, without the proxy: it gives each C_GetFunctionList its own instance, which
+        // byok's second table (for mechanism ids cryptoki cannot name) cannot share (docs/decisions.md).
+        match uri.filter(|u| u.token.is_some() || u.serial.is_some()) {
+            Some(uri) => self.offering(uri),
+            None => Err(self.no_module()),
+        }
+    }
+
+    /// The one registered module whose tokens include the one `uri` names (each loaded only to list its tokens).
+    fn offering(&self, uri: &Pkcs11Uri) -> Result<(PathBuf, ModuleSource), Error> {
+        let mut found: Vec<(PathBuf, &str)> = Vec::new();
+        for m in self.modules.iter().filter(|m| m.refused.is_none()) {
+            let config = crate::ModuleConfig {
+                path: m.path.clone(),
+                init_args: None,
+            };
+            let offers = crate::Module::load(&config)
+                .and_then(|module| module.tokens())
+                .is_ok_and(|tokens| tokens.iter().any(|t| t.matches(uri)));
+            let same = |p: &PathBuf| std::fs::canonicalize(p).ok() == std::fs::canonicalize(&m.path).ok();
+            if offers && !found.iter().any(|(p, _)| same(p)) {
+                found.push((m.path.clone(), &m.name));
+            }
+        }
+        match found.as_slice() {
+            [(path, name)] => Ok((path.clone(), ModuleSource::Found((*name).to_owned()))),
+            [] => Err(self.no_module()),
+            several => Err(Error::AmbiguousModule(
+                several.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", "),
+            )),
+        }
+    }
+
+    fn no_module(&self) -> Error {
         let names: Vec<&str> = self
             .modules
             .iter()
             .filter(|m| m.refused.is_none())
             .map(|m| m.name.as_str())
             .collect();
-        Err(Error::NoModule {
+        Error::NoModule {
             registered: names.join(", "),
-        })
+        }
     }
 }
 
