@@ -37,6 +37,8 @@ pub enum Token {
     Nss,
     /// openCryptoki 3.27 in its forky root, token `byok-ock`.
     Ock,
+    /// Kryoptic 1.5 (`tests/kryoptic`), token `byok-kry`.
+    Kryoptic,
 }
 
 impl Token {
@@ -46,6 +48,7 @@ impl Token {
             Self::SoftHsm => "pkcs11:token=byok-src".into(),
             Self::Nss => "pkcs11:token=NSS%20Certificate%20DB".into(),
             Self::Ock => "pkcs11:token=byok-ock".into(),
+            Self::Kryoptic => "pkcs11:token=byok-kry".into(),
         }
     }
 
@@ -101,6 +104,12 @@ impl Token {
             Self::Nss => {
                 cmd.args(["--pkcs11-module", e["nss"]["module"].as_str().expect("module")])
                     .args(["--pkcs11-init-args", e["nss"]["init_args"].as_str().expect("init")]);
+            }
+            Self::Kryoptic => {
+                let k = &e["kryoptic"];
+                cmd.env("KRYOPTIC_CONF", k["conf"].as_str().expect("conf"))
+                    .args(["--pkcs11-module", k["module"].as_str().expect("module")])
+                    .args(["--pin-file", k["pin_file"].as_str().expect("pin")]);
             }
             Self::Ock => {
                 cmd.args(["--pkcs11-module", e["opencryptoki"]["module"].as_str().expect("module")])

@@ -358,8 +358,8 @@ fn sdk_fidelity(tools: &Tools, dir: &Path, managed_hsm: bool) -> Result<(usize, 
     Ok((passed, failed))
 }
 
-/// `byok-cli full-transfer` of keys generated in the NSS test token into the running local Key Vault; returns a
-/// manifest for `confirm_transfer.py`.
+/// `byok-cli full-transfer` of keys generated in the NSS and Kryoptic test tokens into the running local Key Vault;
+/// returns a manifest for `confirm_transfer.py`.
 fn transfers(tools: &Tools, info_file: &Path, dir: &Path, managed_hsm: bool) -> Result<PathBuf> {
     let info: serde_json::Value = serde_json::from_slice(&std::fs::read(info_file)?)?;
     let env: serde_json::Value = serde_json::from_slice(
@@ -367,14 +367,20 @@ fn transfers(tools: &Tools, info_file: &Path, dir: &Path, managed_hsm: bool) -> 
     )?;
     let cli = &tools.cli;
     let text = |v: &serde_json::Value| v.as_str().map(str::to_owned).context("a string in env.json / info");
-    let byok = |args: &[&str]| -> Result<serde_json::Value> {
+    // The source token: NSS softokn, or Kryoptic (the `kryoptic` keys).
+    let byok = |source: &str, args: &[&str]| -> Result<serde_json::Value> {
         let mut cmd = Command::new(cli);
-        cmd.arg("--output")
-            .arg("json")
-            .args(args)
-            .args(["--pkcs11-module", &text(&env["nss"]["module"])?])
-            .args(["--pkcs11-init-args", &text(&env["nss"]["init_args"])?])
-            .env("AZURE_TENANT_ID", text(&info["tenant_id"])?)
+        cmd.arg("--output").arg("json").args(args);
+        if source == "kryoptic" {
+            let k = &env["kryoptic"];
+            cmd.args(["--pkcs11-module", &text(&k["module"])?])
+                .args(["--pin-file", &text(&k["pin_file"])?])
+                .env("KRYOPTIC_CONF", text(&k["conf"])?);
+        } else {
+            cmd.args(["--pkcs11-module", &text(&env["nss"]["module"])?])
+                .args(["--pkcs11-init-args", &text(&env["nss"]["init_args"])?]);
+        }
+        cmd.env("AZURE_TENANT_ID", text(&info["tenant_id"])?)
             .env("AZURE_CLIENT_ID", text(&info["client_id"])?)
             .env("AZURE_CLIENT_SECRET", text(&info["client_secret"])?)
             .env("AZURE_AUTHORITY_HOST", text(&info["authority_host"])?);
@@ -384,25 +390,31 @@ fn transfers(tools: &Tools, info_file: &Path, dir: &Path, managed_hsm: bool) -> 
         ("rsa", vec!["--kty", "RSA", "--size", "3072"]),
         ("ec256", vec!["--kty", "EC", "--curve", "P-256"]),
         ("ec384", vec!["--kty", "EC", "--curve", "P-384"]),
+        ("kryoptic-rsa", vec!["--kty", "RSA", "--size", "2048"]),
+        ("kryoptic-ec", vec!["--kty", "EC", "--curve", "P-256"]),
     ];
     if managed_hsm {
         specs.push(("aes", vec!["--kty", "oct", "--size", "256"]));
+        specs.push(("kryoptic-aes", vec!["--kty", "oct", "--size", "256"]));
     }
     let (vault_url, ca) = (text(&info["vault_url"])?, text(&info["ca_file"])?);
     let mut manifest = Vec::new();
     for (name, spec) in specs {
         let mode = if managed_hsm { "mhsm" } else { "vault" };
         let label = format!("interop-{mode}-{name}-{}", std::process::id());
-        let mut args = vec![
-            "hsm",
-            "generate",
-            "--token",
-            "pkcs11:token=NSS%20Certificate%20DB",
-            "--label",
-            &label,
-        ];
+        let source = if name.starts_with("kryoptic") {
+            "kryoptic"
+        } else {
+            "nss"
+        };
+        let token = if source == "kryoptic" {
+            "pkcs11:token=byok-kry"
+        } else {
+            "pkcs11:token=NSS%20Certificate%20DB"
+        };
+        let mut args = vec!["hsm", "generate", "--token", token, "--label", &label];
         args.extend(&spec);
-        let key = byok(&args)?;
+        let key = byok(source, &args)?;
         let uri = text(&key["uri"])?;
         let vault_name = format!("transfer-{name}");
         let mut args = vec![
@@ -420,7 +432,7 @@ fn transfers(tools: &Tools, info_file: &Path, dir: &Path, managed_hsm: bool) -> 
         ];
         let root = info["attestation_root"].as_str();
         args.extend(root.map(|r| ["--attestation-root", r]).into_iter().flatten());
-        let record = byok(&args).with_context(|| format!("full-transfer of {name}"))?;
+        let record = byok(source, &args).with_context(|| format!("full-transfer of {name}"))?;
         if record["verification"]["result"] != "verified" {
             bail!("full-transfer of {name} was not verified: {}", record["verification"]);
         }

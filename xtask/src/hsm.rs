@@ -5,6 +5,7 @@
 //! - openCryptoki 3.27 (Debian forky) in a `debootstrap` root cached at `/var/cache/byok/opencryptoki-forky`
 //!   (override with `BYOK_OCK_ROOT`), with `pkcsslotd` running and a soft token `byok-ock`.
 //!
+//! - Kryoptic 1.5 (`tests/kryoptic`, built here), a token `byok-kry` in `target/hsm/kryoptic` (`kryoptic.rs`);
 //! - p11-kit's proxy and tool (Debian `p11-kit-modules`, `p11-kit`); the `softhsm2` package registers SoftHSM with it.
 //!
 //! Also imports the fixture keys the refusal tests need (SoftHSM makes imported keys non-extractable).
@@ -68,6 +69,7 @@ pub(crate) fn setup() -> Result<PathBuf> {
     let softhsm = softhsm(&dir)?;
     let nss_init = nss_database(&dir.join("nss"))?;
 
+    let kryoptic = crate::kryoptic::setup(&dir)?;
     let ock = match opencryptoki(&dir) {
         Ok(v) => v,
         Err(e) => bail!("openCryptoki setup failed: {e:#}"),
@@ -76,6 +78,7 @@ pub(crate) fn setup() -> Result<PathBuf> {
         "softhsm": softhsm,
         "nss": { "module": NSS_MODULE, "init_args": nss_init, "token": "NSS Certificate DB" },
         "opencryptoki": ock,
+        "kryoptic": kryoptic,
         "pin_file": pin_file,
     });
     let file = env_file();

@@ -9,6 +9,7 @@ mod demo;
 mod fuzz;
 mod hsm;
 mod interop;
+mod kryoptic;
 mod util;
 
 use std::process::{Command, ExitCode};

@@ -1,6 +1,6 @@
-//! The HSM source through the binary, on real soft tokens made by `cargo xtask setup`: SoftHSM 2.6.1, NSS softokn
-//! and openCryptoki 3.27 (in its forky root). Every blob is opened in software, parsed strictly, compared with the
-//! token's own key (public half, or an AES key check value), and opened again by OpenSSL and Python.
+//! The HSM source through the binary, on real soft tokens made by `cargo xtask setup`: SoftHSM 2.6.1, NSS softokn,
+//! openCryptoki 3.27 (in its forky root) and Kryoptic 1.5. Every blob is opened in software, parsed strictly, compared
+//! with the token's own key (public half, or an AES key check value), and opened again by OpenSSL and Python.
 
 use std::path::Path;
 use std::process::Command;
@@ -225,6 +225,59 @@ fn nss_matrix() {
         let key = t.generate(spec, &format!("nss-{i}"));
         wrap_and_check(t, &key, *bits, "two-step-kwp");
     }
+}
+
+#[test]
+fn kryoptic_matrix() {
+    let t = Token::Kryoptic;
+    assert_eq!(
+        verdicts(t),
+        [
+            "rsa-aes-key-wrap=unsupported",
+            "two-step-kwp=conformant",
+            "two-step-luna-kwp=unsupported",
+            "two-step-cloudhsm-kwp=unsupported",
+            "two-step-nss-pad=unsupported",
+            "two-step-pad=unsupported"
+        ]
+    );
+    let specs: [(&[&str], u32); 6] = [
+        (&["--kty", "RSA", "--size", "2048"], 4096),
+        (&["--kty", "RSA", "--size", "3072"], 2048),
+        (&["--kty", "RSA", "--size", "4096"], 3072),
+        (&["--kty", "EC", "--curve", "P-256"], 2048),
+        (&["--kty", "EC", "--curve", "P-384"], 3072),
+        (&["--kty", "oct", "--size", "256"], 2048),
+    ];
+    for (i, (spec, bits)) in specs.iter().enumerate() {
+        let key = t.generate(spec, &format!("kry-{i}"));
+        wrap_and_check(t, &key, *bits, "two-step-kwp");
+    }
+    // P-521: Kryoptic 1.5 drops the scalar's leading zero byte (half of all keys), which a strict parser rejects;
+    // byok refuses before wrapping, and with the override says so in the blob.
+    let key = t.generate(&["--kty", "EC", "--curve", "P-521"], "kry-p521");
+    let (host, dir) = t.workdir("kry-p521");
+    let kek = testdata("keys/kek-rsa2048.spki.pem").display().to_string();
+    let out = format!("{dir}/p521.byok");
+    let args = byok_tests::hsm::wrap_args(&kek, key["uri"].as_str().expect("uri"), &out);
+    let refused = t.cli(&args);
+    let err = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("Kryoptic 1.5 writes a P-521 private scalar without its leading zero byte"),
+        "{err}"
+    );
+    assert!(!host.join("p521.byok").exists());
+    let mut forced = args.to_vec();
+    forced.push("--allow-nonconformant-wrap");
+    let report = t.json(&forced);
+    assert_eq!(report["source"]["conformant"], false, "{report}");
+    let blob = ByokBlob::from_json(&std::fs::read(host.join("p521.byok")).expect("blob")).expect("valid .byok");
+    assert!(
+        blob.generator().is_some_and(|g| g.contains("NONCONFORMANT")),
+        "{:?}",
+        blob.generator()
+    );
 }
 
 #[test]

@@ -53,12 +53,13 @@ fn verdict(info: &Value, path: &str) -> String {
 }
 
 /// `wrap` of the key to the RSA-2048 test KEK, through the personality.
-fn wrap(personality: &str, key: &Value, out: &Path, extra: &[(&str, &str)]) -> Output {
+fn wrap(personality: &str, key: &Value, out: &Path, extra: &[(&str, &str)], flags: &[&str]) -> Output {
     let kek = testdata("keys/kek-rsa2048.spki.pem").display().to_string();
     let uri = key["uri"].as_str().expect("uri");
     let out = out.display().to_string();
     let mut args = vec!["--output", "json"];
     args.extend(wrap_args(&kek, uri, &out));
+    args.extend(flags);
     run(&mut playing(personality, &args, extra))
 }
 
@@ -106,18 +107,23 @@ fn transfer(vault: &LocalVault, personality: &str, uri: &str, name: &str) -> Out
 fn luna_rfc5649_is_found_under_its_vendor_number_and_its_policies_are_explained() {
     let luna = info("luna");
     assert_eq!(luna["tokens"][0]["vendor"], "thales-luna");
-    assert_eq!(luna["self_test"]["auto"], "two-step-luna-kwp", "{luna}");
+    // Luna has the one-shot mechanism (firmware ≥ 7.3), and RFC 5649 only under its own number.
+    assert_eq!(luna["self_test"]["auto"], "rsa-aes-key-wrap", "{luna}");
+    assert_eq!(verdict(&luna, "two-step-luna-kwp"), "conformant: conformant");
     assert!(verdict(&luna, "two-step-kwp").starts_with("unsupported"));
     let dir = tempfile::tempdir().expect("tempdir");
     let ec = Token::Nss.generate(&["--kty", "EC", "--curve", "P-256"], "luna-ec");
-    let out = wrap("luna", &ec, &dir.path().join("ec.byok"), &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
-    assert_eq!(report["source"]["wrap_path"], "two-step-luna-kwp");
-    opens_to_the_tokens_key(&dir.path().join("ec.byok"), &ec);
+    for path in ["rsa-aes-key-wrap", "two-step-luna-kwp"] {
+        let blob = dir.path().join(format!("{path}.byok"));
+        let out = wrap("luna", &ec, &blob, &[], &["--wrap-mechanism", path]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+        assert_eq!(report["source"]["wrap_path"], path);
+        opens_to_the_tokens_key(&blob, &ec);
+    }
 
     // Policy 1 off: private keys are refused, secret keys still move.
-    let out = wrap("luna-policy1-off", &ec, &dir.path().join("refused.byok"), &[]);
+    let out = wrap("luna-policy1-off", &ec, &dir.path().join("refused.byok"), &[], &[]);
     refused(
         &out,
         "CKR_KEY_NOT_WRAPPABLE: this Luna partition does not allow private-key wrapping: partition policy 1",
@@ -125,16 +131,89 @@ fn luna_rfc5649_is_found_under_its_vendor_number_and_its_policies_are_explained(
     );
     assert!(!dir.path().join("refused.byok").exists());
     let aes = Token::Nss.generate(&["--kty", "oct", "--size", "256"], "luna-aes");
-    let out = wrap("luna-policy1-off", &aes, &dir.path().join("aes.byok"), &[]);
+    let out = wrap("luna-policy1-off", &aes, &dir.path().join("aes.byok"), &[], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
 
-    // Trusted wrapping: the key's CKA_WRAP_WITH_TRUSTED tells this refusal apart from the policy one.
-    let out = wrap("luna-trusted", &aes, &dir.path().join("trusted.byok"), &[]);
+#[test]
+fn a_luna_key_that_wraps_only_with_trusted_keys_moves_after_import_kek_and_the_so_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A KEK of this test's own: its token object must not meet other tests' wraps in the shared NSS token.
+    let (kek_private, kek) = (dir.path().join("kek.pem"), dir.path().join("kek.pub.pem"));
+    let openssl = |args: &[&str]| {
+        assert!(
+            run(Command::new("openssl").args(args)).status.success(),
+            "openssl {args:?}"
+        )
+    };
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        &kek_private.display().to_string(),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        &kek_private.display().to_string(),
+        "-pubout",
+        "-out",
+        &kek.display().to_string(),
+    ]);
+    let kek = kek.display().to_string();
+    let aes = Token::Nss.generate(&["--kty", "oct", "--size", "256"], "trusted-aes");
+    let blob = dir.path().join("trusted.byok");
+    let wrap_it = |so: &[(&str, &str)]| {
+        let out = blob.display().to_string();
+        let mut args = vec!["--output", "json"];
+        args.extend(wrap_args(&kek, aes["uri"].as_str().expect("uri"), &out));
+        run(&mut playing("luna-trusted", &args, so))
+    };
+    // The key's CKA_WRAP_WITH_TRUSTED tells this refusal apart from the policy one, and the hint gives the flow.
     refused(
-        &out,
+        &wrap_it(&[]),
         "CKR_KEY_NOT_WRAPPABLE: the key has CKA_WRAP_WITH_TRUSTED, so only a wrapping key with CKA_TRUSTED may wrap it",
-        "such a key needs a wrapping key the security officer made trusted",
+        "import the KEK into the token with `byok-cli hsm import-kek`",
     );
+    assert!(!blob.exists());
+    // The operator imports the KEK as a token object; a second import finds it and changes nothing.
+    let label = format!("byok-kek-{}", std::process::id());
+    let import = [
+        "--output",
+        "json",
+        "hsm",
+        "import-kek",
+        "--token",
+        &Token::Nss.uri(),
+        "--kek-file",
+        &kek,
+    ];
+    for created in [true, false] {
+        let out = run(playing("luna-trusted", &import, &[]).args(["--label", &label]));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+        assert_eq!(report["kek"]["created"], created, "{report}");
+        assert_eq!(report["kek"]["label"], label.as_str());
+    }
+    // byok now wraps with the token object, which the SO has not trusted yet: said so.
+    refused(
+        &wrap_it(&[]),
+        "the KEK's token object (from `byok-cli hsm import-kek`) is not trusted",
+        "have the security officer set CKA_TRUSTED",
+    );
+    // The SO's step (simulated by the label), and the key moves.
+    let out = wrap_it(&[("BYOK_SHIM_TRUSTED_LABEL", label.as_str())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(
+        report["source"]["wrap_path"], "rsa-aes-key-wrap",
+        "only the one-shot wraps with the KEK alone"
+    );
+    let plaintext = byok_tests::openssl_unwrap(&blob, &kek_private, 256).expect("OpenSSL opens the blob");
+    assert_eq!(plaintext.len(), 32);
 }
 
 #[test]
@@ -159,7 +238,7 @@ fn cloudhsm_pad_is_refused_and_its_vendor_rfc5649_moves_keys_end_to_end() {
 
     // A crypto user the key is only shared with may not wrap it: said before anything reaches the vault.
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = wrap("cloudhsm-not-owner", &rsa, &dir.path().join("shared.byok"), &[]);
+    let out = wrap("cloudhsm-not-owner", &rsa, &dir.path().join("shared.byok"), &[], &[]);
     refused(
         &out,
         "CKR_KEY_FUNCTION_NOT_PERMITTED: on CloudHSM only the crypto user who owns a key can wrap it",
@@ -181,15 +260,15 @@ fn yubihsm_message_buffer_which_keys_fit_and_a_clear_refusal_for_those_that_do_n
     let dir = tempfile::tempdir().expect("tempdir");
     // The largest target byok moves (RSA-4096: about 2,400 bytes wrapped) fits the 3,136-byte buffer.
     let big = Token::Nss.generate(&["--kty", "RSA", "--size", "4096"], "yubi-4096");
-    let out = wrap("yubihsm", &big, &dir.path().join("big.byok"), &[]);
+    let out = wrap("yubihsm", &big, &dir.path().join("big.byok"), &[], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     opens_to_the_tokens_key(&dir.path().join("big.byok"), &big);
     // A smaller buffer: RSA-2048 still fits, RSA-4096 is refused with the reason.
     let small = [("BYOK_SHIM_MESSAGE_LIMIT", "2048")];
     let rsa = Token::Nss.generate(&["--kty", "RSA", "--size", "2048"], "yubi-2048");
-    let out = wrap("yubihsm", &rsa, &dir.path().join("fits.byok"), &small);
+    let out = wrap("yubihsm", &rsa, &dir.path().join("fits.byok"), &small, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = wrap("yubihsm", &big, &dir.path().join("too-big.byok"), &small);
+    let out = wrap("yubihsm", &big, &dir.path().join("too-big.byok"), &small, &[]);
     refused(
         &out,
         "CKR_DATA_LEN_RANGE: the wrapped key does not fit YubiHSM 2's 3136-byte message buffer",
@@ -210,7 +289,7 @@ fn nshield_security_assurances_fail_the_self_test_with_the_reason() {
     );
     let ec = Token::Nss.generate(&["--kty", "EC", "--curve", "P-256"], "nshield-ec");
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = wrap("nshield", &ec, &dir.path().join("ec.byok"), &[]);
+    let out = wrap("nshield", &ec, &dir.path().join("ec.byok"), &[], &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(6), "{err}");
     assert!(err.contains("nShield's security assurance mechanisms"), "{err}");

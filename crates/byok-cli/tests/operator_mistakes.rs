@@ -358,7 +358,7 @@ fn a_manifest_chooses_neither_the_module_nor_the_pin_file() {
     let cases = [
         (
             format!("module-path={}", evil.display()),
-            "a module-path in a manifest URI is refused",
+            "a module-path or module-name in a manifest URI is refused",
         ),
         (
             "pin-source=file:/etc/shadow".to_owned(),

@@ -19,7 +19,10 @@ pub use error::Error;
 pub use module::{Module, ModuleConfig, ModuleInfo, TokenInfo};
 pub use p11kit::{ModuleSource, P11Kit, RegisteredModule, proxy};
 pub use selftest::{PathReport, SelfTestReport, Verdict};
-pub use session::{KeyClass, KeyInfo, KeyKindInfo, Pin, TokenSession, VerifiedKey, WrapChoice, WrapOptions, Wrapped};
+pub use session::{
+    KeyClass, KeyInfo, KeyKindInfo, KeySummary, Pin, TokenKek, TokenSession, VerifiedKey, WrapChoice, WrapOptions,
+    Wrapped,
+};
 pub use uri::{ObjectType, Pkcs11Uri, key_uri};
 pub use vendor::{Advice, Vendor};
 

@@ -58,6 +58,37 @@ pub struct TokenInfo {
     pub vendor: Vendor,
 }
 
+impl std::fmt::Display for ModuleInfo {
+    /// Two lines: the module's path, and the library's description.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "module   {}\n  library  {} {} (Cryptoki {}), {}",
+            self.path.display(),
+            self.description,
+            self.version,
+            self.cryptoki_version,
+            self.manufacturer
+        )
+    }
+}
+
+impl std::fmt::Display for TokenInfo {
+    /// One line: label, serial, maker, slot and vendor.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "token    `{}` serial {} — {} (slot {}, {}{})",
+            self.label,
+            self.serial,
+            self.describe(),
+            self.slot_id,
+            self.vendor,
+            if self.initialized { "" } else { ", not initialized" }
+        )
+    }
+}
+
 impl TokenInfo {
     /// Whether the URI's token attributes (`token=`, `serial=`, `manufacturer=`, `model=`) name this token.
     pub fn matches(&self, uri: &Pkcs11Uri) -> bool {

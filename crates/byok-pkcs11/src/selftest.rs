@@ -57,6 +57,29 @@ impl fmt::Display for Verdict {
     }
 }
 
+impl serde::Serialize for PathReport {
+    /// `{"path": name, "verdict": name, "detail": sentence}`, as `hsm info --output json` shows it.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("PathReport", 3)?;
+        st.serialize_field("path", self.path.name())?;
+        st.serialize_field("verdict", self.verdict.name())?;
+        st.serialize_field("detail", &self.verdict.to_string())?;
+        st.end()
+    }
+}
+
+impl serde::Serialize for SelfTestReport {
+    /// `{"paths": [...], "auto": name or null}`: every path in `auto`'s order, and the one `auto` takes.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("SelfTestReport", 2)?;
+        st.serialize_field("paths", &self.paths)?;
+        st.serialize_field("auto", &self.best().map(WrapPath::name))?;
+        st.end()
+    }
+}
+
 /// One path's result.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PathReport {

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use byok_encoding::{Curve, KeyKind};
+
 use crate::Ckr;
 
 /// The maker of a module, recognised by the manufacturer, library description and model it reports.
@@ -93,6 +95,24 @@ impl fmt::Display for Vendor {
     }
 }
 
+/// A defect of a token that corrupts what it wraps for keys of `kind`, when one is known: `(vendor, firmware
+/// prefix, kind, what goes wrong)`. Found by opening what the token wrapped, as the tests do for every token.
+const DEFECTS: [(Vendor, &str, KeyKind, &str); 1] = [(
+    Vendor::Kryoptic,
+    "1.5",
+    KeyKind::Ec(Curve::P521),
+    "Kryoptic 1.5 writes a P-521 private scalar without its leading zero byte into the PKCS#8 it wraps (about half \
+     of all P-521 keys); RFC 5915 fixes the scalar at 66 bytes, and strict parsers reject the key",
+)];
+
+/// What is known to go wrong when this token wraps a key of `kind`.
+pub(crate) fn known_defect(vendor: Vendor, firmware: &str, kind: KeyKind) -> Option<&'static str> {
+    DEFECTS
+        .iter()
+        .find(|(v, f, k, _)| *v == vendor && firmware.starts_with(f) && *k == kind)
+        .map(|(_, _, _, why)| *why)
+}
+
 /// What a refusal means on this vendor's HSM, and what the operator does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advice {
@@ -125,11 +145,17 @@ fn advice(meaning: impl Into<String>, fix: impl Into<String>) -> Option<Advice> 
 pub(crate) fn explain_wrap(code: Ckr, cx: WrapContext) -> Option<Advice> {
     let v = cx.vendor;
     match code {
-        Ckr::KeyNotWrappable if cx.wrap_with_trusted == Some(true) && !cx.token_wrapping_key => advice(
+        Ckr::KeyNotWrappable if cx.wrap_with_trusted == Some(true) && cx.token_wrapping_key => advice(
+            "the key has CKA_WRAP_WITH_TRUSTED, so only a wrapping key with CKA_TRUSTED may wrap it, and the KEK's \
+             token object (from `byok-cli hsm import-kek`) is not trusted",
+            "have the security officer set CKA_TRUSTED on the KEK's token object with the vendor's tool, then wrap \
+             again (docs/hsm-vendors.md)",
+        ),
+        Ckr::KeyNotWrappable if cx.wrap_with_trusted == Some(true) => advice(
             "the key has CKA_WRAP_WITH_TRUSTED, so only a wrapping key with CKA_TRUSTED may wrap it",
-            "such a key needs a wrapping key the security officer made trusted (the KEK as a token object with \
-             CKA_TRUSTED=true and CKA_WRAP=true); byok wraps with a session copy of the KEK and cannot use one yet, \
-             so generate the target without CKA_WRAP_WITH_TRUSTED (docs/hsm-vendors.md)",
+            "import the KEK into the token with `byok-cli hsm import-kek`, have the security officer set CKA_TRUSTED \
+             on it, and wrap again: byok wraps with a token KEK of the same modulus when there is one, and only the \
+             rsa-aes-key-wrap path wraps with the KEK alone (docs/hsm-vendors.md)",
         ),
         Ckr::KeyNotWrappable if v == Vendor::ThalesLuna && cx.private_key => advice(
             "this Luna partition does not allow private-key wrapping: partition policy 1 (\"Allow private key \
@@ -231,7 +257,7 @@ mod tests {
         assert!(luna_private.expect("advice").meaning.contains("partition policy 1"));
         // The trusted-wrapping requirement is told apart by the key's own attribute, on any vendor.
         let trusted = explain_wrap(Ckr::KeyNotWrappable, cx(Vendor::ThalesLuna, true, Some(true)));
-        assert!(trusted.expect("advice").meaning.contains("CKA_WRAP_WITH_TRUSTED"));
+        assert!(trusted.expect("advice").fix.contains("hsm import-kek"));
         let owner = explain_wrap(Ckr::KeyFunctionNotPermitted, cx(Vendor::AwsCloudHsm, true, None));
         assert!(owner.expect("advice").meaning.contains("owns a key"));
         let size = explain_wrap(Ckr::DataLenRange, cx(Vendor::Yubihsm, true, None));

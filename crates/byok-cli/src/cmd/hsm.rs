@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use byok_encoding::{Curve, KeyKind, Kty};
-use byok_pkcs11::{Error as HsmError, KeyInfo, Module, ModuleConfig, P11Kit, Pin, Pkcs11Uri, TokenSession};
+use byok_pkcs11::{Error as HsmError, Module, ModuleConfig, P11Kit, Pin, Pkcs11Uri, TokenSession};
 use serde_json::json;
 
 use crate::exit::{CliError, Exit, Result};
@@ -181,6 +181,24 @@ pub(crate) enum Command {
     /// Open a .byok inside the HSM with a KEK private key held there, and show what it holds: a rehearsal of the
     /// vault's import, by an independent implementation.
     Verify(VerifyArgs),
+    /// Import a KEK's public key as a token object with CKA_WRAP, for HSMs that wrap only with trusted keys: the
+    /// security officer then sets CKA_TRUSTED on it, and byok wraps with it (docs/hsm-vendors.md).
+    ImportKek(ImportKekArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ImportKekArgs {
+    /// The token: pkcs11:token=LABEL or pkcs11:serial=…
+    #[arg(long, value_name = "URI", value_parser = parse_uri)]
+    token: Pkcs11Uri,
+    /// The KEK's public key (PEM, DER or JWK, as `kek download` writes it).
+    #[arg(long, value_name = "FILE")]
+    kek_file: PathBuf,
+    /// CKA_LABEL of the new object.
+    #[arg(long, default_value = "byok-kek")]
+    label: String,
+    #[command(flatten)]
+    hsm: HsmArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -254,7 +272,18 @@ pub(crate) fn run(ui: Ui, command: &Command) -> Result<()> {
         Command::List(a) => list(ui, a),
         Command::Generate(a) => generate(ui, a),
         Command::Verify(a) => verify(ui, a),
+        Command::ImportKek(a) => import_kek(ui, a),
     }
+}
+
+fn import_kek(ui: Ui, args: &ImportKekArgs) -> Result<()> {
+    let kek = byok_transfer::read_kek(&args.kek_file)?;
+    args.hsm.with_session(&args.token, |s| {
+        let k = s.import_kek(&kek, &args.label).map_err(error)?;
+        let json = json!({ "format_version": 1, "token": s.token().label, "kek": k });
+        ui.result(&format!("{k} in `{}`\n", s.token().label), &json)
+            .map_err(stdout_error)
+    })
 }
 
 fn info(ui: Ui, args: &InfoArgs) -> Result<()> {
@@ -264,24 +293,9 @@ fn info(ui: Ui, args: &InfoArgs) -> Result<()> {
     let module = args.hsm.module(args.token.as_ref())?;
     let lib = module.info().map_err(error)?;
     let tokens = module.tokens().map_err(error)?;
-    let mut human = format!(
-        "module   {}\n  library  {} {} (Cryptoki {}), {}\n",
-        lib.path.display(),
-        lib.description,
-        lib.version,
-        lib.cryptoki_version,
-        lib.manufacturer
-    );
+    let mut human = format!("{lib}\n");
     for t in &tokens {
-        human.push_str(&format!(
-            "token    `{}` serial {} — {} (slot {}, {}{})\n",
-            t.label,
-            t.serial,
-            t.describe(),
-            t.slot_id,
-            t.vendor,
-            if t.initialized { "" } else { ", not initialized" }
-        ));
+        human.push_str(&format!("{t}\n"));
     }
     let mut self_test = serde_json::Value::Null;
     if let Some(uri) = &args.token {
@@ -294,32 +308,11 @@ fn info(ui: Ui, args: &InfoArgs) -> Result<()> {
             report.summary()
         ));
         human.push_str(&format!("{}\n", report.auto_choice()));
-        self_test = json!({
-            "token": label,
-            "paths": report.paths.iter().map(|p| json!({
-                "path": p.path.name(),
-                "verdict": p.verdict.name(),
-                "detail": p.verdict.to_string(),
-            })).collect::<Vec<_>>(),
-            "auto": report.best().map(|p| p.name()),
-        });
+        self_test = json!(report);
+        self_test["token"] = label.into();
     }
     let json = json!({ "format_version": 1, "module": lib, "tokens": tokens, "self_test": self_test });
     ui.result(&human, &json).map_err(stdout_error)
-}
-
-fn key_json(k: &KeyInfo, kcv: Option<[u8; 3]>) -> serde_json::Value {
-    json!({
-        "kcv": kcv.map(hex::encode),
-        "label": k.label,
-        "id": hex::encode(&k.id),
-        "class": k.class.name(),
-        "kind": k.kind.to_string(),
-        "supported": matches!(k.kind, byok_pkcs11::KeyKindInfo::Supported(_)),
-        "extractable": k.extractable,
-        "sensitive": k.sensitive,
-        "public_key_sha256": k.public.as_ref().map(|p| p.fingerprint_sha256()),
-    })
 }
 
 fn list(ui: Ui, args: &TokenArgs) -> Result<()> {
@@ -338,7 +331,7 @@ fn list(ui: Ui, args: &TokenArgs) -> Result<()> {
                 kcv.map(|v| format!("  kcv {}", hex::encode(v))).unwrap_or_default()
             ));
         }
-        let json = json!({ "format_version": 1, "token": s.token().label, "keys": keys.iter().zip(&kcvs).map(|(k, v)| key_json(k, *v)).collect::<Vec<_>>() });
+        let json = json!({ "format_version": 1, "token": s.token().label, "keys": keys.iter().zip(&kcvs).map(|(k, v)| k.summary(*v)).collect::<Vec<_>>() });
         ui.result(&human, &json).map_err(stdout_error)
     })
 }
@@ -399,7 +392,7 @@ fn generate(ui: Ui, args: &GenerateArgs) -> Result<()> {
         .map_err(error)?;
         let uri = byok_pkcs11::key_uri(&s.token().label, &key.label, &key.id);
         let human = format!("generated {}\n  uri  {uri}\n", key.describe());
-        let mut json = key_json(&key, s.check_value(&key).map_err(error)?);
+        let mut json = json!(key.summary(s.check_value(&key).map_err(error)?));
         json["uri"] = uri.into();
         json["format_version"] = 1.into();
         ui.result(&human, &json).map_err(stdout_error)

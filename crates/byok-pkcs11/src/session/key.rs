@@ -64,10 +64,52 @@ pub struct KeyInfo {
     pub public: Option<TargetPublicKey>,
 }
 
+/// A key as `hsm list` and `hsm generate` show it in JSON: nothing secret, the public half by its fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KeySummary {
+    /// The AES key check value (hex), for secret keys whose token computes one.
+    pub kcv: Option<String>,
+    /// CKA_LABEL.
+    pub label: String,
+    /// CKA_ID, in hex.
+    pub id: String,
+    /// `private` or `secret`.
+    pub class: &'static str,
+    /// Its kind, e.g. `RSA-3072`.
+    pub kind: String,
+    /// Whether Azure accepts the kind.
+    pub supported: bool,
+    /// CKA_EXTRACTABLE.
+    pub extractable: bool,
+    /// CKA_SENSITIVE.
+    pub sensitive: bool,
+    /// The SHA-256 fingerprint of the public half.
+    pub public_key_sha256: Option<String>,
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl KeyInfo {
+    /// What `hsm list` shows of the key, with its check value when one was computed.
+    pub fn summary(&self, kcv: Option<[u8; 3]>) -> KeySummary {
+        KeySummary {
+            kcv: kcv.map(|v| hex(&v)),
+            label: self.label.clone(),
+            id: hex(&self.id),
+            class: self.class.name(),
+            kind: self.kind.to_string(),
+            supported: matches!(self.kind, KeyKindInfo::Supported(_)),
+            extractable: self.extractable,
+            sensitive: self.sensitive,
+            public_key_sha256: self.public.as_ref().map(TargetPublicKey::fingerprint_sha256),
+        }
+    }
+
     /// `label (id 0a0b, RSA-2048)` for messages.
     pub fn describe(&self) -> String {
-        let id: String = self.id.iter().map(|b| format!("{b:02x}")).collect();
+        let id = hex(&self.id);
         format!(
             "`{}` (id {}, {})",
             self.label,

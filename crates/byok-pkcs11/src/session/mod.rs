@@ -4,6 +4,7 @@
 mod check;
 mod find;
 mod generate;
+mod kek;
 mod key;
 mod wrap;
 
@@ -21,7 +22,8 @@ use crate::module::{Module, TokenInfo};
 use crate::raw::RawMechanism;
 use crate::selftest::SelfTestReport;
 
-pub use key::{KeyClass, KeyInfo, KeyKindInfo, VerifiedKey};
+pub use kek::TokenKek;
+pub use key::{KeyClass, KeyInfo, KeyKindInfo, KeySummary, VerifiedKey};
 pub use wrap::{WrapChoice, WrapOptions, Wrapped};
 
 /// A user PIN. Zeroized on drop, never shown by `Debug`.
@@ -70,17 +72,19 @@ pub struct TokenSession<'m> {
     session: Session,
     token: TokenInfo,
     self_test: Option<SelfTestReport>,
-    /// The KEK's public key as a session object, kept for the next wrap to the same KEK (batch wraps make it once).
-    kek_object: std::cell::RefCell<Option<(Vec<u8>, ObjectHandle)>>,
+    /// The KEK's public key in the token, kept for the next wrap to the same KEK (batch wraps make it once).
+    kek_object: std::cell::RefCell<Option<kek::KekObject>>,
     /// Whether `find_key` has found a key in this session: a token that then shows none has gone away.
     found_a_key: std::cell::Cell<bool>,
 }
 
 impl Drop for TokenSession<'_> {
     fn drop(&mut self) {
-        if let Some((_, handle)) = self.kek_object.get_mut().take() {
-            // Closing the session destroys it anyway; this says so explicitly.
-            let _ = self.session.destroy_object(handle);
+        if let Some(kek) = self.kek_object.get_mut().take()
+            && kek.session_copy
+        {
+            // Closing the session destroys it anyway; this says so explicitly. An imported token KEK stays.
+            let _ = self.session.destroy_object(kek.handle);
         }
     }
 }
@@ -155,7 +159,7 @@ impl<'m> TokenSession<'m> {
     /// How many session objects (CKA_TOKEN false) this application can see, besides the cached KEK public key:
     /// 0 unless an ephemeral key or test secret leaked.
     pub fn session_object_count(&self) -> Result<usize, Error> {
-        let cached = self.kek_object.borrow().as_ref().map(|(_, h)| *h);
+        let cached = self.kek_object.borrow().as_ref().map(|k| k.handle);
         Ok(self
             .session
             .find_objects(&[Attribute::Token(false)])?

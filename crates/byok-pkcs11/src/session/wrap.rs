@@ -3,7 +3,7 @@
 
 use byok_encoding::{KekPublicKey, KeyKind};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 
 use crate::raw::{RawError, RawMechanism};
 use crate::selftest::{self, SelfTestReport, Verdict};
@@ -55,9 +55,24 @@ impl TokenSession<'_> {
     /// Whether a key of `kind` can be wrapped by this token with `options` (the self-test, once per session): the
     /// error [`TokenSession::wrap`] would give, found before anything is written anywhere.
     pub fn check_wrappable(&mut self, kind: KeyKind, options: WrapOptions) -> Result<(), Error> {
+        self.path_for(kind, options).map(|_| ())
+    }
+
+    /// The path for a key of `kind` (the self-test decides, once per session), and why it is not known to be
+    /// conformant when `allow_nonconformant` let it through — a known defect of this token for `kind` included.
+    fn path_for(&mut self, kind: KeyKind, options: WrapOptions) -> Result<(WrapPath, Option<String>), Error> {
+        // AES keys are 16, 24 or 32 bytes: 8-aligned. PKCS#8 lengths are unknown without reading the key.
         let aligned = matches!(kind, KeyKind::Aes(_));
         let report = self.self_test()?.clone();
-        choose_path(&report, options, aligned).map(|_| ())
+        let (path, nonconformant) = choose_path(&report, options, aligned)?;
+        match vendor::known_defect(self.token.vendor, &self.token.firmware, kind) {
+            Some(defect) if options.allow_nonconformant => Ok((path, Some(defect.to_owned()))),
+            Some(defect) => Err(Error::UnsafeForKey {
+                path,
+                reason: format!("{defect}; move such keys from another token"),
+            }),
+            None => Ok((path, nonconformant)),
+        }
     }
 
     /// Wraps `key` to `kek` inside the token. Checks first that the key is of a kind Azure accepts, extractable,
@@ -81,10 +96,7 @@ impl TokenSession<'_> {
                 "no public key object with the same CKA_ID, so the import cannot be verified".into(),
             ));
         }
-        // AES keys are 16, 24 or 32 bytes: 8-aligned. PKCS#8 lengths are unknown without reading the key.
-        let aligned = matches!(kind, KeyKind::Aes(_));
-        let report = self.self_test()?.clone();
-        let (path, nonconformant) = choose_path(&report, options, aligned)?;
+        let (path, nonconformant) = self.path_for(kind, options)?;
         let ciphertext = self.wrap_with(path, key.handle, kek)?;
         check_output(&ciphertext, kek)?;
         Ok(Wrapped {
@@ -92,33 +104,6 @@ impl TokenSession<'_> {
             path,
             nonconformant,
         })
-    }
-
-    /// The KEK as a public-key session object with CKA_WRAP: made once per session and KEK, replaced (and the old
-    /// one destroyed) when another KEK comes.
-    fn kek_object(&self, kek: &KekPublicKey) -> Result<ObjectHandle, Error> {
-        let mut cached = self.kek_object.borrow_mut();
-        if let Some((modulus, handle)) = cached.as_ref()
-            && modulus == kek.modulus()
-        {
-            return Ok(*handle);
-        }
-        if let Some((_, old)) = cached.take() {
-            let _ = self.session.destroy_object(old);
-        }
-        let handle = self.session.create_object(&[
-            Attribute::Class(ObjectClass::PUBLIC_KEY),
-            Attribute::KeyType(KeyType::RSA),
-            Attribute::Token(false),
-            Attribute::Private(false),
-            Attribute::Modulus(kek.modulus().to_vec()),
-            Attribute::PublicExponent(kek.exponent().to_vec()),
-            Attribute::Wrap(true),
-            Attribute::Encrypt(true),
-            Attribute::Label(b"byok-kek".to_vec()),
-        ])?;
-        *cached = Some((kek.modulus().to_vec(), handle));
-        Ok(handle)
     }
 
     /// Performs one path with the (cached) KEK object: one call, or the two steps with an ephemeral AES key that is

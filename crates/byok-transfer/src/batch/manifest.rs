@@ -290,7 +290,11 @@ mod tests {
         let cases = [
             (
                 key("pkcs11:token=t;object=a?module-path=/tmp/x.so", "a"),
-                "a module-path in a manifest URI is refused",
+                "a module-path or module-name in a manifest URI is refused",
+            ),
+            (
+                key("pkcs11:token=t;object=a?module-name=softhsm2", "a"),
+                "a module-path or module-name in a manifest URI is refused",
             ),
             (
                 key("pkcs11:token=t;object=a?pin-source=file:/etc/shadow", "a"),
