@@ -13,7 +13,7 @@ use byok_tests::vault::{LocalVault, full_transfer_args};
 use byok_tests::{byok_cli, run, stderr, stdout, testdata};
 use serde_json::Value;
 
-/// `byok-cli ARGS` on NSS through the shim playing `personality`, with `extra` settings.
+/// `byok-cli ARGS` on NSS through the shim playing `personality` (none when empty), with `extra` settings.
 fn playing(personality: &str, args: &[&str], extra: &[(&str, &str)]) -> Command {
     let nss = env()["nss"]["module"].as_str().expect("module");
     let mut cmd = byok_cli();
@@ -21,8 +21,10 @@ fn playing(personality: &str, args: &[&str], extra: &[(&str, &str)]) -> Command 
         .arg("--pkcs11-module")
         .arg(shim_over())
         .args(["--pkcs11-init-args", env()["nss"]["init_args"].as_str().expect("init")])
-        .env("BYOK_SHIM_TARGET", nss)
-        .env("BYOK_SHIM_PERSONALITY", personality);
+        .env("BYOK_SHIM_TARGET", nss);
+    if !personality.is_empty() {
+        cmd.env("BYOK_SHIM_PERSONALITY", personality);
+    }
     for (k, v) in extra {
         cmd.env(k, v);
     }
@@ -294,4 +296,67 @@ fn nshield_security_assurances_fail_the_self_test_with_the_reason() {
     assert_eq!(out.status.code(), Some(6), "{err}");
     assert!(err.contains("nShield's security assurance mechanisms"), "{err}");
     assert!(!dir.path().join("ec.byok").exists());
+}
+
+#[test]
+fn each_refusal_says_what_it_means_on_that_vendor_and_what_to_do() {
+    let key = Token::Nss.generate(&["--kty", "EC", "--curve", "P-256"], "refusals");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // (personality, the CK_RV the HSM returns for the real key, what byok says it means, the start of the fix)
+    let cases = [
+        (
+            "",
+            "0x6A",
+            "CKR_KEY_UNEXTRACTABLE: the HSM will not let the key leave it, even wrapped",
+            "generate the key with CKA_EXTRACTABLE=true",
+        ),
+        (
+            "luna",
+            "0x6A",
+            "CKR_KEY_UNEXTRACTABLE: the HSM will not let the key leave it, even wrapped",
+            "generate the key extractable (keys unwrapped into a Luna partition",
+        ),
+        (
+            "",
+            "0x69",
+            "CKR_KEY_NOT_WRAPPABLE: NSS softokn will not wrap this key",
+            "check the key's CKA_WRAP_WITH_TRUSTED",
+        ),
+        (
+            "",
+            "0x115",
+            "CKR_WRAPPING_KEY_TYPE_INCONSISTENT: NSS softokn does not accept the KEK",
+            "the KEK must be an RSA public key",
+        ),
+        (
+            "luna",
+            "0x71",
+            "CKR_MECHANISM_PARAM_INVALID: Thales Luna rejects the parameters BYOK needs",
+            "Azure BYOK needs Luna firmware 7.3",
+        ),
+        (
+            "yubihsm",
+            "0x71",
+            "CKR_MECHANISM_PARAM_INVALID: YubiHSM 2 rejects the parameters",
+            "CKM_RSA_AES_KEY_WRAP needs YubiHSM 2 firmware 2.4.0",
+        ),
+        (
+            "",
+            "0x68",
+            "CKR_KEY_FUNCTION_NOT_PERMITTED: NSS softokn does not permit this key",
+            "the target needs CKA_EXTRACTABLE=true",
+        ),
+        (
+            "cloudhsm",
+            "0x80000100",
+            "CKR_VENDOR_DEFINED(0x80000100): AWS CloudHSM returned its own code 0x80000100",
+            "look the code up in AWS CloudHSM's error table",
+        ),
+    ];
+    for (personality, rv, meaning, fix) in cases {
+        let blob = dir.path().join("refused.byok");
+        let out = wrap(personality, &key, &blob, &[("BYOK_SHIM_WRAP_RV", rv)], &[]);
+        refused(&out, meaning, fix);
+        assert!(!blob.exists(), "{personality} {rv}: nothing written");
+    }
 }

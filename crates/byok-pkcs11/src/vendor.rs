@@ -169,7 +169,8 @@ pub(crate) fn explain_wrap(code: Ckr, cx: WrapContext) -> Option<Advice> {
             "check the key's CKA_WRAP_WITH_TRUSTED and the HSM's export policy with its administrator",
         ),
         Ckr::KeyUnextractable => advice(
-            "the key's CKA_EXTRACTABLE is false; it cannot leave the HSM, even wrapped",
+            "the HSM will not let the key leave it, even wrapped: its CKA_EXTRACTABLE is false, or a policy makes it \
+             unextractable",
             if v == Vendor::ThalesLuna {
                 "generate the key extractable (keys unwrapped into a Luna partition default to CKA_EXTRACTABLE=false)"
             } else {

@@ -9,6 +9,8 @@
 //! - `BYOK_SHIM_WRAP_WANTS=N`: `C_WrapKey` into a buffer shorter than N bytes fails with CKR_BUFFER_TOO_SMALL and
 //!   asks for N (a token that wants more room than the result needs).
 //!
+//! - `BYOK_SHIM_WRAP_RV=N`: `C_WrapKey` of a token object (a real target, not a self-test secret) returns N, a
+//!   CK_RV in decimal or `0x` hex: the refusals a vendor's HSM gives.
 //! - `BYOK_SHIM_PERSONALITY=NAME`: the module behaves, where BYOK is concerned, like a vendor's
 //!   (`personality.rs`, over NSS softokn, whose 0x210B is RFC 5649): `luna`, `luna-policy1-off`, `luna-trusted`,
 //!   `cloudhsm`, `cloudhsm-not-owner`, `yubihsm`, `nshield`. `BYOK_SHIM_MESSAGE_LIMIT=N` sets the YubiHSM-like
@@ -36,6 +38,7 @@ pub(crate) struct Shim {
     max_sessions: Option<u64>,
     remove_after_wraps: Option<u64>,
     wrap_wants: Option<u64>,
+    wrap_rv: Option<u64>,
     pub(crate) personality: Option<Personality>,
     open_sessions: AtomicU64,
     wraps: AtomicU64,
@@ -93,6 +96,12 @@ fn load() -> Result<Shim, String> {
         max_sessions: setting("BYOK_SHIM_MAX_SESSIONS"),
         remove_after_wraps: setting("BYOK_SHIM_REMOVE_AFTER_WRAPS"),
         wrap_wants: setting("BYOK_SHIM_WRAP_WANTS"),
+        wrap_rv: std::env::var("BYOK_SHIM_WRAP_RV")
+            .ok()
+            .and_then(|v| match v.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16).ok(),
+                None => v.parse().ok(),
+            }),
         personality,
         open_sessions: AtomicU64::new(0),
         wraps: AtomicU64::new(0),
@@ -213,6 +222,11 @@ unsafe extern "C" fn wrap_key(
             unsafe { *out_len = wants };
             return sys::CKR_BUFFER_TOO_SMALL;
         }
+    }
+    if let Some(rv) = s.wrap_rv
+        && personality::boolean(session, key, sys::CKA_TOKEN) == Some(true)
+    {
+        return rv;
     }
     let rv = match &s.personality {
         // SAFETY: forwarded under the caller's contract; the personality only renumbers the mechanism or refuses.

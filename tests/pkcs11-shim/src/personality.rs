@@ -178,7 +178,7 @@ fn class(session: sys::CK_SESSION_HANDLE, object: sys::CK_OBJECT_HANDLE) -> Opti
         .map(sys::CK_OBJECT_CLASS::from_ne_bytes)
 }
 
-fn boolean(
+pub(crate) fn boolean(
     session: sys::CK_SESSION_HANDLE,
     object: sys::CK_OBJECT_HANDLE,
     kind: sys::CK_ATTRIBUTE_TYPE,
