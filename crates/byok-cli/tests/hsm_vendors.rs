@@ -1,15 +1,18 @@
 //! Vendors' HSMs as the shim plays them over NSS softokn (`tests/pkcs11-shim/src/personality.rs`): Luna's renumbered
 //! RFC 5649 and its policies, CloudHSM's PKCS#5 "PAD" and vendor RFC 5649 and its owner-only wrap, YubiHSM's message
-//! buffer, nShield's security assurances. Each is driven through the binary; a blob it makes is opened in software and
-//! compared with the token's key, and a refusal must say what it means on that vendor and what to do.
+//! buffer, nShield's security assurances. Each is driven through the binary (`hsm info`, `wrap`, `full-transfer`,
+//! `batch`, `hsm import-kek`); a blob it makes is opened in software and compared with the token's key, and a refusal
+//! must say what it means on that vendor and what to do.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use byok_blob::ByokBlob;
+use byok_encoding::{Curve, KeyKind, RsaSize};
 use byok_encoding::{Kty, TargetKey};
+use byok_tests::batch::{generate_in_nss, manifest, results};
 use byok_tests::hsm::{Token, env, shim_over, wrap_args};
-use byok_tests::vault::{LocalVault, full_transfer_args};
+use byok_tests::vault::{LocalVault, batch_args, full_transfer_args};
 use byok_tests::{byok_cli, run, stderr, stdout, testdata};
 use serde_json::Value;
 
@@ -97,7 +100,15 @@ fn refused(out: &Output, meaning: &str, fix: &str) {
 
 /// `full-transfer` of `uri` into the local Managed HSM as `name`, through the personality.
 fn transfer(vault: &LocalVault, personality: &str, uri: &str, name: &str) -> Output {
-    let mut args: Vec<String> = full_transfer_args(uri, name);
+    into_vault(vault, personality, full_transfer_args(uri, name))
+}
+
+/// `batch` of the manifest into the local Managed HSM, through the personality.
+fn batch(vault: &LocalVault, personality: &str, manifest: &Path) -> Output {
+    into_vault(vault, personality, batch_args(manifest, &[]))
+}
+
+fn into_vault(vault: &LocalVault, personality: &str, mut args: Vec<String>) -> Output {
     args.extend(vault.transfer_flags());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut cmd = playing(personality, &args, &[]);
@@ -359,4 +370,54 @@ fn each_refusal_says_what_it_means_on_that_vendor_and_what_to_do() {
         refused(&out, meaning, fix);
         assert!(!blob.exists(), "{personality} {rv}: nothing written");
     }
+}
+
+#[test]
+fn every_personality_through_full_transfer_and_batch() {
+    let vault = LocalVault::start(true, "", |_| {});
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (personality, path) in [
+        ("luna", "rsa-aes-key-wrap"),
+        ("cloudhsm", "two-step-cloudhsm-kwp"),
+        ("yubihsm", "two-step-kwp"),
+    ] {
+        let key = Token::Nss.generate(&["--kty", "RSA", "--size", "2048"], &format!("{personality}-ft"));
+        let name = format!("{personality}-ft");
+        let out = transfer(&vault, personality, key["uri"].as_str().expect("uri"), &name);
+        let record = byok_tests::ok_json(&out, personality);
+        assert_eq!(record["wrap"]["path"], path, "{personality}: {record}");
+        assert_eq!(record["verification"]["result"], "verified", "{personality}");
+        assert_eq!(vault.versions(&name), 1);
+
+        let kinds = [KeyKind::Ec(Curve::P256), KeyKind::Rsa(RsaSize::Rsa2048)];
+        let labels = generate_in_nss(&format!("{personality}-batch"), &kinds);
+        let prefix = format!("{personality}-b");
+        let out = batch(&vault, personality, &manifest(dir.path(), &labels, &prefix));
+        assert!(out.status.success(), "{personality}: {}", stderr(&out));
+        let (lines, summary) = results(&out);
+        assert_eq!(summary["done"], 2, "{personality}: {summary}");
+        assert!(lines.iter().all(|l| l["status"] == "done"), "{personality}: {lines:?}");
+        for i in 0..2 {
+            assert_eq!(vault.versions(&format!("{prefix}{i}")), 1, "{personality}");
+        }
+    }
+    // nShield's assurances refuse every path: both stop before anything is wrapped or sent.
+    let key = Token::Nss.generate(&["--kty", "RSA", "--size", "2048"], "nshield-ft");
+    let out = transfer(&vault, "nshield", key["uri"].as_str().expect("uri"), "nshield-ft");
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nShield's security assurance mechanisms"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(vault.versions("nshield-ft"), 0);
+    let labels = generate_in_nss("nshield-batch", &[KeyKind::Ec(Curve::P256)]);
+    let out = batch(&vault, "nshield", &manifest(dir.path(), &labels, "nshield-b"));
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nShield's security assurance mechanisms"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(vault.versions("nshield-b0"), 0);
 }
