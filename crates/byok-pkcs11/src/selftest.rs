@@ -232,7 +232,8 @@ fn attempt(
     secret: &[u8],
     kek: &KekPrivateKey,
 ) -> Result<Outcome, Error> {
-    let ct = ts.wrap_with(path, object.handle, kek.public_key())?;
+    // The throwaway KEK is never a token object: no lookup for one.
+    let ct = ts.wrap_with(path, object.handle, kek.public_key(), false)?;
     Ok(classify(kek, &ct, secret))
 }
 

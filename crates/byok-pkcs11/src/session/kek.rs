@@ -114,9 +114,9 @@ impl TokenSession<'_> {
             .next())
     }
 
-    /// The KEK object to wrap with: an imported token KEK, else a session copy made once per session and KEK
-    /// (replaced, and the old copy destroyed, when another KEK comes).
-    pub(crate) fn kek_object(&self, kek: &KekPublicKey) -> Result<ObjectHandle, Error> {
+    /// The KEK object to wrap with: an imported token KEK (looked for when `token_kek`), else a session copy made
+    /// once per session and KEK (replaced, and the old copy destroyed, when another KEK comes).
+    pub(crate) fn kek_object(&self, kek: &KekPublicKey, token_kek: bool) -> Result<ObjectHandle, Error> {
         let mut cached = self.kek_object.borrow_mut();
         if let Some(k) = cached.as_ref()
             && k.modulus == kek.modulus()
@@ -128,7 +128,8 @@ impl TokenSession<'_> {
         {
             let _ = self.session.destroy_object(old.handle);
         }
-        let (handle, session_copy) = match self.token_kek(kek)? {
+        let found = if token_kek { self.token_kek(kek)? } else { None };
+        let (handle, session_copy) = match found {
             Some(handle) => (handle, false),
             None => (self.session_copy(kek)?, true),
         };

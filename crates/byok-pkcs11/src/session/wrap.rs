@@ -97,7 +97,7 @@ impl TokenSession<'_> {
             ));
         }
         let (path, nonconformant) = self.path_for(kind, options)?;
-        let ciphertext = self.wrap_with(path, key.handle, kek)?;
+        let ciphertext = self.wrap_with(path, key.handle, kek, true)?;
         check_output(&ciphertext, kek)?;
         Ok(Wrapped {
             ciphertext,
@@ -108,8 +108,14 @@ impl TokenSession<'_> {
 
     /// Performs one path with the (cached) KEK object: one call, or the two steps with an ephemeral AES key that is
     /// destroyed on every path out.
-    pub(crate) fn wrap_with(&self, path: WrapPath, target: ObjectHandle, kek: &KekPublicKey) -> Result<Vec<u8>, Error> {
-        let kek_handle = self.kek_object(kek)?;
+    pub(crate) fn wrap_with(
+        &self,
+        path: WrapPath,
+        target: ObjectHandle,
+        kek: &KekPublicKey,
+        token_kek: bool,
+    ) -> Result<Vec<u8>, Error> {
+        let kek_handle = self.kek_object(kek, token_kek)?;
         let raw = &self.module.raw;
         let session = self.session.handle();
         match path {
