@@ -241,43 +241,44 @@ fn kryoptic_matrix() {
             "two-step-pad=unsupported"
         ]
     );
-    let specs: [(&[&str], u32); 6] = [
+    let specs: [(&[&str], u32); 4] = [
         (&["--kty", "RSA", "--size", "2048"], 4096),
         (&["--kty", "RSA", "--size", "3072"], 2048),
         (&["--kty", "RSA", "--size", "4096"], 3072),
-        (&["--kty", "EC", "--curve", "P-256"], 2048),
-        (&["--kty", "EC", "--curve", "P-384"], 3072),
         (&["--kty", "oct", "--size", "256"], 2048),
     ];
     for (i, (spec, bits)) in specs.iter().enumerate() {
         let key = t.generate(spec, &format!("kry-{i}"));
         wrap_and_check(t, &key, *bits, "two-step-kwp");
     }
-    // P-521: Kryoptic 1.5 drops the scalar's leading zero byte (half of all keys), which a strict parser rejects;
-    // byok refuses before wrapping, and with the override says so in the blob.
-    let key = t.generate(&["--kty", "EC", "--curve", "P-521"], "kry-p521");
-    let (host, dir) = t.workdir("kry-p521");
-    let kek = testdata("keys/kek-rsa2048.spki.pem").display().to_string();
-    let out = format!("{dir}/p521.byok");
-    let args = byok_tests::hsm::wrap_args(&kek, key["uri"].as_str().expect("uri"), &out);
-    let refused = t.cli(&args);
-    let err = stderr(&refused);
-    assert_eq!(refused.status.code(), Some(6), "{err}");
-    assert!(
-        err.contains("Kryoptic 1.5 writes a P-521 private scalar without its leading zero byte"),
-        "{err}"
-    );
-    assert!(!host.join("p521.byok").exists());
-    let mut forced = args.to_vec();
-    forced.push("--allow-nonconformant-wrap");
-    let report = t.json(&forced);
-    assert_eq!(report["source"]["conformant"], false, "{report}");
-    let blob = ByokBlob::from_json(&std::fs::read(host.join("p521.byok")).expect("blob")).expect("valid .byok");
-    assert!(
-        blob.generator().is_some_and(|g| g.contains("NONCONFORMANT")),
-        "{:?}",
-        blob.generator()
-    );
+    // EC: Kryoptic 1.5 drops the private scalar's leading zero bytes (one P-521 key in 2, one P-256 key in 256),
+    // which a strict parser rejects; byok cannot see inside a wrapped key, so it refuses EC keys before wrapping, and
+    // with the override says so in the blob.
+    for curve in ["P-256", "P-521"] {
+        let key = t.generate(&["--kty", "EC", "--curve", curve], &format!("kry-{curve}"));
+        let (host, dir) = t.workdir(&format!("kry-{curve}"));
+        let kek = testdata("keys/kek-rsa2048.spki.pem").display().to_string();
+        let out = format!("{dir}/ec.byok");
+        let args = byok_tests::hsm::wrap_args(&kek, key["uri"].as_str().expect("uri"), &out);
+        let refused = t.cli(&args);
+        let err = stderr(&refused);
+        assert_eq!(refused.status.code(), Some(6), "{err}");
+        assert!(
+            err.contains("Kryoptic 1.5 writes an EC private scalar without its leading zero bytes"),
+            "{err}"
+        );
+        assert!(!host.join("ec.byok").exists());
+        let mut forced = args.to_vec();
+        forced.push("--allow-nonconformant-wrap");
+        let report = t.json(&forced);
+        assert_eq!(report["source"]["conformant"], false, "{report}");
+        let blob = ByokBlob::from_json(&std::fs::read(host.join("ec.byok")).expect("blob")).expect("valid .byok");
+        assert!(
+            blob.generator().is_some_and(|g| g.contains("NONCONFORMANT")),
+            "{:?}",
+            blob.generator()
+        );
+    }
 }
 
 #[test]

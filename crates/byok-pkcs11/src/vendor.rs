@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use byok_encoding::{Curve, KeyKind};
+use byok_encoding::KeyKind;
 
 use crate::Ckr;
 
@@ -95,21 +95,25 @@ impl fmt::Display for Vendor {
     }
 }
 
-/// A defect of a token that corrupts what it wraps for keys of `kind`, when one is known: `(vendor, firmware
-/// prefix, kind, what goes wrong)`. Found by opening what the token wrapped, as the tests do for every token.
-const DEFECTS: [(Vendor, &str, KeyKind, &str); 1] = [(
+/// A defect of a token that spoils what it wraps for keys of a kind, when one is known: `(vendor, firmware prefix,
+/// does it concern this kind, what goes wrong)`. Found by opening what the token wrapped, as the tests do for every
+/// token; byok cannot look inside a wrapped key, so every key of the kind is refused unless overridden.
+const DEFECTS: [Defect; 1] = [(
     Vendor::Kryoptic,
     "1.5",
-    KeyKind::Ec(Curve::P521),
-    "Kryoptic 1.5 writes a P-521 private scalar without its leading zero byte into the PKCS#8 it wraps (about half \
-     of all P-521 keys); RFC 5915 fixes the scalar at 66 bytes, and strict parsers reject the key",
+    |kind| matches!(kind, KeyKind::Ec(_)),
+    "Kryoptic 1.5 writes an EC private scalar without its leading zero bytes into the PKCS#8 it wraps (one P-256 or \
+     P-384 key in 256, one P-521 key in 2); RFC 5915 fixes the scalar's length, and strict parsers reject the key",
 )];
+
+/// `(vendor, firmware prefix, does it concern this kind, what goes wrong)`.
+type Defect = (Vendor, &'static str, fn(KeyKind) -> bool, &'static str);
 
 /// What is known to go wrong when this token wraps a key of `kind`.
 pub(crate) fn known_defect(vendor: Vendor, firmware: &str, kind: KeyKind) -> Option<&'static str> {
     DEFECTS
         .iter()
-        .find(|(v, f, k, _)| *v == vendor && firmware.starts_with(f) && *k == kind)
+        .find(|(v, f, concerns, _)| *v == vendor && firmware.starts_with(f) && concerns(kind))
         .map(|(_, _, _, why)| *why)
 }
 
