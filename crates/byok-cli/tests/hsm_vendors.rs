@@ -146,6 +146,11 @@ fn luna_rfc5649_is_found_under_its_vendor_number_and_its_policies_are_explained(
     let aes = Token::Nss.generate(&["--kty", "oct", "--size", "256"], "luna-aes");
     let out = wrap("luna-policy1-off", &aes, &dir.path().join("aes.byok"), &[], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let blob = ByokBlob::from_json(&std::fs::read(dir.path().join("aes.byok")).expect("blob")).expect("valid .byok");
+    let plaintext = byok_tests::kek_private(2048)
+        .unwrap(blob.ciphertext())
+        .expect("the blob opens");
+    assert_eq!(plaintext.len(), 32, "the AES-256 key");
 }
 
 #[test]

@@ -114,6 +114,8 @@ pub struct Module {
     initialized_here: bool,
     pub(crate) raw: RawModule,
     path: PathBuf,
+    /// The library's manufacturer and description, as it reported them at load.
+    library: String,
     _init_args: Option<CString>,
 }
 
@@ -177,7 +179,11 @@ impl Module {
                     .into(),
             ));
         }
+        // Read once: every token's vendor is recognised partly by what the library says of itself.
+        let lib = ctx.get_library_info()?;
+        let library = format!("{} {}", lib.manufacturer_id(), lib.library_description());
         Ok(Self {
+            library,
             ctx: Some(ctx),
             initialized_here,
             raw,
@@ -215,13 +221,7 @@ impl Module {
 
     pub(crate) fn token_info(&self, slot: Slot) -> Result<TokenInfo, Error> {
         let t = self.ctx().get_token_info(slot)?;
-        let lib = self.ctx().get_library_info()?;
-        let vendor = Vendor::detect(&[
-            lib.manufacturer_id(),
-            lib.library_description(),
-            t.manufacturer_id(),
-            t.model(),
-        ]);
+        let vendor = Vendor::detect(&[&self.library, t.manufacturer_id(), t.model()]);
         Ok(TokenInfo {
             slot_id: slot.id(),
             label: t.label().trim().to_owned(),

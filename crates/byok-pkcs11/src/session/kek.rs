@@ -85,7 +85,7 @@ impl TokenSession<'_> {
         for a in self.session.get_attributes(handle, &kinds)? {
             match a {
                 Attribute::Label(l) => kek.label = String::from_utf8_lossy(&l).into_owned(),
-                Attribute::Id(id) => kek.id = super::key::hex(&id),
+                Attribute::Id(id) => kek.id = hex::encode(id),
                 _ => {}
             }
         }

@@ -87,17 +87,13 @@ pub struct KeySummary {
     pub public_key_sha256: Option<String>,
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl KeyInfo {
     /// What `hsm list` shows of the key, with its check value when one was computed.
     pub fn summary(&self, kcv: Option<[u8; 3]>) -> KeySummary {
         KeySummary {
-            kcv: kcv.map(|v| hex(&v)),
+            kcv: kcv.map(hex::encode),
             label: self.label.clone(),
-            id: hex(&self.id),
+            id: hex::encode(&self.id),
             class: self.class.name(),
             kind: self.kind.to_string(),
             supported: matches!(self.kind, KeyKindInfo::Supported(_)),
@@ -109,7 +105,7 @@ impl KeyInfo {
 
     /// `label (id 0a0b, RSA-2048)` for messages.
     pub fn describe(&self) -> String {
-        let id = hex(&self.id);
+        let id = hex::encode(&self.id);
         format!(
             "`{}` (id {}, {})",
             self.label,
