@@ -182,6 +182,27 @@ impl Observations {
     pub fn faults_injected(&self) -> u64 {
         self.0.faults_injected.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// Backdates a key version (the latest when `version` is empty): its `created` and `updated` become `created`
+    /// (Unix seconds), as if it had been made then — for tests of key age, which a real vault cannot fake. Returns
+    /// whether the version exists; the change is kept in the state directory.
+    pub fn set_created(&self, name: &str, version: &str, created: i64) -> Result<bool, Error> {
+        let mut state = self.0.state.lock().expect("state lock");
+        let Some(versions) = state.keys.get_mut(name) else {
+            return Ok(false);
+        };
+        let found = if version.is_empty() {
+            versions.last_mut()
+        } else {
+            versions.iter_mut().find(|v| v.version == version)
+        };
+        let Some(v) = found else {
+            return Ok(false);
+        };
+        (v.created, v.updated) = (created, created);
+        state.persist(&self.0.state_dir, name).map_err(Error::new)?;
+        Ok(true)
+    }
 }
 
 impl std::fmt::Debug for Observations {

@@ -7,6 +7,7 @@ mod convert;
 mod credential;
 pub mod host;
 mod import;
+mod list;
 mod model;
 mod request;
 mod retry;
@@ -18,7 +19,8 @@ use byok_blob::VaultKind;
 
 pub use connection::Connection;
 pub use credential::{AuthKind, Credential};
-pub use model::{Imported, Kek, KeyOp, KeyType, TRANSFER_TAG, Timestamp, VaultKey};
+pub use list::{KeyItem, KeyUpdate, MAX_LISTED};
+pub use model::{Imported, Kek, KeyOp, KeyType, TRANSFER_TAG, Timestamp, VaultKey, tags};
 pub use request::{ImportRequest, check_key_name};
 pub use retry::RetryPolicy;
 pub use transport::{MAX_ANSWER_BYTES, Timeouts};

@@ -14,6 +14,29 @@ use crate::Error;
 /// imported twice.
 pub const TRANSFER_TAG: &str = "byok-transfer";
 
+/// The tags byok writes on every key version it imports, besides [`TRANSFER_TAG`]: where the key came from and what
+/// it is, so that an inventory and a rotation need nothing but the vault (docs/tags.md). None holds a secret.
+pub mod tags {
+    /// The source token's serial number (`C_GetTokenInfo`), as printable ASCII.
+    pub const TOKEN: &str = "byok-token";
+    /// A digest of the source key's CKA_ID (`sha256:` and 32 hex digits), or of its label when it has no id
+    /// (`label-sha256:`): it tells keys apart without naming them.
+    pub const KEY_ID: &str = "byok-key-id";
+    /// The key's kind: `RSA-3072`, `EC-P-256`, `AES-256`.
+    pub const KIND: &str = "byok-kind";
+    /// An AES key's check value (the first 3 bytes of AES-ECB of a zero block, hex), as key ceremonies record it.
+    pub const CHECK_VALUE: &str = "byok-kcv";
+    /// The program that imported it: `byok-cli/0.1.0`.
+    pub const TOOL: &str = "byok-tool";
+    /// Every tag name byok writes ([`super::TRANSFER_TAG`] first); a user's tags may not use them.
+    pub const ALL: [&str; 6] = [super::TRANSFER_TAG, TOKEN, KEY_ID, KIND, CHECK_VALUE, TOOL];
+
+    /// Whether `name` is one of byok's tags.
+    pub fn is_byok(name: &str) -> bool {
+        ALL.contains(&name)
+    }
+}
+
 /// A point in time, in whole seconds since the Unix epoch (how Key Vault keeps `nbf`, `exp`, `created`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);

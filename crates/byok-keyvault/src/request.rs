@@ -8,7 +8,7 @@ use byok_blob::VaultKind;
 use byok_encoding::{Curve, Kty};
 
 use crate::convert;
-use crate::{Error, KeyOp, KeyType, TRANSFER_TAG, Timestamp, Vault};
+use crate::{Error, KeyOp, KeyType, TRANSFER_TAG, Timestamp, Vault, tags};
 
 /// What to import: a `.byok` file and the properties the new key version gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +37,8 @@ pub struct ImportRequest {
     pub release_policy: Option<Vec<u8>>,
     /// The transfer's random id, written to [`TRANSFER_TAG`].
     pub transfer_id: String,
+    /// byok's other tags ([`crate::tags`]: source, kind, tool), set by the transfer engine once it knows the key.
+    pub provenance: BTreeMap<String, String>,
 }
 
 /// The operations a key of each type may allow.
@@ -107,16 +109,24 @@ impl ImportRequest {
         {
             return bad(format!("the key would expire ({exp}) before it becomes valid ({nbf})"));
         }
-        if self.tags.len() + 1 > 15 {
+        // The room byok's own tags take: all it may add, so that the answer does not depend on the key.
+        let reserved = tags::ALL.len() - 1;
+        if self.tags.len() + reserved > 15 {
             return bad(format!(
-                "{} tags are given; Key Vault takes 15 per key, and byok adds `{TRANSFER_TAG}`",
-                self.tags.len()
+                "{} tags are given; Key Vault takes 15 per key, and byok adds up to {reserved} of its own ({}): at most \
+                 {} of yours",
+                self.tags.len(),
+                tags::ALL.join(", "),
+                15 - reserved
             ));
         }
-        for (k, v) in &self.tags {
-            if k == TRANSFER_TAG {
-                return bad(format!("the tag `{TRANSFER_TAG}` is byok's own"));
-            }
+        if let Some(k) = self.provenance.keys().find(|k| !tags::is_byok(k) || *k == TRANSFER_TAG) {
+            return bad(format!("`{k}` is not one of byok's provenance tags"));
+        }
+        if let Some(k) = self.tags.keys().find(|k| tags::is_byok(k)) {
+            return bad(format!("the tag `{k}` is byok's own (docs/tags.md)"));
+        }
+        for (k, v) in self.tags.iter().chain(&self.provenance) {
             if k.is_empty() || k.chars().count() > 512 || v.chars().count() > 256 {
                 return bad(format!(
                     "tag `{k}`: names are 1 to 512 characters and values at most 256"
@@ -136,6 +146,7 @@ impl ImportRequest {
 
     pub(crate) fn to_parameters(&self) -> ImportKeyParameters {
         let mut tags: HashMap<String, String> = self.tags.clone().into_iter().collect();
+        tags.extend(self.provenance.clone());
         tags.insert(TRANSFER_TAG.to_owned(), self.transfer_id.clone());
         let key = JsonWebKey {
             kty: Some(convert::key_type(KeyType::hsm(self.kty))),
@@ -184,6 +195,7 @@ mod tests {
             exportable: false,
             release_policy: None,
             transfer_id: "0".repeat(32),
+            provenance: BTreeMap::new(),
         }
     }
 
@@ -222,8 +234,16 @@ mod tests {
         r.expires = Some(Timestamp::from_unix(1_900_000_000));
         assert!(refusal(&r, &kv).contains("expire"));
         let mut r = request(Kty::Rsa);
-        r.tags = (0..15).map(|i| (format!("t{i}"), String::new())).collect();
-        assert!(refusal(&r, &kv).contains("15 per key"));
+        r.tags = (0..10).map(|i| (format!("t{i}"), String::new())).collect();
+        assert_eq!(r.validate(&kv), Ok(()), "ten of the user's, five of byok's");
+        r.tags.insert("t10".into(), String::new());
+        assert!(refusal(&r, &kv).contains("at most 10 of yours"));
+        let mut r = request(Kty::Rsa);
+        r.tags.insert(tags::TOKEN.into(), "x".into());
+        assert!(refusal(&r, &kv).contains("byok's own"));
+        let mut r = request(Kty::Rsa);
+        r.provenance.insert("owner".into(), "x".into());
+        assert!(refusal(&r, &kv).contains("not one of byok's provenance tags"));
         let mut r = request(Kty::Rsa);
         r.tags.insert(TRANSFER_TAG.into(), "x".into());
         assert!(refusal(&r, &kv).contains("byok's own"));

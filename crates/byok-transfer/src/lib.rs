@@ -8,13 +8,17 @@ mod error;
 pub mod files;
 mod import;
 pub mod inspect;
+pub mod inventory;
 mod kek;
 mod keyfile;
 pub mod locks;
 mod observe;
+mod period;
 mod plan;
+mod provenance;
 mod record;
 mod request;
+pub mod rotate;
 mod runtime;
 pub mod state;
 mod transfer;
@@ -26,7 +30,9 @@ pub use import::{BlobImported, check_blob_kek, import_blob};
 pub use kek::{KekChoice, KekPolicy, obtain as obtain_kek};
 pub use keyfile::{kek_kid, read_kek, read_target};
 pub use observe::{Event, Observer, Quiet, STEPS};
+pub use period::Period;
 pub use plan::Plan;
+pub use provenance::{Provenance, kind_tag};
 pub use record::{
     BlobRecord, FORMAT_VERSION, ImportRecord, KekRecord, KeyRecord, SelfTestRecord, SourceRecord, TokenRecord, Tool,
     TransferRecord, VaultRecord, VerificationRecord, WrapRecord,

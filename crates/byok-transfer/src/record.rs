@@ -45,6 +45,10 @@ pub struct TransferRecord {
     /// byok versions before attestation (and of `import`, which does not check them).
     #[serde(default)]
     pub attestation: Option<AttestationRecord>,
+    /// A rotation's account of the version it replaced and what became of the older ones; only in records of
+    /// `rotate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::rotate::RotationRecord>,
 }
 
 /// A program's name and version.

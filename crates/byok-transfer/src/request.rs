@@ -57,6 +57,7 @@ impl KeyProperties {
             exportable: self.exportable,
             release_policy: self.release_policy.clone(),
             transfer_id: transfer_id()?,
+            provenance: BTreeMap::new(),
         };
         request.validate(vault).map_err(|e| Error::vault(Step::Preflight, e))?;
         Ok(request)

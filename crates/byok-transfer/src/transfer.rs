@@ -118,6 +118,12 @@ pub fn prepare(
     keep_blob: Option<(&Path, bool)>,
 ) -> Result<Prepared> {
     let started = Timestamp::now();
+    // byok's tags say where the key came from; checked with the request before anything is wrapped.
+    let source = source_record(session, key, kind)?;
+    request.provenance = crate::provenance::tags_for(&source, kind, p.tool);
+    request
+        .validate(p.conn.vault())
+        .map_err(|e| Error::vault(Step::Preflight, e))?;
     p.step(4, "wrapping in the HSM (with the wrap self-test)");
     let kek = &p.kek.kek;
     let made = crate::blob::wrap_in_hsm(session, key, &kek.public, &kek.kid, p.options, p.tool)?;
@@ -125,7 +131,6 @@ pub fn prepare(
         p.observer.event(&Event::NonconformantWrap { path: made.path, why });
     }
     let wrap = wrap_record(session, &made, kind);
-    let source = source_record(session, key, kind)?;
     let blob_bytes = made.blob.bytes;
     if let Some((file, replace)) = keep_blob {
         crate::files::write_atomic(file, &blob_bytes, replace).map_err(|e| e.at(Step::Wrap))?;
@@ -162,6 +167,7 @@ pub fn prepare(
         import: None,
         verification: None,
         attestation: Some(p.attestation.record.clone()),
+        rotation: None,
     };
     Ok(Prepared {
         request,

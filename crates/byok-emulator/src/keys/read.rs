@@ -34,7 +34,7 @@ pub(crate) async fn get_version(
         return *r;
     }
     if version == "versions" {
-        return versions(&shared, &name);
+        return versions(&shared, &name, &query);
     }
     let state = shared.state.lock().expect("state lock");
     let found = state.keys.get(&name).and_then(|versions| {
@@ -56,24 +56,24 @@ pub(crate) async fn get_version(
     }
 }
 
-/// `GET /keys/{name}/versions`: every version of a key.
-pub(super) fn versions(shared: &Shared, name: &str) -> Response {
+/// `GET /keys/{name}/versions`: every version of a key, a page at a time.
+pub(super) fn versions(shared: &Shared, name: &str, query: &BTreeMap<String, String>) -> Response {
     let state = shared.state.lock().expect("state lock");
     let Some(versions) = state.keys.get(name) else {
         return ApiError::not_found(format!("A key with (name/id) {name} was not found in this key vault."))
             .into_response();
     };
-    let value: Vec<Value> = versions
+    let items: Vec<Value> = versions
         .iter()
         .map(|v| {
             let b = bundle(shared, name, v);
             json!({ "kid": b["key"]["kid"], "attributes": b["attributes"], "tags": b.get("tags") })
         })
         .collect();
-    Json(json!({ "value": value, "nextLink": null })).into_response()
+    page(shared, &format!("/keys/{name}/versions"), items, query)
 }
 
-/// `GET /keys`: every key's latest version, without material.
+/// `GET /keys`: every key's latest version, without material, a page at a time.
 pub(crate) async fn list(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<BTreeMap<String, String>>,
@@ -83,7 +83,7 @@ pub(crate) async fn list(
         return *r;
     }
     let state = shared.state.lock().expect("state lock");
-    let value: Vec<Value> = state
+    let items: Vec<Value> = state
         .keys
         .iter()
         .filter_map(|(name, versions)| versions.last().map(|v| (name, v)))
@@ -92,5 +92,31 @@ pub(crate) async fn list(
             json!({ "kid": format!("{}/keys/{name}", shared.vault_url), "attributes": b["attributes"], "tags": b.get("tags") })
         })
         .collect();
-    Json(json!({ "value": value, "nextLink": null })).into_response()
+    page(&shared, "/keys", items, &query)
+}
+
+/// Key Vault's paging: `maxresults` 1 to 25 (25 when absent), and a `nextLink` carrying where the next page starts.
+fn page(shared: &Shared, path: &str, items: Vec<Value>, query: &BTreeMap<String, String>) -> Response {
+    let size = match query.get("maxresults").map(|m| m.parse::<usize>()) {
+        None => 25,
+        Some(Ok(n)) if (1..=25).contains(&n) => n,
+        Some(_) => {
+            return ApiError::bad("Invalid value for maxresults: it must be between 1 and 25.").into_response();
+        }
+    };
+    let start = match query.get("$skiptoken").map(|t| t.parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return ApiError::bad("The $skiptoken is invalid.").into_response(),
+    };
+    let end = items.len().min(start.saturating_add(size));
+    let value: Vec<Value> = items.get(start..end).map(<[Value]>::to_vec).unwrap_or_default();
+    let version = query.get("api-version").map_or("7.5", String::as_str);
+    let next = (end < items.len()).then(|| {
+        format!(
+            "{}{path}?api-version={version}&$skiptoken={end}&maxresults={size}",
+            shared.vault_url
+        )
+    });
+    Json(json!({ "value": value, "nextLink": next })).into_response()
 }
