@@ -40,6 +40,26 @@ impl LocalVault {
         }
     }
 
+    /// Stops it, runs `between` (to change its state files), and starts it again on the same state (a new port).
+    pub fn restart(self, between: impl FnOnce()) -> Self {
+        let managed_hsm = self.info.audience.contains("managedhsm");
+        let Self {
+            state, _vault, _dir, ..
+        } = self;
+        drop(_vault);
+        between();
+        let mut config = byok_emulator::Config::new(state.clone());
+        config.managed_hsm = managed_hsm;
+        let vault = byok_emulator::Background::start(config).expect("the local Key Vault starts again");
+        Self {
+            info: vault.info.clone(),
+            state,
+            observed: vault.observed.clone(),
+            _vault: vault,
+            _dir,
+        }
+    }
+
     /// The vault flags every command takes.
     pub fn flags(&self) -> Vec<String> {
         vec![
@@ -75,7 +95,7 @@ impl LocalVault {
     pub fn command(&self, token: Option<Token>, args: &[&str]) -> std::process::Command {
         let mut flags = self.flags();
         // The commands that check attestations get the local root, unless the test chooses otherwise.
-        let transfers = args.iter().any(|a| matches!(*a, "full-transfer" | "batch"));
+        let transfers = args.iter().any(|a| matches!(*a, "full-transfer" | "batch" | "rotate"));
         let chosen = args
             .iter()
             .any(|a| matches!(*a, "--skip-attestation" | "--attestation-root"));

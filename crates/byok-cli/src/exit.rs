@@ -24,6 +24,8 @@ pub(crate) enum Exit {
     Verification = 8,
     /// 9: a batch finished, but some of its keys failed (each is reported), or a dry run found problems.
     Partial = 9,
+    /// 10: `status` found keys that need rotation or records that disagree with the vault.
+    Attention = 10,
     /// 129: stopped by SIGHUP (the terminal or SSH session went away); in flight finished and was recorded.
     HungUp = 129,
     /// 130: interrupted (Ctrl-C, SIGINT); what was in flight finished and was recorded.
@@ -48,6 +50,7 @@ impl Exit {
             Self::Vault => "vault",
             Self::Verification => "verification-failed",
             Self::Partial => "partial",
+            Self::Attention => "attention",
             Self::HungUp => "hangup",
             Self::Interrupted => "interrupted",
             Self::Terminated => "terminated",

@@ -58,6 +58,10 @@ enum Command {
     FullTransfer(Box<cmd::transfer::Args>),
     /// Many keys from one token, from a manifest: bounded concurrency, a result per key, resumable.
     Batch(cmd::batch::Args),
+    /// Rotate a key byok imported: a new HSM key as its next version, verified; older versions retired if asked.
+    Rotate(Box<cmd::rotate::Args>),
+    /// The inventory of what byok brought into a vault: versions, ages, expiry, sources; exit 10 when some need rotation.
+    Status(cmd::status::Args),
     /// Check a Managed HSM key attestation: Marvell chain, signatures, and that it shows your key.
     Attest(cmd::attest::Args),
     /// Print a shell completion script: `byok-cli completions bash > /etc/bash_completion.d/byok-cli`.
@@ -84,6 +88,8 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::import::run(ui, args),
         Command::FullTransfer(args) => cmd::transfer::run(ui, args),
         Command::Batch(args) => cmd::batch::run(ui, args),
+        Command::Rotate(args) => cmd::rotate::run(ui, args),
+        Command::Status(args) => cmd::status::run(ui, args),
         Command::Attest(args) => cmd::attest::run(ui, args),
         Command::Completions { shell } => completions(*shell),
         Command::Man { dir } => write_man_pages(dir),

@@ -62,6 +62,18 @@ impl Plan {
         observer: &dyn Observer,
     ) -> Result<Transferred> {
         let rt = crate::runtime::current_thread()?;
+        self.execute_on(&rt, session, conn, observer)
+    }
+
+    /// [`Plan::execute`] on a runtime the caller drives: the connection's pooled connections belong to the runtime
+    /// that opened them, so one operation keeps to one runtime.
+    pub(crate) fn execute_on(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        session: &mut TokenSession<'_>,
+        conn: &Connection,
+        observer: &dyn Observer,
+    ) -> Result<Transferred> {
         let started = Timestamp::now();
         let step = |number, text: &str| observer.event(&Event::Step { number, text });
         // 1. The source key, before anything is written anywhere.

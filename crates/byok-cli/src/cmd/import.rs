@@ -78,6 +78,21 @@ impl KeyPropertiesArgs {
     }
 }
 
+impl KeyPropertiesArgs {
+    /// What `rotate` changes from the inherited properties: only what a flag gives.
+    pub(crate) fn overrides(&self) -> Result<byok_transfer::rotate::Overrides> {
+        let p = self.properties()?;
+        Ok(byok_transfer::rotate::Overrides {
+            ops: p.ops,
+            tags: (!p.tags.is_empty()).then_some(p.tags),
+            disabled: self.disabled,
+            not_before: p.not_before,
+            expires: p.expires,
+            release_policy: p.release_policy,
+        })
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]

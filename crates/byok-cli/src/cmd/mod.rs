@@ -4,6 +4,8 @@ pub(crate) mod hsm;
 pub(crate) mod import;
 pub(crate) mod inspect;
 pub(crate) mod kek;
+pub(crate) mod rotate;
+pub(crate) mod status;
 pub(crate) mod transfer;
 pub(crate) mod vault;
 pub(crate) mod wrap;

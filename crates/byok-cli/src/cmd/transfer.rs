@@ -143,7 +143,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         let done = plan.execute(session, &conn, &Progress { ui, steps: true })?;
         // The key is in the vault now: whatever happens to the record, say what was imported.
         let written = args.record.as_deref().map(|file| done.record.write(file, args.force)).transpose();
-        finish(ui, &done, args)?;
+        finish(ui, &done, args.record.as_deref(), "")?;
         written.map(|_| ()).map_err(|e| {
             let kid = done.record.kid().unwrap_or_default();
             CliError::from(e)
@@ -153,7 +153,8 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     })
 }
 
-fn finish(ui: Ui, done: &Transferred, args: &Args) -> Result<()> {
+/// The summary of a transfer (and `extra` lines), or the record as JSON; exit 8 on a mismatch.
+pub(crate) fn finish(ui: Ui, done: &Transferred, record_file: Option<&Path>, extra: &str) -> Result<()> {
     let Transferred { record, verification } = done;
     let kid = record.kid().unwrap_or_default();
     let (kty, kind) = record
@@ -169,7 +170,8 @@ fn finish(ui: Ui, done: &Transferred, args: &Args) -> Result<()> {
     if let Some(a) = &record.attestation {
         human.push_str(&format!("  attestation {}: {}\n", a.status, a.detail));
     }
-    if let Some(file) = &args.record {
+    human.push_str(extra);
+    if let Some(file) = record_file {
         human.push_str(&format!("  record      {}\n", file.display()));
     }
     if let Verification::NotVerifiable { reason } = verification {

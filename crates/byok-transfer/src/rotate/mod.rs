@@ -118,23 +118,23 @@ impl Rotation {
         let properties = inherit::properties(&base, &self.overrides, Timestamp::now())?;
         let (key_uri, generated) = match &self.source {
             Source::Existing(uri) => ((**uri).clone(), false),
-            Source::Generate(kind) => (generate(session, *kind, name, observer)?, true),
+            Source::Generate(kind) => {
+                // Nothing is made in the token for a rotation that could not go ahead.
+                same_type(&base, *kind)?;
+                properties.request(conn.vault(), name, kind.kty(), kind.curve())?;
+                (generate(session, *kind, name, observer)?, true)
+            }
         };
         let key = session.find_key(&key_uri).map_err(|e| Error::hsm(Step::Preflight, e))?;
         let kind = crate::transfer::transferable(&key)?;
-        if kind.kty() != base.kty.family() {
-            return Err(refused(format!(
-                "`{name}` holds {} keys and the new key is {kind}: a rotation keeps the key's type (its users expect it)",
-                base.kty
-            )));
-        }
+        same_type(&base, kind)?;
         rt.block_on(material::refuse_known(conn, session, &key, kind, name, &versions))?;
         let plan = Plan {
             key: key_uri.clone(),
             properties,
             ..self.plan.clone()
         };
-        let mut transferred = plan.execute(session, conn, observer)?;
+        let mut transferred = plan.execute_on(&rt, session, conn, observer)?;
         let new_version = transferred.record.key.as_ref().map(|k| k.version.clone());
         let verified = matches!(transferred.verification, Verification::Verified { .. });
         let older: Vec<&KeyItem> = versions.iter().filter(|v| v.version != new_version).collect();
@@ -193,6 +193,37 @@ async fn current(conn: &Connection, name: &str, from: Option<&str>) -> Result<(V
         .await
         .map_err(|e| Error::vault(Step::Preflight, e))?;
     Ok((versions, key))
+}
+
+/// A rotation keeps the key's type: its users expect it.
+fn same_type(base: &VaultKey, kind: KeyKind) -> Result<()> {
+    if kind.kty() == base.kty.family() {
+        return Ok(());
+    }
+    Err(refused(format!(
+        "`{}` holds {} keys and the new key is {kind}: a rotation keeps the key's type (its users expect it)",
+        base.kid.name(),
+        base.kty
+    )))
+}
+
+/// A kind to generate, as `rotate --generate` takes it: `rsa:3072`, `ec:P-256`, `oct:256` (`aes:256` too).
+pub fn kind_spec(spec: &str) -> std::result::Result<KeyKind, String> {
+    use byok_encoding::{Curve, Kty};
+    let bad = || {
+        format!(
+            "`{spec}` is not a key byok can generate for Azure: rsa:2048|3072|4096, ec:P-256|P-384|P-521|P-256K, \
+             oct:128|192|256"
+        )
+    };
+    let (family, param) = spec.split_once(':').ok_or_else(bad)?;
+    let (kty, bits, curve) = match family.to_ascii_lowercase().as_str() {
+        "rsa" => (Kty::Rsa, Some(param.parse().map_err(|_| bad())?), None),
+        "ec" => (Kty::Ec, None, Some(param.parse::<Curve>().map_err(|_| bad())?)),
+        "oct" | "aes" => (Kty::Oct, Some(param.parse().map_err(|_| bad())?), None),
+        _ => return Err(bad()),
+    };
+    KeyKind::from_parts(kty, bits, curve).map_err(|_| bad())
 }
 
 /// The newest version: the latest `created` (the listing's last among equals).
