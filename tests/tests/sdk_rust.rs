@@ -2,59 +2,19 @@
 //! against the local Key Vault, as a Key Vault and as a Managed HSM: challenge auth through the emulator's token
 //! endpoint, an import-only KEK, BYOK imports whose public halves and signatures match the source keys.
 
-use std::sync::Arc;
-
-use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
-use azure_core::credentials::Secret;
-use azure_core::http::{RequestContent, Transport};
-use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+use azure_core::http::RequestContent;
 use azure_security_keyvault_keys::models::{
     CreateKeyParameters, CurveName, ImportKeyParameters, JsonWebKey, KeyClientGetKeyOptions, KeyClientSignOptions,
     KeyOperation, KeyType, SignParameters, SignatureAlgorithm,
 };
-use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use byok_blob::{ByokBlob, KeyId};
 use byok_encoding::{KekPublicKey, TargetKey, TargetPublicKey};
 use byok_tests::testdata;
-use byok_wrap::KekEncryptor;
 
-fn client(info: &byok_emulator::Info) -> KeyClient {
-    let ca = std::fs::read(&info.ca_file).expect("ca.pem");
-    let mut builder = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("CA")]);
-    let named = !info.vault_url.starts_with("https://127.0.0.1");
-    if named {
-        // A named vault: its Azure-style host name is mapped to the emulator, as /etc/hosts would.
-        let host = info
-            .vault_url
-            .trim_start_matches("https://")
-            .split(':')
-            .next()
-            .expect("host")
-            .to_owned();
-        builder = builder.resolve(&host, info.connect_to.parse().expect("address"));
-    }
-    let http = builder.build().expect("HTTP client");
-    let transport = Transport::new(Arc::new(http));
-    let mut cloud = CustomConfiguration::default();
-    cloud.authority_host = info.authority_host.clone();
-    let mut cred_options = ClientSecretCredentialOptions::default();
-    cred_options.client_options.transport = Some(transport.clone());
-    cred_options.client_options.cloud = Some(Arc::new(CloudConfiguration::Custom(cloud)));
-    let credential = ClientSecretCredential::new(
-        &info.tenant_id,
-        info.client_id.clone(),
-        Secret::new(info.client_secret.clone()),
-        Some(cred_options),
-    )
-    .expect("credential");
-    let mut options = KeyClientOptions::default();
-    options.client_options.transport = Some(transport);
-    if !named {
-        // 127.0.0.1 is not under vault.azure.net; a named vault is, and keeps the SDK's default check on.
-        options.verify_challenge_resource = Some(false);
-    }
-    KeyClient::new(&info.vault_url, credential, Some(options)).expect("key client")
-}
+#[path = "common/sdk.rs"]
+mod sdk;
+use byok_wrap::KekEncryptor;
+use sdk::client;
 
 /// An import request carrying a `.byok` document in `key_hsm`.
 fn byok_import(

@@ -153,6 +153,19 @@ pub(crate) fn run() -> Result<()> {
     let batch_ratio = batch.keys_per_second / batch.capacity;
     let rss_flat = batch.rss_1000_mib <= batch.rss_100_mib * 1.2 + 2.0 && batch.rss_1000_mib < 50.0;
 
+    // 6. status over 1,000 byok keys against the official SDK's own listing of them (tests/benches/status.rs).
+    let status: serde_json::Value = String::from_utf8(capture(
+        cargo()
+            .args(["bench", "--quiet", "--package", "byok-tests", "--bench", "status"])
+            .env("BYOK_TEST_BYOK_CLI", &cli),
+    )?)?
+    .lines()
+    .rev()
+    .find_map(|l| serde_json::from_str(l).ok())
+    .context("the status bench printed no JSON line")?;
+    let status_f = |k: &str| status[k].as_f64().with_context(|| format!("status bench: no {k}"));
+    let (status_ms, sdk_list_ms, status_ratio) = (status_f("status_ms")?, status_f("sdk_ms")?, status_f("ratio")?);
+
     let throughput_ratio = python_us / byok_us;
     let process_ratio = cli_ms / openssl_ms;
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -188,7 +201,9 @@ pub(crate) fn run() -> Result<()> {
          | local Key Vault BYOK import capacity ({capacity}) | | | | recorded |\n\
          | batch of 1,000 keys (NSS EC P-256, 16 jobs, 2 HSM sessions, each verified) | {:.0} keys/s | the vault's capacity for the \
          same imports: {} | {batch_ratio:.2} of capacity | ≥ 0.83 — {} |\n\
-         | batch peak memory (RSS) | 100 keys {:.1} MiB, 1,000 keys {:.1} MiB | | | flat, < 50 MiB — {} |\n",
+         | batch peak memory (RSS) | 100 keys {:.1} MiB, 1,000 keys {:.1} MiB | | | flat, < 50 MiB — {} |\n\
+         | `status` over 1,000 byok keys (whole process) | {status_ms:.0} ms | the official Rust SDK listing the keys and \
+         their versions {sdk_list_ms:.0} ms | {status_ratio:.2}× | ≤ 2× — {} |\n",
         verdict(throughput_ratio >= 1.0),
         verdict(process_ratio <= 0.25),
         cli_ms / python_ms,
@@ -202,6 +217,7 @@ pub(crate) fn run() -> Result<()> {
         batch.rss_100_mib,
         batch.rss_1000_mib,
         verdict(rss_flat),
+        verdict(status_ratio <= 2.0),
     );
     print!("\n{table}");
     write_report(&root().join("docs/performance.md"), &table)?;
@@ -213,6 +229,7 @@ pub(crate) fn run() -> Result<()> {
         || attest_ms > 5.0
         || batch_ratio < 1.0 / 1.2
         || !rss_flat
+        || status_ratio > 2.0
     {
         bail!("a performance target was missed (see the table)");
     }

@@ -1,4 +1,4 @@
-//! `cargo xtask budget`: the size rules of #13, measured and enforced — `crates/byok-cli/src` at most 2,300 lines,
+//! `cargo xtask budget`: the size rules of #13, measured and enforced — `crates/byok-cli/src` at most 2,600 lines,
 //! and no function longer than 80 lines in the CLI and the transfer engine (`crates/byok-cli/src`,
 //! `crates/byok-transfer/src`); longer functions elsewhere in `crates/` are listed, not enforced. A function's
 //! length is counted from its `fn` line to its closing brace, inclusive, by brace matching that skips strings, chars
@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-/// #13's figure, held with #14's `attest` included: what crept into the CLI went to the libraries
-/// (docs/decisions.md).
-const CLI_LINES: usize = 2550;
+/// #13's figure (2,300, held with #14's `attest` included), grown by #16's `rotate` and `status` — their flags and
+/// rendering; the work is `byok_transfer::{rotate, inventory}` (docs/decisions.md).
+const CLI_LINES: usize = 2600;
 const FN_LINES: usize = 80;
 /// Where the function limit is enforced.
 const ENFORCED: [&str; 2] = ["crates/byok-cli/src/", "crates/byok-transfer/src/"];
