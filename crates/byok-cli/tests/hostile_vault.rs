@@ -420,3 +420,38 @@ fn a_kek_of_another_vault_or_name_is_not_used() {
         }
     }
 }
+
+#[test]
+fn a_next_link_elsewhere_is_not_followed_and_gets_no_token() {
+    // `status` pages through the listing; a vault whose nextLink points at another host (here a plain listener that
+    // records what reaches it) would collect the access token if the link were followed as the SDK's pager does.
+    let elsewhere = FakeVault::plain(|_| Reply::json(200, &json!({"value": [], "nextLink": null})));
+    let next = format!("{}/keys?api-version=7.5&$skiptoken=1", elsewhere.url);
+    for link in [
+        next.clone(),
+        "https://login.microsoftonline.com.evil.example/keys".into(),
+        "/keys/../../x".into(),
+    ] {
+        let fake = vault(&[], "https://vault.azure.net", move |_, url| {
+            let item = json!({"kid": format!("{url}/keys/app"), "attributes": {"enabled": true}});
+            Reply::json(200, &json!({"value": [item], "nextLink": link}))
+        });
+        let mut cmd = cli(&fake.url, &fake, &fake.url, &["status"]);
+        let (out, _) = run_for(&mut cmd, Duration::from_secs(60));
+        assert_refused(
+            &out,
+            7,
+            "byok does not follow it (it would carry the access token there)",
+        );
+        assert_eq!(authorized_tries(&fake), 1, "one page asked for, no retry of a refusal");
+    }
+    assert!(elsewhere.seen().is_empty(), "nothing reached the other host");
+    // A listed kid of another vault is refused too (its name would reach the terminal and the inventory).
+    let fake = vault(&[], "https://vault.azure.net", |_, _| {
+        let item = json!({"kid": "https://other.vault.azure.net/keys/app", "attributes": {}});
+        Reply::json(200, &json!({"value": [item], "nextLink": null}))
+    });
+    let mut cmd = cli(&fake.url, &fake, &fake.url, &["status"]);
+    let (out, _) = run_for(&mut cmd, Duration::from_secs(60));
+    assert_refused(&out, 7, "is not a key of");
+}
