@@ -2,19 +2,13 @@
 //! and existing HSM keys, what the new version inherits, the refusal of known material, the retirement of older
 //! versions (the vault's own attributes checked), and bad input that writes nothing.
 
+use byok_keyvault::Timestamp;
 use byok_tests::hsm::Token;
 use byok_tests::vault::LocalVault;
 use byok_tests::{assert_refused, ok_json};
 use serde_json::Value;
 
 const DAY: i64 = 86_400;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
 
 /// The key's versions as the local vault keeps them (oldest first): attributes and tags.
 fn versions(vault: &LocalVault, name: &str) -> Vec<Value> {
@@ -43,7 +37,7 @@ fn rsa_and_ec_rotate_in_a_key_vault_inheriting_and_retiring() {
         .as_str()
         .expect("uri")
         .to_owned();
-    let exp = format!("{}", byok_keyvault::Timestamp::from_unix(now() + 365 * DAY));
+    let exp = format!("{}", Timestamp::from_unix(Timestamp::now().unix() + 365 * DAY));
     let flags = [
         "--ops",
         "sign",
@@ -99,10 +93,14 @@ fn rsa_and_ec_rotate_in_a_key_vault_inheriting_and_retiring() {
     );
     assert_eq!(new["tags"]["byok-transfer"], out["transfer_id"]);
     assert_ne!(new["tags"]["byok-key-id"], old["tags"]["byok-key-id"]);
-    assert_close(&new["exp"], now() + 365 * DAY, "the lifetime is inherited");
+    assert_close(
+        &new["exp"],
+        Timestamp::now().unix() + 365 * DAY,
+        "the lifetime is inherited",
+    );
     assert_close(
         &old["exp"],
-        now() + 30 * DAY,
+        Timestamp::now().unix() + 30 * DAY,
         "the old version expires after the grace period",
     );
     assert_eq!(old["enabled"], true);
@@ -142,6 +140,30 @@ fn rsa_and_ec_rotate_in_a_key_vault_inheriting_and_retiring() {
     );
     assert_eq!(sig[1]["tags"]["byok-kind"], "EC-P-384");
     assert_eq!(out["rotation"]["previous"][0]["action"], "disabled");
+    // And a generated EC key; the disabled versions are left as they are.
+    let token = Token::Nss.uri();
+    let out = ok_json(
+        &rotate(
+            &vault,
+            Token::Nss,
+            &[
+                "--name",
+                "sig",
+                "--generate",
+                "ec:P-521",
+                "--token",
+                &token,
+                "--disable-previous",
+            ],
+        ),
+        "EC generated",
+    );
+    assert_eq!(
+        out["rotation"]["previous"],
+        serde_json::json!([]),
+        "nothing enabled to retire"
+    );
+    assert_eq!(versions(&vault, "sig")[2]["tags"]["byok-kind"], "EC-P-521");
 }
 
 #[test]
@@ -190,6 +212,23 @@ fn aes_rotates_in_a_managed_hsm_and_known_material_is_refused() {
     let vault = vault.restart(|| std::fs::write(&state, serde_json::to_vec(&untagged).expect("JSON")).expect("state"));
     let out = rotate(&vault, Token::Nss, &["--name", "data", "--key", &aes]);
     assert_refused(&out, 5, "(one block encrypts the same on both sides)");
+    // An existing AES key that is new to the vault goes in.
+    let fresh = Token::Nss.generate(&["--kty", "oct", "--size", "256"], "rot-aes2")["uri"]
+        .as_str()
+        .expect("uri")
+        .to_owned();
+    let out = ok_json(
+        &rotate(&vault, Token::Nss, &["--name", "data", "--key", &fresh]),
+        "AES rotate to an existing key",
+    );
+    assert_eq!(
+        (
+            out["verification"]["result"].as_str(),
+            out["rotation"]["generated"].as_bool()
+        ),
+        (Some("verified"), Some(false))
+    );
+    assert_eq!(versions(&vault, "data").len(), 3);
     // A rotation keeps the key's type, and nothing is generated for a rotation that cannot go ahead.
     let out = rotate(
         &vault,

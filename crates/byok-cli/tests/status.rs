@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use byok_encoding::{AesSize, Curve, KeyKind};
+use byok_keyvault::Timestamp;
 use byok_tests::batch::{batch, generate_in_nss};
 use byok_tests::hsm::Token;
 use byok_tests::vault::LocalVault;
@@ -14,13 +15,6 @@ use serde_json::Value;
 
 const DAY: i64 = 86_400;
 const N: usize = 50;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
 
 fn status(vault: &LocalVault, args: &[&str]) -> std::process::Output {
     let mut all = vec!["--output", "json", "status"];
@@ -32,7 +26,7 @@ fn status(vault: &LocalVault, args: &[&str]) -> std::process::Output {
 /// 400 days.
 fn fifty(vault: &LocalVault, dir: &Path, records: &Path) {
     let labels = generate_in_nss("status", &[KeyKind::Ec(Curve::P256); N]);
-    let soon = byok_keyvault::Timestamp::from_unix(now() + 10 * DAY).to_string();
+    let soon = Timestamp::from_unix(Timestamp::now().unix() + 10 * DAY).to_string();
     let mut text = String::new();
     for (i, label) in labels.iter().enumerate() {
         text.push_str(&format!(
@@ -54,7 +48,10 @@ fn fifty(vault: &LocalVault, dir: &Path, records: &Path) {
     assert!(out.status.success(), "batch: {}", byok_tests::stderr(&out));
     for i in 0..10 {
         assert_eq!(
-            vault.observed.set_created(&format!("s{i}"), "", now() - 400 * DAY).ok(),
+            vault
+                .observed
+                .set_created(&format!("s{i}"), "", Timestamp::now().unix() - 400 * DAY)
+                .ok(),
             Some(true)
         );
     }
@@ -231,7 +228,13 @@ fn the_json_matches_its_documented_schema() {
             "transfer",
         );
     }
-    assert_eq!(vault.observed.set_created("m1", "", now() - 2 * DAY).ok(), Some(true));
+    assert_eq!(
+        vault
+            .observed
+            .set_created("m1", "", Timestamp::now().unix() - 2 * DAY)
+            .ok(),
+        Some(true)
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let out = status(
         &vault,
