@@ -166,6 +166,9 @@ pub(crate) fn run() -> Result<()> {
     let status_f = |k: &str| status[k].as_f64().with_context(|| format!("status bench: no {k}"));
     let (status_ms, sdk_list_ms, status_ratio) = (status_f("status_ms")?, status_f("sdk_ms")?, status_f("ratio")?);
 
+    // 7. A batch that paces itself to Key Vault's limits (scaled clock).
+    let (paced_ratio, paced_share, paced_429, paced_seconds) = paced_bench(&dir.join("paced"), &cli)?;
+
     let throughput_ratio = python_us / byok_us;
     let process_ratio = cli_ms / openssl_ms;
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -203,7 +206,10 @@ pub(crate) fn run() -> Result<()> {
          same imports: {} | {batch_ratio:.2} of capacity | ≥ 0.83 — {} |\n\
          | batch peak memory (RSS) | 100 keys {:.1} MiB, 1,000 keys {:.1} MiB | | | flat, < 50 MiB — {} |\n\
          | `status` over 1,000 byok keys (whole process) | {status_ms:.0} ms | the official Rust SDK listing the keys and \
-         their versions {sdk_list_ms:.0} ms | {status_ratio:.2}× | ≤ 2× — {} |\n",
+         their versions {sdk_list_ms:.0} ms | {status_ratio:.2}× | ≤ 2× — {} |\n\
+         | batch of 300 keys under Key Vault's limits (`--limits azure`, clock ×20: 10 creations per 0.5 s) | \
+         {paced_seconds:.2} s, {:.1} % of requests answered 429 ({paced_429}) | the floor: 301 creations (the KEK's \
+         included) at 20/s, 15.05 s | {paced_ratio:.2} of the theoretical throughput | ≥ 0.95, 429s ≤ 5 % — {} |\n",
         verdict(throughput_ratio >= 1.0),
         verdict(process_ratio <= 0.25),
         cli_ms / python_ms,
@@ -218,6 +224,8 @@ pub(crate) fn run() -> Result<()> {
         batch.rss_1000_mib,
         verdict(rss_flat),
         verdict(status_ratio <= 2.0),
+        paced_share * 100.0,
+        verdict(paced_ratio >= 0.95 && paced_share <= 0.05),
     );
     print!("\n{table}");
     write_report(&root().join("docs/performance.md"), &table)?;
@@ -230,6 +238,8 @@ pub(crate) fn run() -> Result<()> {
         || batch_ratio < 1.0 / 1.2
         || !rss_flat
         || status_ratio > 2.0
+        || paced_ratio < 0.95
+        || paced_share > 0.05
     {
         bail!("a performance target was missed (see the table)");
     }
@@ -325,6 +335,18 @@ fn run_batch(
     range: std::ops::Range<u32>,
     prefix: &str,
 ) -> Result<(f64, f64)> {
+    run_batch_summary(cli, info, init_args, dir, range, prefix).map(|(kps, rss, _)| (kps, rss))
+}
+
+/// [`run_batch`], with the batch's JSON summary.
+fn run_batch_summary(
+    cli: &Path,
+    info: &serde_json::Value,
+    init_args: &str,
+    dir: &Path,
+    range: std::ops::Range<u32>,
+    prefix: &str,
+) -> Result<(f64, f64, serde_json::Value)> {
     const JOBS: &str = "16";
     let s = |k: &str| info[k].as_str().unwrap_or_default().to_owned();
     let mut manifest = String::new();
@@ -373,7 +395,28 @@ fn run_batch(
         bail!("the bench batch had failures: {summary}");
     }
     let kib: f64 = std::fs::read_to_string(&rss)?.trim().parse()?;
-    Ok((kps, kib / 1024.0))
+    Ok((kps, kib / 1024.0, summary["summary"].clone()))
+}
+
+/// A batch under Key Vault's limits: 300 NSS EC keys into a local Key Vault (in process) enforcing Key Vault's
+/// table with the clock 20 times faster (10 creations per 0.5 s); achieved against the theoretical throughput
+/// (the 301 creations, KEK included, at the vault's rate), and the share of requests answered 429.
+fn paced_bench(dir: &Path, cli: &Path) -> Result<(f64, f64, u64, f64)> {
+    const KEYS: u32 = 300;
+    const SCALE: f64 = 20.0;
+    let init_args = nss_keys(dir, KEYS)?;
+    let mut config = byok_emulator::Config::new(dir.join("paced-vault"));
+    let mut limits = byok_emulator::Limits::key_vault();
+    limits.scale = SCALE;
+    config.limits = Some(limits);
+    let vault = byok_emulator::Background::start(config)?;
+    let info = serde_json::to_value(&vault.info)?;
+    let (_, _, summary) = run_batch_summary(cli, &info, &init_args, dir, 0..KEYS, "paced")?;
+    let seconds = summary["seconds"].as_f64().context("seconds")?;
+    let floor = f64::from(KEYS + 1) / (10.0 * SCALE / 10.0);
+    let (admitted, throttled) = vault.observed.limited();
+    let share = throttled as f64 / (admitted + throttled).max(1) as f64;
+    Ok((floor / seconds, share, throttled, seconds))
 }
 
 /// A fresh NSS database under `dir` with `n` EC P-256 keys `bench-0…`; returns its init args.

@@ -15,7 +15,9 @@ mod faults;
 pub mod fuzzing;
 mod identity;
 mod keys;
+mod limits;
 mod state;
+mod throttle;
 mod tls;
 mod tokens;
 
@@ -32,6 +34,7 @@ use serde::Serialize;
 pub use background::Background;
 pub use error::Error;
 pub use faults::{AttestationFault, Faults};
+pub use limits::{Limits, Row};
 
 /// How to run the local Key Vault.
 #[derive(Clone, Debug)]
@@ -53,6 +56,8 @@ pub struct Config {
     /// its certificate names that host, and key ids use it. Clients map the name to 127.0.0.1 themselves (e.g.
     /// reqwest's `resolve`, curl's `--resolve`, /etc/hosts) and can keep verifying the challenge resource.
     pub name: Option<String>,
+    /// Key Vault's service limits (or a Managed HSM's capacity) to enforce; none by default.
+    pub limits: Option<Limits>,
 }
 
 impl Config {
@@ -66,6 +71,7 @@ impl Config {
             token_lifetime: auth::TOKEN_LIFETIME,
             faults: Faults::default(),
             name: None,
+            limits: None,
         }
     }
 }
@@ -134,6 +140,9 @@ pub(crate) struct Shared {
     pub(crate) faults_injected: std::sync::atomic::AtomicU64,
     /// The `.byok` files of BYOK imports, as received (the first [`MAX_BLOBS`]), for tests that open them.
     pub(crate) received_blobs: Mutex<Vec<Vec<u8>>>,
+    /// The service limits enforced, and what they admitted and throttled.
+    pub(crate) limits: Option<Limits>,
+    pub(crate) windows: limits::Windows,
     /// What signs key attestations, made on the first request for one (four RSA keys take a moment).
     attestation: std::sync::OnceLock<Result<attestation::Authority, String>>,
 }
@@ -181,6 +190,16 @@ impl Observations {
     /// How many faults the vault has injected so far (refusals, dropped answers, substituted keys).
     pub fn faults_injected(&self) -> u64 {
         self.0.faults_injected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Under service limits: how many vault requests were admitted and how many answered `429` (authorized
+    /// requests only; the challenge is not counted).
+    pub fn limited(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.0.windows.counted.load(Relaxed),
+            self.0.windows.throttled.load(Relaxed),
+        )
     }
 
     /// Backdates a key version (the latest when `version` is empty): its `created` and `updated` become `created`
@@ -241,6 +260,9 @@ async fn serve(config: Config) -> Result<Running> {
             "{} is not a loopback address; pass --allow-remote to listen on it",
             config.listen.ip()
         );
+    }
+    if let Some(limits) = &config.limits {
+        limits.check().map_err(|e| anyhow::anyhow!("the limits: {e}"))?;
     }
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;
@@ -316,6 +338,8 @@ async fn serve(config: Config) -> Result<Running> {
         fault_rolls: std::sync::atomic::AtomicU64::new(0),
         faults_injected: std::sync::atomic::AtomicU64::new(0),
         received_blobs: Mutex::new(Vec::new()),
+        limits: config.limits.clone(),
+        windows: limits::Windows::default(),
         attestation: std::sync::OnceLock::new(),
     });
     if managed_hsm {
@@ -370,6 +394,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/keys/{name}/{version}/{operation}", post(keys::operation))
         .route("/keys/{name}/{version}/attestation", get(keys::attestation))
         .route("/keys/{name}/attestation", get(keys::attestation_latest));
+    if shared.limits.is_some() {
+        vault = vault.layer(axum::middleware::from_fn_with_state(shared.clone(), throttle::enforce));
+    }
     if shared.faults.any() {
         vault = vault.layer(axum::middleware::from_fn_with_state(shared.clone(), faults::inject));
     }

@@ -37,6 +37,33 @@ struct Args {
     /// makes them repeatable).
     #[arg(long, value_name = "SPEC")]
     faults: Option<byok_emulator::Faults>,
+    /// Enforce service limits: `azure` (Key Vault's published table; with --managed-hsm, key creation at
+    /// --limits-capacity per 10 s), or a JSON table FILE (docs/emulator.md). Beyond them: 429 with Retry-After.
+    #[arg(long, value_name = "azure|FILE")]
+    limits: Option<String>,
+    /// Run the limits' clock K times faster (tests: a 10 s window lasts 10/K s).
+    #[arg(long, value_name = "K", default_value_t = 1.0, requires = "limits")]
+    limits_scale: f64,
+    /// With --managed-hsm --limits azure: key creations and imports per 10 s.
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "limits")]
+    limits_capacity: u32,
+}
+
+/// The limits the flags ask for.
+fn limits(args: &Args) -> anyhow::Result<Option<byok_emulator::Limits>> {
+    let Some(spec) = &args.limits else { return Ok(None) };
+    let mut limits = match (spec.as_str(), args.managed_hsm) {
+        ("azure", false) => byok_emulator::Limits::key_vault(),
+        ("azure", true) => byok_emulator::Limits::managed_hsm(args.limits_capacity),
+        (file, _) => {
+            let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--limits {file}: {e}"))?;
+            byok_emulator::Limits::from_json(&text).map_err(|e| anyhow::anyhow!("--limits {file}: {e}"))?
+        }
+    };
+    if args.limits_scale != 1.0 {
+        limits.scale = args.limits_scale;
+    }
+    Ok(Some(limits))
 }
 
 fn main() -> ExitCode {
@@ -49,11 +76,13 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<()> = runtime.block_on(async {
+        let limits = limits(&args)?;
         let mut config = byok_emulator::Config::new(args.state_dir);
         config.listen = args.listen;
         config.managed_hsm = args.managed_hsm;
         config.allow_remote = args.allow_remote;
         config.faults = args.faults.unwrap_or_default();
+        config.limits = limits;
         config.name = args.name;
         let running = byok_emulator::start(config).await?;
         let line = serde_json::to_string(&running.info)?;

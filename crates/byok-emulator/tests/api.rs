@@ -1239,3 +1239,90 @@ fn version_of(bundle: &Value) -> String {
     let kid = bundle["key"]["kid"].as_str().expect("kid");
     kid.rsplit('/').next().expect("version").to_owned()
 }
+
+#[tokio::test]
+async fn service_limits_throttle_creations_weigh_reads_and_page_listings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new(dir.path().to_path_buf());
+    let mut limits = byok_emulator::Limits::key_vault();
+    limits.scale = 10.0; // a 1 s window
+    config.limits = Some(limits);
+    let vault = start(config).await;
+    let v = &vault;
+    let create = |name: String| {
+        let body = json!({"kty": "EC-HSM", "crv": "P-256", "key_ops": ["sign"]});
+        async move {
+            let path = format!("/keys/{name}/create");
+            v.call(reqwest::Method::POST, &path, Some(body.to_string().into_bytes()))
+                .await
+        }
+    };
+    // Ten HSM-key creations per window; the eleventh is 429 with the waits in seconds and in milliseconds.
+    for i in 0..10 {
+        let (s, v) = create(format!("k{i}")).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let r = vault
+        .client
+        .post(vault.url("/keys/k10/create"))
+        .bearer_auth(&vault.token)
+        .header("content-type", "application/json")
+        .body(json!({"kty": "EC-HSM", "crv": "P-256"}).to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 429);
+    let ms: u64 = r.headers()["x-ms-retry-after-ms"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("ms");
+    assert!((1..=1_000).contains(&ms), "{ms}");
+    assert_eq!(r.headers()["retry-after"], "1", "whole seconds, at least 1");
+    let observed = vault.running.observations();
+    assert_eq!(observed.limited(), (10, 1), "the challenge is not counted");
+    // Reads are another class: not throttled by the creations.
+    let (s, _) = vault.call(reqwest::Method::GET, "/keys/k0", None).await;
+    assert_eq!(s, 200);
+    // The window passes; creations go again.
+    tokio::time::sleep(std::time::Duration::from_millis(ms + 20)).await;
+    assert_eq!(create("k10".into()).await.0, 200);
+    // A listing pages at 25 keys at most, `maxresults` fewer; the link continues on the vault.
+    let (s, page) = vault.call(reqwest::Method::GET, "/keys", None).await;
+    assert_eq!((s, page["value"].as_array().map(Vec::len)), (200, Some(11)));
+    let r = vault
+        .client
+        .get(format!("{}&maxresults=4", vault.url("/keys")))
+        .bearer_auth(&vault.token)
+        .send()
+        .await
+        .expect("request");
+    let page: Value = r.json().await.expect("JSON");
+    assert_eq!(page["value"].as_array().map(Vec::len), Some(4));
+    let next = page["nextLink"].as_str().expect("more pages");
+    assert!(
+        next.starts_with(&format!("{}/keys?", vault.running.info.vault_url)),
+        "{next}"
+    );
+    let r = vault
+        .client
+        .get(next)
+        .bearer_auth(&vault.token)
+        .send()
+        .await
+        .expect("request");
+    let page: Value = r.json().await.expect("JSON");
+    assert_eq!(
+        page["value"][0]["kid"],
+        json!(format!("{}/keys/k3", vault.running.info.vault_url))
+    );
+    let r = vault
+        .client
+        .get(format!("{}&maxresults=26", vault.url("/keys")))
+        .bearer_auth(&vault.token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 400, "Key Vault pages at 25 at most");
+    vault.running.shutdown().await.expect("stops");
+}

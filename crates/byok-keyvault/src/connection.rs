@@ -15,6 +15,7 @@ use byok_encoding::{AesSize, RsaSize};
 
 use crate::convert::{describe, kek_from, short, vault_key};
 use crate::host::AudienceGuard;
+use crate::pace::{Pace, Pacer};
 use crate::retry::{self, Failure, RetryPolicy};
 use crate::transport::{self, ProxyEnv, Timeouts};
 use crate::{Cause, Credential, Error, Kek, Vault, VaultKey};
@@ -27,6 +28,8 @@ pub struct Connection {
     pub(crate) vault: Vault,
     pub(crate) retry: RetryPolicy,
     observer: Option<Observer>,
+    /// Key creations paced to what the vault admits (`pace`).
+    pacer: Pacer,
 }
 
 impl fmt::Debug for Connection {
@@ -69,6 +72,7 @@ impl Connection {
             vault: vault.clone(),
             retry: RetryPolicy::default(),
             observer: None,
+            pacer: Pacer::default(),
         })
     }
 
@@ -116,6 +120,35 @@ impl Connection {
         }
     }
 
+    /// How the vault's key creations (imports, KEK creation) were paced: admitted, throttled, the rate learnt.
+    pub fn pace(&self) -> Pace {
+        self.pacer.pace()
+    }
+
+    /// [`Connection::send`] for a key creation: each attempt waits for the pacer, which learns from its outcome.
+    pub(crate) async fn send_create<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        mut call: F,
+    ) -> Result<T, (Failure, azure_core::Error)>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = azure_core::Result<T>>,
+    {
+        self.send(operation, key, false, || {
+            let attempt = call();
+            async move {
+                let booking = self.pacer.acquire().await;
+                let result = attempt.await;
+                self.pacer
+                    .outcome(booking, result.as_ref().err().and_then(retry::throttled));
+                result
+            }
+        })
+        .await
+    }
+
     /// Runs `call`, retrying what the policy allows. Returns the last failure's kind with the error.
     pub(crate) async fn send<T, F, Fut>(
         &self,
@@ -135,6 +168,9 @@ impl Connection {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            if retry::throttled(&e).is_some() {
+                self.pacer.count_throttled();
+            }
             let failure = match retry::classify(&e, idempotent) {
                 Failure::Brief if unreachable < retry::BRIEF_RETRIES.min(self.retry.max_retries) => {
                     unreachable += 1;
@@ -178,7 +214,7 @@ impl Connection {
     pub async fn create_kek(&self, name: &str, size: RsaSize) -> Result<Kek, Error> {
         let client = &self.client;
         let key = self
-            .send("creating key", name, false, || async move {
+            .send_create("creating key", name, || async move {
                 let params = CreateKeyParameters {
                     kty: Some(KeyType::RsaHsm),
                     key_size: Some(size.bits() as i32),

@@ -20,7 +20,7 @@ impl Connection {
         let mut ambiguous = 0;
         loop {
             let sent = self
-                .send(OP, name, false, || async move {
+                .send_create(OP, name, || async move {
                     let content: RequestContent<ImportKeyParameters> = request.to_parameters().try_into()?;
                     client.import_key(name, content, None).await?.into_model()
                 })

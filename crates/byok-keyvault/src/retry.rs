@@ -132,6 +132,16 @@ fn refused_by_us(e: &azure_core::Error) -> bool {
     false
 }
 
+/// `Some(Retry-After)` when the vault answered `429` (throttled), `None` for anything else.
+pub(crate) fn throttled(e: &azure_core::Error) -> Option<Option<Duration>> {
+    match e.kind() {
+        ErrorKind::HttpResponse {
+            status, raw_response, ..
+        } if u16::from(*status) == 429 => Some(raw_response.as_deref().and_then(|r| retry_after(r.headers()))),
+        _ => None,
+    }
+}
+
 /// `retry-after-ms`, `x-ms-retry-after-ms` (milliseconds) or `Retry-After` (seconds or an HTTP date).
 fn retry_after(headers: &azure_core::http::headers::Headers) -> Option<Duration> {
     let get = |name: &str| {

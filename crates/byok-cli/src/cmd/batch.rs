@@ -253,6 +253,9 @@ fn report(ui: Ui, summary: &Summary, signal: u8, args: &Args) -> Result<()> {
             "total": total, "done": done, "skipped": skipped, "failed": failed, "mismatched": mismatched,
             "not_started": total - finished, "seconds": seconds, "keys_per_second": rate,
             "interrupted": stopped_by.is_some(), "signal": stopped_by.map(|(_, name)| name), "token_gone": token_gone,
+            "throttled_requests": summary.pace.throttled_requests, "imports_throttled": summary.pace.throttled,
+            "pace": { "per_second": summary.pace.per_second(), "capacity": summary.pace.capacity,
+                "window_seconds": summary.pace.window.map(|w| w.as_secs_f64()) },
         }});
         ui.json_line(&json).map_err(crate::stdout_error)?;
     } else {
@@ -261,6 +264,12 @@ fn report(ui: Ui, summary: &Summary, signal: u8, args: &Args) -> Result<()> {
         ui.note(&format!(
             "{counts}, {not_started} not started — {finished} keys in {seconds:.1} s ({rate:.1}/s)"
         ));
+        if let Some(pace) = summary.pace.per_second() {
+            let throttled = summary.pace.throttled_requests;
+            ui.note(&format!(
+                "the vault throttled {throttled} requests; imports paced to {pace:.1}/s, as it admits"
+            ));
+        }
     }
     let resume_hint = match &args.resume {
         Some(state) => format!(

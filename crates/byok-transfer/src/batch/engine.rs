@@ -99,7 +99,9 @@ pub fn run(
     if let Some(e) = fatal {
         return Err(e);
     }
-    Ok(report.summary(started.elapsed().as_secs_f64(), token_gone))
+    let mut summary = report.summary(started.elapsed().as_secs_f64(), token_gone);
+    summary.pace = conn.pace();
+    Ok(summary)
 }
 
 /// What can be refused before the token is opened, then the first session.

@@ -120,6 +120,8 @@ pub struct Summary {
     pub cancelled: bool,
     /// The token went away: why the HSM says so.
     pub token_gone: Option<String>,
+    /// How the vault paced the imports: its `429`s and the rate byok learnt from them.
+    pub pace: byok_keyvault::Pace,
 }
 
 impl Summary {

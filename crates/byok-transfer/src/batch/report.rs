@@ -129,6 +129,7 @@ impl Report {
             seconds,
             cancelled: self.cancel.is_cancelled(),
             token_gone,
+            pace: byok_keyvault::Pace::default(),
         }
     }
 }
