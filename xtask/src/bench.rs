@@ -326,20 +326,9 @@ struct BatchNumbers {
     rss_1000_mib: f64,
 }
 
-/// One `byok-cli batch` of the NSS keys `bench-{range}` as `{prefix}{i}` into the vault `info`: keys/s and peak RSS (MiB).
+/// One `byok-cli batch` of the NSS keys `bench-{range}` as `{prefix}{i}` into the vault `info`: keys/s, peak RSS (MiB) and
+/// the batch's JSON summary.
 fn run_batch(
-    cli: &Path,
-    info: &serde_json::Value,
-    init_args: &str,
-    dir: &Path,
-    range: std::ops::Range<u32>,
-    prefix: &str,
-) -> Result<(f64, f64)> {
-    run_batch_summary(cli, info, init_args, dir, range, prefix).map(|(kps, rss, _)| (kps, rss))
-}
-
-/// [`run_batch`], with the batch's JSON summary.
-fn run_batch_summary(
     cli: &Path,
     info: &serde_json::Value,
     init_args: &str,
@@ -411,7 +400,7 @@ fn paced_bench(dir: &Path, cli: &Path) -> Result<(f64, f64, u64, f64)> {
     config.limits = Some(limits);
     let vault = byok_emulator::Background::start(config)?;
     let info = serde_json::to_value(&vault.info)?;
-    let (_, _, summary) = run_batch_summary(cli, &info, &init_args, dir, 0..KEYS, "paced")?;
+    let (_, _, summary) = run_batch(cli, &info, &init_args, dir, 0..KEYS, "paced")?;
     let seconds = summary["seconds"].as_f64().context("seconds")?;
     let floor = f64::from(KEYS + 1) / (10.0 * SCALE / 10.0);
     let (admitted, throttled) = vault.observed.limited();
@@ -454,7 +443,7 @@ pub(crate) fn batch_ab(other: &Path) -> Result<()> {
     for r in 0..ROUNDS {
         let keys = (r % 2) * KEYS..(r % 2 + 1) * KEYS;
         let one = |cli: &Path, who: &str| run_batch(cli, info, &init_args, &dir, keys.clone(), &format!("{who}{r}-"));
-        let ((ours_kps, _), (other_kps, _)) = if r % 2 == 0 {
+        let ((ours_kps, _, _), (other_kps, _, _)) = if r % 2 == 0 {
             (one(&ours, "a")?, one(other, "b")?)
         } else {
             let o = one(other, "b")?;
@@ -488,8 +477,8 @@ fn batch_bench(dir: &Path, cli: &Path) -> Result<BatchNumbers> {
     let vault = emulator(&dir.join("batch-vault"))?;
     let info = &vault.1;
     // The first run also creates the KEK; both runs then share it.
-    let (_, rss_100_mib) = run_batch(cli, info, &init_args, dir, 0..100, "s")?;
-    let (keys_per_second, rss_1000_mib) = run_batch(cli, info, &init_args, dir, 100..1100, "b")?;
+    let (_, rss_100_mib, _) = run_batch(cli, info, &init_args, dir, 0..100, "s")?;
+    let (keys_per_second, rss_1000_mib, _) = run_batch(cli, info, &init_args, dir, 100..1100, "b")?;
     let target = byok_encoding::TargetKey::from_private_key_file(&std::fs::read(
         root().join("testdata/keys/ec-p256.pkcs8.pem"),
     )?)?;
