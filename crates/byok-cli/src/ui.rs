@@ -70,12 +70,10 @@ impl Ui {
             return None;
         }
         let bar = indicatif::ProgressBar::new(total);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} keys, {msg}, {per_sec}, ETA {eta}")
-        {
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} keys, {per_sec}, {msg}") {
             bar.set_style(style);
         }
-        bar.set_message("0 failed");
+        bar.set_message("0 failed, ETA …");
         Some(bar)
     }
 

@@ -1,8 +1,9 @@
 //! Pacing key creations (imports, KEK creation) to what the vault admits, learnt from its throttling: Key Vault
 //! counts HSM-key CREATEs in a sliding 10-second window (10 per vault) and answers `429` with `Retry-After` beyond
 //! it. Until the first `429` byok sends freely. That `429`, at time `t` with `Retry-After` `r`, says the window
-//! filled with the creations admitted since byok began: once every creation sent before it has come back, their
-//! number is the capacity, and `t + r - (when the first was sent)` the window. From then on byok keeps its own
+//! filled with the creations admitted since the last pause (a gap of at least `r`): once every creation sent
+//! before it has come back, their number is the capacity, and `t + r - (when the first of them was sent)` the
+//! window. From then on byok keeps its own
 //! sliding window of that size (each admission dated when it was sent, the window 1 % and 10 ms wider for the time
 //! a request takes to arrive) and sends a creation only when the vault will take it — so the rest of a batch meets no `429` and runs at the
 //! vault's full rate. A later `429` means requests arrive later than they were sent by more than that: its
@@ -48,9 +49,6 @@ struct State {
     admitted: VecDeque<Instant>,
     /// Creations sent and not yet answered: they count against the window too.
     in_flight: usize,
-    /// Until the first lesson: when the first creation was sent, and how many were admitted since.
-    first_sent: Option<Instant>,
-    admitted_before_lesson: u32,
     /// A `429` whose lesson waits for the creations still in flight (they were admitted or refused already).
     pending: Option<(Instant, Duration)>,
     learnt: Option<(u32, Duration)>,
@@ -86,7 +84,6 @@ impl Pacer {
                 match s.wait_at(now) {
                     None => {
                         s.in_flight += 1;
-                        s.first_sent.get_or_insert(now);
                         return Booking {
                             lesson: s.lessons,
                             sent: now,
@@ -109,8 +106,9 @@ impl Pacer {
                 s.pace.admitted += 1;
                 let at = s.admitted.partition_point(|t| *t <= booking.sent);
                 s.admitted.insert(at, booking.sent);
-                if s.learnt.is_none() {
-                    s.admitted_before_lesson += 1;
+                // Nothing older than the longest window believed matters: a long batch keeps no history.
+                while s.admitted.front().is_some_and(|t| now.duration_since(*t) > MAX_WINDOW) {
+                    s.admitted.pop_front();
                 }
             }
             Some(retry_after) => {
@@ -173,18 +171,26 @@ impl State {
 
     /// A `429` at `at` with `after`, every creation sent before it answered.
     fn learn(&mut self, at: Instant, after: Duration) {
-        self.learnt = Some(match (self.learnt, self.first_sent) {
-            (Some((c, w)), _) => {
+        self.learnt = Some(match self.learnt {
+            Some((c, w)) => {
                 // Sent this much too early: the margin grows by it (at most to a quarter of the window).
                 let margin = self.margin.unwrap_or(FIRST_MARGIN) + after;
                 self.margin = Some(margin.min(w / 4));
                 (c, w)
             }
-            (None, Some(first)) => {
-                let window = (at + after).saturating_duration_since(first).min(MAX_WINDOW);
-                (self.admitted_before_lesson.max(1), window.max(Duration::from_millis(1)))
+            None => {
+                // The window holds the admissions since the last pause at least as long as `after` (an earlier one
+                // has left it already: a KEK created seconds before the first import is not part of the burst).
+                let sent: Vec<Instant> = self.admitted.iter().copied().collect();
+                let start = (1..sent.len())
+                    .rev()
+                    .find(|&i| sent[i].saturating_duration_since(sent[i - 1]) >= after)
+                    .unwrap_or(0);
+                let Some(first) = sent.get(start) else { return };
+                let window = (at + after).saturating_duration_since(*first).min(MAX_WINDOW);
+                let capacity = u32::try_from(sent.len() - start).unwrap_or(u32::MAX);
+                (capacity.max(1), window.max(Duration::from_millis(1)))
             }
-            (None, None) => return,
         });
         self.lessons += 1;
     }
@@ -222,5 +228,22 @@ mod tests {
         p.acquire().await;
         assert!(before.elapsed() >= Duration::from_millis(250), "{:?}", before.elapsed());
         assert!((p.pace().per_second().expect("rate") - 10.0 / w.as_secs_f64()).abs() < 1e-6);
+    }
+
+    #[tokio::test]
+    async fn a_creation_long_before_the_burst_is_not_part_of_the_window() {
+        // The KEK is created, the HSM takes a while, then the imports fill the window.
+        let p = Pacer::default();
+        let kek = p.acquire().await;
+        p.outcome(kek, None);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let booked = futures_util::future::join_all((0..11).map(|_| p.acquire())).await;
+        for b in &booked[..10] {
+            p.outcome(*b, None);
+        }
+        p.outcome(booked[10], Some(Some(Duration::from_millis(100))));
+        let pace = p.pace();
+        assert_eq!(pace.capacity, Some(10));
+        assert!(pace.window.expect("learnt") < Duration::from_millis(150), "{pace:?}");
     }
 }

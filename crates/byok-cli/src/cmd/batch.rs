@@ -96,6 +96,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
             bar: OnceLock::new(),
             out: Mutex::new(()),
             failed: Default::default(),
+            conn: conn.clone(),
         });
         let summary = batch::run(&manifest, &options, conn.clone(), source, view.clone(), &cancel);
         if let Some(bar) = view.bar.get().and_then(Option::as_ref) {
@@ -145,6 +146,8 @@ struct View {
     bar: OnceLock<Option<indicatif::ProgressBar>>,
     out: Mutex<()>,
     failed: std::sync::atomic::AtomicU64,
+    /// Its pace, once learnt, is the ETA's rate: a batch under the vault's limit goes no faster.
+    conn: Arc<byok_keyvault::Connection>,
 }
 
 impl BatchObserver for View {
@@ -195,7 +198,14 @@ impl View {
         }
         if let Some(bar) = bar {
             bar.inc(1);
-            bar.set_message(format!("{} failed", self.failed.load(Ordering::Relaxed)));
+            let left = bar.length().unwrap_or(0).saturating_sub(bar.position()) as f64;
+            let paced = self
+                .conn
+                .pace()
+                .per_second()
+                .map(|r| std::time::Duration::from_secs_f64(left / r));
+            let eta = indicatif::HumanDuration(paced.map_or(bar.eta(), |p| p.max(bar.eta())));
+            bar.set_message(format!("{} failed, ETA {eta}", self.failed.load(Ordering::Relaxed)));
         }
     }
 }
