@@ -31,6 +31,8 @@ fn fixture() -> &'static Fixture {
             fault_rolls: std::sync::atomic::AtomicU64::new(0),
             faults_injected: std::sync::atomic::AtomicU64::new(0),
             received_blobs: Mutex::new(Vec::new()),
+            limits: None,
+            windows: crate::limits::Windows::default(),
             attestation: OnceLock::new(),
         };
         let create = |name: &str, body: serde_json::Value| {
