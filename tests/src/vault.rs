@@ -17,6 +17,9 @@ pub struct LocalVault {
     pub state: PathBuf,
     /// The access tokens it issued and the faults it injected.
     pub observed: byok_emulator::Observations,
+    /// The same, for each vault the process serves (the first is `observed`).
+    pub vaults: Vec<byok_emulator::Observations>,
+    config: byok_emulator::Config,
     _vault: byok_emulator::Background,
     _dir: tempfile::TempDir,
 }
@@ -30,34 +33,63 @@ impl LocalVault {
         config.managed_hsm = managed_hsm;
         config.faults = faults.parse().expect("fault spec");
         configure(&mut config);
-        let vault = byok_emulator::Background::start(config).expect("the local Key Vault starts");
+        let vault = byok_emulator::Background::start(config.clone()).expect("the local Key Vault starts");
         Self {
             info: vault.info.clone(),
             state,
             observed: vault.observed.clone(),
+            vaults: vault.vaults.clone(),
+            config,
             _vault: vault,
             _dir: dir,
         }
     }
 
-    /// Stops it, runs `between` (to change its state files), and starts it again on the same state (a new port).
+    /// Stops it, runs `between` (to change its state files), and starts it again on the same state, the same vaults
+    /// with the same limits, without faults: on a new port when it serves one vault; on the same ports when it
+    /// serves several (a fan-out's state file names every vault's URL).
     pub fn restart(self, between: impl FnOnce()) -> Self {
-        let managed_hsm = self.info.audience.contains("managedhsm");
         let Self {
-            state, _vault, _dir, ..
+            state,
+            mut config,
+            _vault,
+            _dir,
+            info,
+            ..
         } = self;
+        if !config.more_vaults.is_empty() {
+            let port = |i: usize| info.vaults[i].connect_to.parse().expect("a socket address");
+            config.listen = port(0);
+            for (i, more) in config.more_vaults.iter_mut().enumerate() {
+                more.listen = Some(port(i + 1));
+            }
+        }
         drop(_vault);
         between();
-        let mut config = byok_emulator::Config::new(state.clone());
-        config.managed_hsm = managed_hsm;
-        let vault = byok_emulator::Background::start(config).expect("the local Key Vault starts again");
+        config.faults = byok_emulator::Faults::default();
+        for more in &mut config.more_vaults {
+            more.faults = byok_emulator::Faults::default();
+        }
+        let vault = byok_emulator::Background::start(config.clone()).expect("the local Key Vault starts again");
         Self {
             info: vault.info.clone(),
             state,
             observed: vault.observed.clone(),
+            vaults: vault.vaults.clone(),
+            config,
             _vault: vault,
             _dir,
         }
+    }
+
+    /// `--vault-url` of every vault the process serves (`--vault-url URL` repeated) and the one `--ca-file`.
+    pub fn all_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        for vault in &self.info.vaults {
+            flags.extend(["--vault-url".to_owned(), vault.vault_url.clone()]);
+        }
+        flags.extend(["--ca-file".to_owned(), self.info.ca_file.display().to_string()]);
+        flags
     }
 
     /// The vault flags every command takes.
@@ -93,7 +125,15 @@ impl LocalVault {
 
     /// The command `cli` runs, not yet started (to run it in the background).
     pub fn command(&self, token: Option<Token>, args: &[&str]) -> std::process::Command {
-        let mut flags = self.flags();
+        self.command_with(self.flags(), token, args)
+    }
+
+    /// [`Self::command`] naming every vault the process serves as a destination ([`Self::all_flags`]).
+    pub fn command_all(&self, token: Option<Token>, args: &[&str]) -> std::process::Command {
+        self.command_with(self.all_flags(), token, args)
+    }
+
+    fn command_with(&self, mut flags: Vec<String>, token: Option<Token>, args: &[&str]) -> std::process::Command {
         // The commands that check attestations get the local root, unless the test chooses otherwise.
         let transfers = args.iter().any(|a| matches!(*a, "full-transfer" | "batch" | "rotate"));
         let chosen = args
@@ -188,7 +228,17 @@ impl LocalVault {
 
     /// How many versions the vault holds of a key (from its state file).
     pub fn versions(&self, name: &str) -> usize {
-        let path = self.state.join("keys").join(format!("{name}.json"));
+        self.versions_in(0, name)
+    }
+
+    /// How many versions vault `i` of [`byok_emulator::Info::vaults`] holds of a key (from its state file).
+    pub fn versions_in(&self, i: usize, name: &str) -> usize {
+        let dir = match (i, &self.info.vaults[i].name) {
+            (0, _) => self.state.clone(),
+            (_, Some(vault)) => self.state.join("vaults").join(vault),
+            (_, None) => self.state.join("vaults").join(i.to_string()),
+        };
+        let path = dir.join("keys").join(format!("{name}.json"));
         match std::fs::read(&path) {
             Ok(text) => serde_json::from_slice::<Vec<Value>>(&text).expect("state file").len(),
             Err(_) => 0,

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 /// #13's figure (2,300, held with #14's `attest` included), grown by #16's `rotate` and `status` — their flags and
-/// rendering; the work is `byok_transfer::{rotate, inventory}` (docs/decisions.md).
-const CLI_LINES: usize = 2600;
+/// rendering; the work is `byok_transfer::{rotate, inventory}` — and by #15's fan-out flags and per-destination
+/// rendering on `full-transfer` and `batch`; the work is `byok_transfer::{fan_out, batch::run_fan_out}`
+/// (docs/decisions.md).
+const CLI_LINES: usize = 2750;
 const FN_LINES: usize = 80;
 /// Where the function limit is enforced.
 const ENFORCED: [&str; 2] = ["crates/byok-cli/src/", "crates/byok-transfer/src/"];

@@ -104,15 +104,29 @@ pub(crate) async fn token(
             );
         }
     }
-    let wanted = format!("{}/.default", shared.audience);
-    if req.scope.as_deref().map(|s| s.split(' ').any(|s| s == wanted)) != Some(true) {
+    // One tenant issues tokens for every vault this process serves, each token for the audience asked for.
+    let scopes: Vec<&str> = req.scope.as_deref().unwrap_or_default().split(' ').collect();
+    let Some(audience) = shared
+        .audiences
+        .iter()
+        .copied()
+        .find(|a| scopes.contains(&format!("{a}/.default").as_str()))
+    else {
+        let wanted: Vec<String> = shared.audiences.iter().map(|a| format!("{a}/.default")).collect();
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
-            format!("AADSTS70011: the scope must be {wanted} for this vault"),
+            format!(
+                "AADSTS70011: the scope must be {} for this tenant's vaults",
+                wanted.join(" or ")
+            ),
         );
-    }
-    let issued = shared.tokens.lock().expect("tokens lock").issue(shared.token_lifetime);
+    };
+    let issued = shared
+        .tokens
+        .lock()
+        .expect("tokens lock")
+        .issue(audience, shared.token_lifetime);
     let token = match issued {
         Ok(token) => token,
         Err(e) => return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", format!("{e:#}")),
@@ -190,6 +204,6 @@ pub(crate) fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<
         .tokens
         .lock()
         .expect("tokens lock")
-        .check(token)
+        .check(shared.audience, token)
         .map_err(|why| Box::new(challenge(shared, &format!("AKV10032: Invalid token: {why}."))))
 }

@@ -8,8 +8,10 @@ use crate::{Config, Error, Info, Observations};
 pub struct Background {
     /// How to reach it.
     pub info: Info,
-    /// What it did: tokens issued, faults injected, blobs received.
+    /// What it did: tokens issued, faults injected, blobs received (the first vault).
     pub observed: Observations,
+    /// What each vault did, in the order of [`Info::vaults`].
+    pub vaults: Vec<Observations>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -35,7 +37,7 @@ impl Background {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok((running.info.clone(), running.observations())));
+                let _ = ready_tx.send(Ok((running.info.clone(), running.all_observations())));
                 let _ = stop_rx.await;
                 // Stopping is best effort: the caller has gone.
                 let _ = running.shutdown().await;
@@ -46,7 +48,7 @@ impl Background {
                 "the local Key Vault's thread ended at start"
             )))
         });
-        let (info, observed) = match ready {
+        let (info, vaults) = match ready {
             Ok(r) => r,
             Err(e) => {
                 let _ = thread.join();
@@ -55,7 +57,8 @@ impl Background {
         };
         Ok(Self {
             info,
-            observed,
+            observed: vaults[0].clone(),
+            vaults,
             stop: Some(stop_tx),
             thread: Some(thread),
         })

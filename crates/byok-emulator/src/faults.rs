@@ -40,6 +40,10 @@ pub struct Faults {
     /// Only the attestations of the key of this name get [`Self::attestation`] wrong (all when `None`):
     /// `attestation=other-key,attestation-key=app` lies about an imported key but not about the KEK.
     pub attestation_key: Option<String>,
+    /// Access revoked half-way: the first N imports (`PUT /keys/{name}`) go through, then every vault request is
+    /// answered `403 Forbidden` as Azure RBAC answers a caller that lost its role — a destination that fails
+    /// part-way through a batch, deterministically.
+    pub forbid_after: Option<u64>,
 }
 
 /// A lie in the local Managed HSM's key attestations (`attestation=NAME`).
@@ -85,6 +89,7 @@ impl Faults {
             || self.dropped > 0.0
             || self.substituted > 0.0
             || !self.latency.is_zero()
+            || self.forbid_after.is_some()
     }
 
     /// The lie in the attestation of key `name`, if any.
@@ -132,6 +137,13 @@ impl FromStr for Faults {
                 "seed" => f.seed = Some(value.parse().map_err(|_| format!("seed `{value}` is not a number"))?),
                 "attestation" => f.attestation = Some(value.parse()?),
                 "attestation-key" => f.attestation_key = Some(value.to_owned()),
+                "forbid-after" => {
+                    f.forbid_after = Some(
+                        value
+                            .parse()
+                            .map_err(|_| format!("forbid-after `{value}` is not a number of imports"))?,
+                    )
+                }
                 "retry-after" => {
                     f.retry_after = value
                         .parse()
@@ -139,7 +151,7 @@ impl FromStr for Faults {
                 }
                 other => {
                     return Err(format!(
-                        "unknown fault `{other}` (expected 429, 503, drop, substitute, latency, retry-after, methods, seed, attestation, attestation-key)"
+                        "unknown fault `{other}` (expected 429, 503, drop, substitute, latency, retry-after, methods, seed, attestation, attestation-key, forbid-after)"
                     ));
                 }
             }
@@ -186,21 +198,43 @@ fn roll(f: &Faults, counter: &std::sync::atomic::AtomicU64) -> f64 {
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn refusal(status: StatusCode, code: &str, message: &str, retry_after: u64) -> Response {
+fn refusal(status: StatusCode, code: &str, message: &str, retry_after: Option<u64>) -> Response {
     let mut r = (
         status,
         axum::Json(json!({ "error": { "code": code, "message": message } })),
     )
         .into_response();
-    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+    if let Some(Ok(v)) = retry_after.map(|s| HeaderValue::from_str(&s.to_string())) {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
     r
 }
 
-/// The middleware: latency, then 429 or 503 before the handler, or a broken body after it.
+/// Whether access is revoked for this request: an import takes one of the `after` admitted ones (so that exactly
+/// that many go through however many run at once); anything else is refused once they are gone.
+fn revoked(shared: &Shared, method: &axum::http::Method, after: u64) -> bool {
+    use std::sync::atomic::Ordering::SeqCst;
+    if method == axum::http::Method::PUT {
+        shared.imports_admitted.fetch_add(1, SeqCst) >= after
+    } else {
+        shared.imports_admitted.load(SeqCst) >= after
+    }
+}
+
+/// The middleware: access revoked, latency, then 429 or 503 before the handler, or a broken body after it.
 pub(crate) async fn inject(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let f = &shared.faults;
+    if let Some(after) = f.forbid_after
+        && revoked(&shared, request.method(), after)
+    {
+        count(&shared);
+        return refusal(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "Caller is not authorized to perform action on resource. (injected fault: access revoked)",
+            None,
+        );
+    }
     if !f.methods.is_empty() && !f.methods.iter().any(|m| m == request.method().as_str()) {
         return next.run(request).await;
     }
@@ -216,7 +250,7 @@ pub(crate) async fn inject(State(shared): State<Arc<Shared>>, request: Request, 
             StatusCode::TOO_MANY_REQUESTS,
             "Throttled",
             "Request was not processed because too many requests were received. (injected fault)",
-            f.retry_after,
+            Some(f.retry_after),
         );
     }
     if r < f.throttled + f.unavailable {
@@ -224,7 +258,7 @@ pub(crate) async fn inject(State(shared): State<Arc<Shared>>, request: Request, 
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
             "The service is temporarily unavailable. (injected fault)",
-            f.retry_after,
+            Some(f.retry_after),
         );
     }
     let drop = roll(f, &shared.fault_rolls) < f.dropped;
@@ -265,6 +299,7 @@ mod tests {
                 seed: None,
                 attestation: None,
                 attestation_key: None,
+                forbid_after: None,
             }
         );
         assert!(f.any());

@@ -1,6 +1,6 @@
 //! A managed-identity token endpoint in App Service's form, the one the Azure SDKs read from `IDENTITY_ENDPOINT`
 //! and `IDENTITY_HEADER`: `GET {endpoint}?api-version=2019-08-01&resource=…` with the secret in
-//! `X-IDENTITY-HEADER`. It issues the same tokens as the client-credentials grant, for this vault's audience only,
+//! `X-IDENTITY-HEADER`. It issues the same tokens as the client-credentials grant, for the audiences of this tenant's vaults,
 //! so `--auth managed-identity` can be tested through a real transfer.
 
 use std::collections::BTreeMap;
@@ -46,16 +46,23 @@ pub(crate) async fn token(
         return refusal(StatusCode::BAD_REQUEST, "invalid_request", description);
     }
     let resource = query.get("resource").map(|r| r.trim_end_matches('/'));
-    if resource != Some(shared.audience) {
-        let description = format!("the resource must be {} for this vault", shared.audience);
+    let Some(audience) = shared.audiences.iter().copied().find(|a| resource == Some(*a)) else {
+        let description = format!(
+            "the resource must be {} for this tenant's vaults",
+            shared.audiences.join(" or ")
+        );
         return refusal(StatusCode::BAD_REQUEST, "invalid_resource", description);
-    }
+    };
     // One identity is assigned: the tenant's client. Another client id is "not assigned to this resource".
     if query.get("client_id").is_some_and(|c| *c != client_id) || query.contains_key("object_id") {
         let description = "the requested identity is not assigned to this resource".to_owned();
         return refusal(StatusCode::BAD_REQUEST, "invalid_request", description);
     }
-    let issued = shared.tokens.lock().expect("tokens lock").issue(shared.token_lifetime);
+    let issued = shared
+        .tokens
+        .lock()
+        .expect("tokens lock")
+        .issue(audience, shared.token_lifetime);
     let token = match issued {
         Ok(token) => token,
         Err(e) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, "server_error", format!("{e:#}")),
@@ -67,7 +74,7 @@ pub(crate) async fn token(
     Json(json!({
         "access_token": token,
         "expires_on": expires_on.to_string(),
-        "resource": shared.audience,
+        "resource": audience,
         "token_type": "Bearer",
         "client_id": client_id,
     }))

@@ -16,6 +16,7 @@ pub mod fuzzing;
 mod identity;
 mod keys;
 mod limits;
+mod serve;
 mod state;
 mod throttle;
 mod tls;
@@ -25,10 +26,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, bail};
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use anyhow::Context;
 use serde::Serialize;
 
 pub use background::Background;
@@ -58,6 +56,40 @@ pub struct Config {
     pub name: Option<String>,
     /// Key Vault's service limits (or a Managed HSM's capacity) to enforce; none by default.
     pub limits: Option<Limits>,
+    /// More vaults served by this process, as one Entra tenant serves many: each on a port of its own (the next
+    /// free one, or the port after the previous vault's when `listen` names one) with its own keys (in
+    /// `{state_dir}/vaults/{name}`, or `{state_dir}/vaults/{index}` for an unnamed one), limits and faults, behind the same tenant, credentials, token endpoint, CA and
+    /// attestation root.
+    pub more_vaults: Vec<VaultConfig>,
+}
+
+/// One more vault of [`Config::more_vaults`].
+#[derive(Clone, Debug)]
+pub struct VaultConfig {
+    /// Its name (`https://{name}.vault.azure.net:{port}` or `.managedhsm.azure.net`), unique in the process; an
+    /// unnamed vault answers as `https://127.0.0.1:{port}`.
+    pub name: Option<String>,
+    /// A Managed HSM rather than a Key Vault.
+    pub managed_hsm: bool,
+    /// Faults to inject into its requests.
+    pub faults: Faults,
+    /// Its service limits (its own windows).
+    pub limits: Option<Limits>,
+    /// Where it listens; by default the next free port (or the port after the previous vault's).
+    pub listen: Option<SocketAddr>,
+}
+
+impl VaultConfig {
+    /// An unnamed vault with no faults and no limits.
+    pub fn new(managed_hsm: bool) -> Self {
+        Self {
+            name: None,
+            managed_hsm,
+            faults: Faults::default(),
+            limits: None,
+            listen: None,
+        }
+    }
 }
 
 impl Config {
@@ -72,8 +104,37 @@ impl Config {
             faults: Faults::default(),
             name: None,
             limits: None,
+            more_vaults: Vec::new(),
         }
     }
+
+    /// Every vault this process serves, the first one first.
+    fn vaults(&self) -> Vec<Spec> {
+        let first = Spec {
+            name: self.name.clone(),
+            managed_hsm: self.managed_hsm,
+            faults: self.faults.clone(),
+            limits: self.limits.clone(),
+            listen: Some(self.listen),
+        };
+        let more = self.more_vaults.iter().map(|v| Spec {
+            name: v.name.clone(),
+            managed_hsm: v.managed_hsm,
+            faults: v.faults.clone(),
+            limits: v.limits.clone(),
+            listen: v.listen,
+        });
+        std::iter::once(first).chain(more).collect()
+    }
+}
+
+/// One vault to serve.
+struct Spec {
+    name: Option<String>,
+    managed_hsm: bool,
+    faults: Faults,
+    limits: Option<Limits>,
+    listen: Option<SocketAddr>,
 }
 
 /// What a client needs to talk to the running vault. Printed by the binary as one JSON line (the client secret with
@@ -107,6 +168,23 @@ pub struct Info {
     /// this local vault (`byok-cli attest --attestation-root`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attestation_root: Option<PathBuf>,
+    /// Every vault this process serves, the one above first: all share the tenant, the credentials, the token
+    /// endpoint, the CA and the attestation root.
+    pub vaults: Vec<VaultInfo>,
+}
+
+/// One vault of [`Info::vaults`].
+#[derive(Clone, Debug, Serialize)]
+pub struct VaultInfo {
+    /// Its name, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its URL.
+    pub vault_url: String,
+    /// `https://vault.azure.net` or `https://managedhsm.azure.net`.
+    pub audience: String,
+    /// Where to connect: `127.0.0.1:{port}`.
+    pub connect_to: String,
 }
 
 impl std::fmt::Debug for Info {
@@ -120,6 +198,7 @@ impl std::fmt::Debug for Info {
             .field("identity_endpoint", &self.identity_endpoint)
             .field("audience", &self.audience)
             .field("connect_to", &self.connect_to)
+            .field("vaults", &self.vaults)
             .finish_non_exhaustive()
     }
 }
@@ -128,29 +207,38 @@ pub(crate) struct Shared {
     pub(crate) vault_url: String,
     pub(crate) authority_host: String,
     pub(crate) audience: &'static str,
+    /// The audiences of every vault this process serves: the token endpoint issues tokens for any of them.
+    pub(crate) audiences: Vec<&'static str>,
     pub(crate) managed_hsm: bool,
+    /// This vault's keys.
     pub(crate) state_dir: PathBuf,
+    /// The tenant's: credentials, tokens, CA, attestation keys (the first vault's state directory).
+    pub(crate) tenant_dir: PathBuf,
     pub(crate) state: Mutex<state::State>,
-    pub(crate) tokens: Mutex<tokens::Tokens>,
+    /// Shared by every vault of the process, as one tenant's tokens are.
+    pub(crate) tokens: Arc<Mutex<tokens::Tokens>>,
     pub(crate) token_lifetime: std::time::Duration,
     pub(crate) faults: Faults,
     /// How many fault rolls were drawn (the position in a seeded sequence).
     pub(crate) fault_rolls: std::sync::atomic::AtomicU64,
     /// How many faults were injected (refusals, dropped answers, substituted keys).
     pub(crate) faults_injected: std::sync::atomic::AtomicU64,
+    /// Imports admitted so far, for [`Faults::forbid_after`].
+    pub(crate) imports_admitted: std::sync::atomic::AtomicU64,
     /// The `.byok` files of BYOK imports, as received (the first [`MAX_BLOBS`]), for tests that open them.
     pub(crate) received_blobs: Mutex<Vec<Vec<u8>>>,
     /// The service limits enforced, and what they admitted and throttled.
     pub(crate) limits: Option<Limits>,
     pub(crate) windows: limits::Windows,
-    /// What signs key attestations, made on the first request for one (four RSA keys take a moment).
-    attestation: std::sync::OnceLock<Result<attestation::Authority, String>>,
+    /// What signs key attestations, made on the first request for one (four RSA keys take a moment); one for every
+    /// Managed HSM of the process.
+    attestation: Arc<std::sync::OnceLock<Result<attestation::Authority, String>>>,
 }
 
 impl Shared {
     pub(crate) fn attestation(&self) -> Result<&attestation::Authority, String> {
         self.attestation
-            .get_or_init(|| attestation::Authority::load_or_create(&self.state_dir).map_err(|e| format!("{e:#}")))
+            .get_or_init(|| attestation::Authority::load_or_create(&self.tenant_dir).map_err(|e| format!("{e:#}")))
             .as_ref()
             .map_err(Clone::clone)
     }
@@ -159,14 +247,13 @@ impl Shared {
 /// How many received `.byok` files [`Observations::blobs`] keeps.
 pub(crate) const MAX_BLOBS: usize = 2_000;
 
-/// A running vault.
+/// A running vault (or several, behind one tenant).
 #[derive(Debug)]
 pub struct Running {
     /// How to reach it.
     pub info: Info,
-    tokens: Observations,
-    handle: axum_server::Handle<SocketAddr>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// One per vault, in the order of [`Info::vaults`].
+    served: Vec<serve::Served>,
 }
 
 /// What a running vault has done that tests check on: the access tokens it issued, the faults it injected, the blobs
@@ -231,199 +318,39 @@ impl std::fmt::Debug for Observations {
 }
 
 impl Running {
-    /// A handle on what this vault does: the access tokens it issues (leak scans look for them), the faults it injects.
+    /// A handle on what the first vault does: the access tokens its tenant issues (leak scans look for them), the
+    /// faults it injects.
     pub fn observations(&self) -> Observations {
-        self.tokens.clone()
+        self.served[0].observations.clone()
     }
 
-    /// Stops serving and waits for the server to end.
+    /// What each vault does, in the order of [`Info::vaults`].
+    pub fn all_observations(&self) -> Vec<Observations> {
+        self.served.iter().map(|s| s.observations.clone()).collect()
+    }
+
+    /// Stops serving and waits for the servers to end.
     pub async fn shutdown(self) -> Result<(), Error> {
-        self.handle.shutdown();
+        for s in &self.served {
+            s.handle.shutdown();
+        }
         self.wait().await
     }
 
-    /// Waits until the server ends by itself.
+    /// Waits until the servers end by themselves (the first error, if one fails).
     pub async fn wait(self) -> Result<(), Error> {
-        let ended = self.task.await.context("server task").and_then(|r| r.context("server"));
-        ended.map_err(Error::new)
-    }
-}
-
-/// Starts the vault on a tokio runtime and returns once it listens.
-pub async fn start(config: Config) -> Result<Running, Error> {
-    serve(config).await.map_err(Error::new)
-}
-
-async fn serve(config: Config) -> Result<Running> {
-    if !config.listen.ip().is_loopback() && !config.allow_remote {
-        bail!(
-            "{} is not a loopback address; pass --allow-remote to listen on it",
-            config.listen.ip()
-        );
-    }
-    if let Some(limits) = &config.limits {
-        limits.check().map_err(|e| anyhow::anyhow!("the limits: {e}"))?;
-    }
-    std::fs::create_dir_all(&config.state_dir)
-        .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;
-    let managed_hsm = config.managed_hsm;
-    let host = match &config.name {
-        None => None,
-        Some(name) => {
-            let ok = (3..=24).contains(&name.len())
-                && name.starts_with(|c: char| c.is_ascii_lowercase())
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
-                bail!(
-                    "the vault name `{name}` is invalid: use 3 to 24 lowercase letters, digits and dashes, starting with a letter"
-                );
+        let mut first = Ok(());
+        for s in self.served {
+            let ended = s.task.await.context("server task").and_then(|r| r.context("server"));
+            if first.is_ok() {
+                first = ended.map_err(Error::new);
             }
-            Some(format!(
-                "{name}.{}",
-                if managed_hsm {
-                    "managedhsm.azure.net"
-                } else {
-                    "vault.azure.net"
-                }
-            ))
         }
-    };
-    let tls = tls::server_certificate(&config.state_dir, host.as_deref())?;
-    let state = state::State::load_or_create(&config.state_dir)?;
-    let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(tls.cert_pem.into_bytes(), tls.key_pem.into_bytes())
-        .await
-        .context("TLS configuration")?;
-    // Bind first: the address goes into key ids and the challenge before the first request is served.
-    let listener =
-        std::net::TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    let ip = match addr.ip() {
-        std::net::IpAddr::V4(ip) => ip.to_string(),
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-    };
-    let base = origin(&ip, addr.port());
-    let vault_url = origin(host.as_deref().unwrap_or(&ip), addr.port());
-    let audience = if managed_hsm {
-        "https://managedhsm.azure.net"
-    } else {
-        "https://vault.azure.net"
-    };
-    let info = Info {
-        vault_url: vault_url.clone(),
-        ca_file: config.state_dir.join("ca.pem"),
-        tenant_id: state.tenant_id.clone(),
-        client_id: state.client_id.clone(),
-        client_secret: state.client_secret.clone(),
-        federated_token_file: config.state_dir.join("federated-token"),
-        authority_host: base.clone(),
-        identity_endpoint: format!("{base}{}", identity::PATH),
-        identity_header: state.identity_header.clone(),
-        audience: audience.to_owned(),
-        connect_to: addr.to_string(),
-        attestation_root: managed_hsm.then(|| config.state_dir.join("attestation-root.pem")),
-    };
-    let shared = Arc::new(Shared {
-        vault_url,
-        authority_host: base,
-        audience,
-        managed_hsm,
-        state_dir: config.state_dir.clone(),
-        state: Mutex::new(state),
-        tokens: Mutex::new(tokens::Tokens::load(&config.state_dir)?),
-        token_lifetime: config.token_lifetime,
-        faults: config.faults.clone(),
-        fault_rolls: std::sync::atomic::AtomicU64::new(0),
-        faults_injected: std::sync::atomic::AtomicU64::new(0),
-        received_blobs: Mutex::new(Vec::new()),
-        limits: config.limits.clone(),
-        windows: limits::Windows::default(),
-        attestation: std::sync::OnceLock::new(),
-    });
-    if managed_hsm {
-        // Made now, so that the ready line's `attestation_root` exists when a client reads it; the rest of the
-        // chain waits for the first attestation request (RSA key generation takes a moment).
-        attestation::root(&config.state_dir).context("the attestation root")?;
-    }
-    let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, rustls)
-        .context("serving TLS on the listener")?
-        .handle(handle.clone());
-    let task = tokio::spawn({
-        let shared = shared.clone();
-        async move { server.serve(router(shared).into_make_service()).await }
-    });
-    Ok(Running {
-        info,
-        tokens: Observations(shared),
-        handle,
-        task,
-    })
-}
-
-/// `https://host[:port]`, the default port left out, as Azure writes vault URLs and key ids: a client that
-/// compares a kid with the vault's URL (byok, the SDKs) sees the same string the service would send.
-fn origin(host: &str, port: u16) -> String {
-    if port == 443 {
-        format!("https://{host}")
-    } else {
-        format!("https://{host}:{port}")
+        first
     }
 }
 
-fn router(shared: Arc<Shared>) -> Router {
-    let mut vault = Router::new()
-        .route("/keys", get(keys::list))
-        .route(
-            "/keys/{name}",
-            get(keys::get_latest)
-                .put(keys::import)
-                .delete(keys::delete)
-                .patch(keys::update),
-        )
-        .route("/keys/{name}/", get(keys::get_latest).patch(keys::update))
-        .route("/keys/{name}/create", post(keys::create))
-        .route(
-            "/keys/{name}/{version}",
-            get(keys::get_version).patch(keys::update).fallback(keys::unsupported),
-        )
-        .route("/deletedkeys/{name}", get(keys::deleted).delete(keys::deleted))
-        .route("/deletedkeys/{name}/{action}", post(keys::deleted))
-        .route("/keys/{name}/{version}/{operation}", post(keys::operation))
-        .route("/keys/{name}/{version}/attestation", get(keys::attestation))
-        .route("/keys/{name}/attestation", get(keys::attestation_latest));
-    if shared.limits.is_some() {
-        vault = vault.layer(axum::middleware::from_fn_with_state(shared.clone(), throttle::enforce));
-    }
-    if shared.faults.any() {
-        vault = vault.layer(axum::middleware::from_fn_with_state(shared.clone(), faults::inject));
-    }
-    Router::new()
-        .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
-        .route(identity::PATH, get(identity::token))
-        .route("/subscriptions", get(arm::subscriptions))
-        .route("/tenants", get(arm::tenants))
-        .route(
-            "/{tenant}/v2.0/.well-known/openid-configuration",
-            get(auth::openid_configuration),
-        )
-        .route(
-            "/{tenant}/.well-known/openid-configuration",
-            get(auth::openid_configuration),
-        )
-        .merge(vault)
-        .layer(DefaultBodyLimit::max(256 * 1024))
-        .with_state(shared)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn urls_leave_out_the_default_port_as_azure_writes_them() {
-        assert_eq!(super::origin("n.vault.azure.net", 443), "https://n.vault.azure.net");
-        assert_eq!(super::origin("127.0.0.1", 8443), "https://127.0.0.1:8443");
-        assert_eq!(super::origin("[::1]", 443), "https://[::1]");
-    }
+/// Starts the vault (or vaults) on a tokio runtime and returns once they listen.
+pub async fn start(config: Config) -> Result<Running, Error> {
+    serve::serve(config).await.map_err(Error::new)
 }

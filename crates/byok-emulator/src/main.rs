@@ -11,7 +11,7 @@ use clap::Parser;
 
 /// A local Azure Key Vault (or Managed HSM) over HTTPS, with Entra-like client-credentials auth and a BYOK import
 /// that really unwraps. When ready it prints one JSON line: vault_url, ca_file, tenant_id, client_id,
-/// client_secret, authority_host, audience.
+/// client_secret, authority_host, audience, and `vaults` (every vault served, with its URL and audience).
 #[derive(Debug, Parser)]
 #[command(name = "byok-emulator", version)]
 struct Args {
@@ -25,9 +25,13 @@ struct Args {
     #[arg(long)]
     managed_hsm: bool,
     /// Answer as https://NAME.vault.azure.net:PORT (or NAME.managedhsm.azure.net): the certificate and key ids carry
-    /// that name; clients map it to 127.0.0.1 and can keep verifying the challenge resource.
-    #[arg(long)]
-    name: Option<String>,
+    /// that name; clients map it to 127.0.0.1 and can keep verifying the challenge resource. Repeat it to serve
+    /// several vaults (each on its own port, with its own keys and limits) behind one tenant and token endpoint.
+    #[arg(long, value_name = "NAME")]
+    name: Vec<String>,
+    /// Also serve a Managed HSM of this name behind the same tenant (repeatable; beside --name vaults).
+    #[arg(long, value_name = "NAME")]
+    hsm_name: Vec<String>,
     /// Allow a non-loopback listen address.
     #[arg(long)]
     allow_remote: bool,
@@ -49,10 +53,10 @@ struct Args {
     limits_capacity: u32,
 }
 
-/// The limits the flags ask for.
-fn limits(args: &Args) -> anyhow::Result<Option<byok_emulator::Limits>> {
+/// The limits the flags ask for, for a vault (`managed_hsm`: a Managed HSM).
+fn limits(args: &Args, managed_hsm: bool) -> anyhow::Result<Option<byok_emulator::Limits>> {
     let Some(spec) = &args.limits else { return Ok(None) };
-    let mut limits = match (spec.as_str(), args.managed_hsm) {
+    let mut limits = match (spec.as_str(), managed_hsm) {
         ("azure", false) => byok_emulator::Limits::key_vault(),
         ("azure", true) => byok_emulator::Limits::managed_hsm(args.limits_capacity),
         (file, _) => {
@@ -66,6 +70,33 @@ fn limits(args: &Args) -> anyhow::Result<Option<byok_emulator::Limits>> {
     Ok(Some(limits))
 }
 
+/// Every vault the flags name (`--name` ones first), the same faults and kind of limits for each.
+fn config(args: &Args) -> anyhow::Result<byok_emulator::Config> {
+    let faults = args.faults.clone().unwrap_or_default();
+    let named = args.name.iter().map(|n| (Some(n.clone()), args.managed_hsm));
+    let hsms = args.hsm_name.iter().map(|n| (Some(n.clone()), true));
+    let mut vaults: Vec<_> = named.chain(hsms).collect();
+    if vaults.is_empty() {
+        vaults.push((None, args.managed_hsm));
+    }
+    let (name, managed_hsm) = vaults.remove(0);
+    let mut config = byok_emulator::Config::new(args.state_dir.clone());
+    config.listen = args.listen;
+    config.managed_hsm = managed_hsm;
+    config.allow_remote = args.allow_remote;
+    config.faults = faults.clone();
+    config.limits = limits(args, managed_hsm)?;
+    config.name = name;
+    for (name, managed_hsm) in vaults {
+        let mut vault = byok_emulator::VaultConfig::new(managed_hsm);
+        vault.name = name;
+        vault.faults = faults.clone();
+        vault.limits = limits(args, managed_hsm)?;
+        config.more_vaults.push(vault);
+    }
+    Ok(config)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -76,14 +107,7 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<()> = runtime.block_on(async {
-        let limits = limits(&args)?;
-        let mut config = byok_emulator::Config::new(args.state_dir);
-        config.listen = args.listen;
-        config.managed_hsm = args.managed_hsm;
-        config.allow_remote = args.allow_remote;
-        config.faults = args.faults.unwrap_or_default();
-        config.limits = limits;
-        config.name = args.name;
+        let config = config(&args)?;
         let running = byok_emulator::start(config).await?;
         let line = serde_json::to_string(&running.info)?;
         let mut out = std::io::stdout().lock();

@@ -123,6 +123,23 @@ impl State {
             keys: BTreeMap::new(),
             deleted: BTreeMap::new(),
         };
+        state.load_keys(dir)?;
+        Ok(state)
+    }
+
+    /// Another vault of the same tenant: `tenant`'s credentials, the keys kept in `dir` (made if new).
+    pub(crate) fn for_vault(dir: &Path, tenant: &Self) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut state = Self {
+            keys: BTreeMap::new(),
+            deleted: BTreeMap::new(),
+            ..tenant.clone()
+        };
+        state.load_keys(dir)?;
+        Ok(state)
+    }
+
+    fn load_keys(&mut self, dir: &Path) -> Result<()> {
         for (sub, deleted) in [("keys", false), ("deleted", true)] {
             let d = dir.join(sub);
             std::fs::create_dir_all(&d)?;
@@ -137,14 +154,14 @@ impl State {
                 let text = std::fs::read(&path)?;
                 if deleted {
                     let v = serde_json::from_slice(&text).with_context(|| format!("{} is damaged", path.display()))?;
-                    state.deleted.insert(name, v);
+                    self.deleted.insert(name, v);
                 } else {
                     let v = serde_json::from_slice(&text).with_context(|| format!("{} is damaged", path.display()))?;
-                    state.keys.insert(name, v);
+                    self.keys.insert(name, v);
                 }
             }
         }
-        Ok(state)
+        Ok(())
     }
 
     /// Writes (or removes) the files of one key name to match memory.

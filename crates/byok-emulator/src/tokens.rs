@@ -1,6 +1,9 @@
 //! The access tokens the token endpoint issued, and their expiry. Kept in the state directory (`tokens.json`,
 //! 0600, as SHA-256 digests: the file holds no bearer token) so that a token outlives a restart of the vault until it
 //! expires, as Entra's tokens do: the Azure CLI caches its token and would fail with AKV10032 after a restart.
+//! A token is for one audience (`https://vault.azure.net` or `https://managedhsm.azure.net`), as Entra's are: the
+//! digest covers the audience with the token, so a Managed HSM refuses a token issued for Key Vault. One process
+//! serving several vaults shares one [`Tokens`]: a token for an audience works at every vault of that audience.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,8 +35,9 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn digest(token: &str) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()))
+fn digest(audience: &str, token: &str) -> String {
+    let bound = format!("{audience} {token}");
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bound.as_bytes()))
 }
 
 impl Tokens {
@@ -58,13 +62,14 @@ impl Tokens {
         Ok(tokens)
     }
 
-    /// A new token valid for `lifetime`, written down before it is handed out.
-    pub(crate) fn issue(&mut self, lifetime: Duration) -> Result<String> {
+    /// A new token for `audience` valid for `lifetime`, written down before it is handed out.
+    pub(crate) fn issue(&mut self, audience: &str, lifetime: Duration) -> Result<String> {
         let now = now_ms();
         self.issued.retain(|_, exp| *exp > now);
         let token = random_hex(32);
         let lifetime = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX);
-        self.issued.insert(digest(&token), now.saturating_add(lifetime));
+        self.issued
+            .insert(digest(audience, &token), now.saturating_add(lifetime));
         if let Some(file) = &self.file {
             write_private(file, &serde_json::to_vec(&self.issued)?)?;
         }
@@ -79,10 +84,10 @@ impl Tokens {
         self.history.clone()
     }
 
-    /// Whether the token was issued here and has not expired.
-    pub(crate) fn check(&self, token: &str) -> Result<(), &'static str> {
-        match self.issued.get(&digest(token)) {
-            None => Err("the access token is not one this vault's tenant issued"),
+    /// Whether the token was issued here for `audience` and has not expired.
+    pub(crate) fn check(&self, audience: &str, token: &str) -> Result<(), &'static str> {
+        match self.issued.get(&digest(audience, token)) {
+            None => Err("the access token is not one this vault's tenant issued for its audience"),
             Some(exp) if *exp <= now_ms() => Err("the access token has expired"),
             Some(_) => Ok(()),
         }
@@ -93,31 +98,37 @@ impl Tokens {
 mod tests {
     use super::*;
 
+    const KV: &str = "https://vault.azure.net";
+
     #[test]
     fn tokens_expire_and_are_unforgeable() {
         let mut t = Tokens::default();
-        let good = t.issue(Duration::from_secs(60)).expect("issued");
-        assert!(t.check(&good).is_ok());
+        let good = t.issue(KV, Duration::from_secs(60)).expect("issued");
+        assert!(t.check(KV, &good).is_ok());
         assert_eq!(
-            t.check("forged"),
-            Err("the access token is not one this vault's tenant issued")
+            t.check(KV, "forged"),
+            Err("the access token is not one this vault's tenant issued for its audience")
         );
-        let old = t.issue(Duration::ZERO).expect("issued");
-        assert_eq!(t.check(&old), Err("the access token has expired"));
+        assert!(
+            t.check("https://managedhsm.azure.net", &good).is_err(),
+            "a Key Vault token is refused by a Managed HSM"
+        );
+        let old = t.issue(KV, Duration::ZERO).expect("issued");
+        assert_eq!(t.check(KV, &old), Err("the access token has expired"));
     }
 
     #[test]
     fn a_token_outlives_a_restart_until_it_expires_and_is_not_kept_in_clear() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut first = Tokens::load(dir.path()).expect("no file yet");
-        let live = first.issue(Duration::from_secs(60)).expect("issued");
-        let brief = first.issue(Duration::from_millis(1)).expect("issued");
+        let live = first.issue(KV, Duration::from_secs(60)).expect("issued");
+        let brief = first.issue(KV, Duration::from_millis(1)).expect("issued");
         std::thread::sleep(Duration::from_millis(5));
         let again = Tokens::load(dir.path()).expect("reloaded");
-        assert!(again.check(&live).is_ok());
+        assert!(again.check(KV, &live).is_ok());
         assert_eq!(
-            again.check(&brief),
-            Err("the access token is not one this vault's tenant issued")
+            again.check(KV, &brief),
+            Err("the access token is not one this vault's tenant issued for its audience")
         );
         let file = dir.path().join("tokens.json");
         let text = std::fs::read_to_string(&file).expect("written");

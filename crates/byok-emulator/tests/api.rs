@@ -153,7 +153,7 @@ async fn authentication_like_entra_and_key_vault() {
     let v: Value = r.json().await.expect("JSON");
     assert_eq!(
         v["error"]["message"],
-        "AKV10032: Invalid token: the access token is not one this vault's tenant issued."
+        "AKV10032: Invalid token: the access token is not one this vault's tenant issued for its audience."
     );
     // Wrong secret, wrong audience, wrong tenant, wrong grant.
     let (s, v) = token_response(&info, &vault.client, "wrong", "https://vault.azure.net/.default").await;
@@ -619,6 +619,35 @@ async fn faults_behave_as_documented() {
     let vault = start(Config::new(dir.path().to_path_buf())).await;
     let (s, v) = vault.call(reqwest::Method::GET, "/keys/ghost", None).await;
     assert_eq!(s, 200, "the request was processed before the connection broke: {v}");
+    vault.running.shutdown().await.expect("stops");
+
+    // Access revoked after two imports: reads go on until then, then every request is 403 without Retry-After.
+    let vault = start(with("forbid-after=2")).await;
+    let (kek, kid) = vault.kek("kek", 2048).await;
+    let ec = TargetKey::from_private_key_file(&testdata("ec-p256.pkcs8.pem")).expect("EC key");
+    let body = import_body("EC-HSM", Some("P-256"), &["sign"], &blob(&kek, &kid, ec.plaintext()));
+    assert_eq!(vault.import("a", &body).await.0, 200);
+    assert_eq!(vault.call(reqwest::Method::GET, "/keys/a", None).await.0, 200);
+    assert_eq!(vault.import("b", &body).await.0, 200);
+    let r = vault
+        .client
+        .get(vault.url("/keys/a"))
+        .bearer_auth(&vault.token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.headers().get("retry-after").is_none(), "a refusal, not a pause");
+    let (s, v) = vault.import("c", &body).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("Forbidden")));
+    assert_eq!(vault.running.observations().faults_injected(), 2);
+    vault.running.shutdown().await.expect("stops");
+    let vault = start(Config::new(dir.path().to_path_buf())).await;
+    assert_eq!(
+        vault.call(reqwest::Method::GET, "/keys/c", None).await.0,
+        404,
+        "the refused import did nothing"
+    );
     vault.running.shutdown().await.expect("stops");
 }
 
@@ -1325,4 +1354,87 @@ async fn service_limits_throttle_creations_weigh_reads_and_page_listings() {
         .expect("request");
     assert_eq!(r.status().as_u16(), 400, "Key Vault pages at 25 at most");
     vault.running.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn one_tenant_serves_several_vaults_each_with_its_own_keys_and_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new(dir.path().to_path_buf());
+    let mut second = byok_emulator::VaultConfig::new(false);
+    second.limits = Some(byok_emulator::Limits::key_vault()); // a 10 s window: the RSA creations below fit in it
+    config.more_vaults = vec![second, byok_emulator::VaultConfig::new(true)];
+    let first = start(config).await;
+    let info = first.running.info.clone();
+    let urls: Vec<&str> = info.vaults.iter().map(|v| v.vault_url.as_str()).collect();
+    assert_eq!(urls.len(), 3, "the ready line lists every vault: {urls:?}");
+    assert_eq!(urls[0], info.vault_url);
+    assert!(urls[1] != urls[0] && urls[2] != urls[1], "{urls:?}");
+    assert_eq!(info.vaults[2].audience, "https://managedhsm.azure.net");
+    assert!(info.attestation_root.is_some(), "a Managed HSM is among them");
+    // One Key Vault token works on both Key Vaults; the same KEK name holds a different key in each.
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let other = start(Config::new(other_dir.path().to_path_buf())).await;
+    let at = |i: usize, path: &str| format!("{}{path}?api-version=7.5", info.vaults[i].vault_url);
+    let call = |i: usize, method: reqwest::Method, path: &str, token: &str| {
+        let request = first.client.request(method, at(i, path)).bearer_auth(token.to_owned());
+        async move {
+            let r = request
+                .header("content-type", "application/json")
+                .body(json!({"kty": "RSA-HSM", "key_size": 2048, "key_ops": ["import"]}).to_string())
+                .send()
+                .await
+                .expect("request");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s, kek0) = call(0, reqwest::Method::POST, "/keys/kek/create", &first.token).await;
+    assert_eq!(s, 200, "{kek0}");
+    let (s, kek1) = call(1, reqwest::Method::POST, "/keys/kek/create", &first.token).await;
+    assert_eq!(s, 200, "{kek1}");
+    assert_ne!(kek0["key"]["n"], kek1["key"]["n"], "each vault has its own keys");
+    assert!(kek1["key"]["kid"].as_str().expect("kid").starts_with(urls[1]), "{kek1}");
+    let (s, _) = call(0, reqwest::Method::GET, "/keys/kek", &first.token).await;
+    assert_eq!(s, 200);
+    // The Managed HSM wants a token for its own audience: the Key Vault one is refused, one for it works.
+    let (s, refused) = call(2, reqwest::Method::GET, "/keys/kek", &first.token).await;
+    assert_eq!(s, 401, "{refused}");
+    let scope = "https://managedhsm.azure.net/.default";
+    let (s, body) = token_response(&info, &first.client, &info.client_secret, scope).await;
+    assert_eq!(s, 200, "{body}");
+    let hsm_token = body["access_token"].as_str().expect("token").to_owned();
+    let (s, missing) = call(2, reqwest::Method::GET, "/keys/kek", &hsm_token).await;
+    assert_eq!(s, 404, "the Managed HSM has no KEK yet: {missing}");
+    // A token of another process (another tenant) is refused everywhere.
+    assert_eq!(call(1, reqwest::Method::GET, "/keys/kek", &other.token).await.0, 401);
+    // Only the second vault is limited: ten creations a window there, none on the first.
+    for i in 0..11 {
+        assert_eq!(
+            call(0, reqwest::Method::POST, &format!("/keys/a{i}/create"), &first.token)
+                .await
+                .0,
+            200
+        );
+    }
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        statuses.push(
+            call(1, reqwest::Method::POST, &format!("/keys/b{i}/create"), &first.token)
+                .await
+                .0,
+        );
+    }
+    assert!(
+        statuses.contains(&429),
+        "the second vault's window (KEK + 9 more) is full: {statuses:?}"
+    );
+    let observed = first.running.all_observations();
+    assert_eq!(observed[0].limited(), (0, 0), "the first vault has no limits");
+    assert_eq!(observed[1].limited().1, 1, "{:?}", observed[1].limited());
+    // The keys live apart: the second vault's in its own directory.
+    assert!(dir.path().join("keys/a0.json").exists());
+    assert!(dir.path().join("vaults/1/keys/kek.json").exists());
+    assert!(!dir.path().join("vaults/1/keys/a0.json").exists());
+    other.running.shutdown().await.expect("stops");
+    first.running.shutdown().await.expect("stops");
 }

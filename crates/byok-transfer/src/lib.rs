@@ -5,6 +5,7 @@ pub mod attest;
 pub mod batch;
 mod blob;
 mod error;
+pub mod fan_out;
 pub mod files;
 mod import;
 pub mod inspect;

@@ -65,6 +65,32 @@ impl Plan {
         self.execute_on(&rt, session, conn, observer)
     }
 
+    /// [`Plan::execute`] into each of `conns` in turn (a fan-out): the same HSM key, each destination with its own
+    /// KEK, its own wrap in the HSM, its own import and verification. A destination that fails does not stop the
+    /// others; each result is its own. `keep_blob` must be `None` (one file cannot keep several blobs).
+    pub fn execute_fan_out(
+        &self,
+        session: &mut TokenSession<'_>,
+        conns: &[Connection],
+        observer: &dyn Observer,
+    ) -> Result<Vec<(String, Result<Transferred>)>> {
+        if self.keep_blob.is_some() && conns.len() > 1 {
+            let message = "a kept .byok file holds one blob, and a fan-out makes one per destination";
+            return Err(Error::new(Step::Preflight, Kind::InvalidInput, message)
+                .with_hint("transfer to one vault at a time to keep each blob"));
+        }
+        let rt = crate::runtime::current_thread()?;
+        Ok(conns
+            .iter()
+            .map(|conn| {
+                (
+                    conn.vault().url().to_owned(),
+                    self.execute_on(&rt, session, conn, observer),
+                )
+            })
+            .collect())
+    }
+
     /// [`Plan::execute`] on a runtime the caller drives: the connection's pooled connections belong to the runtime
     /// that opened them, so one operation keeps to one runtime.
     pub(crate) fn execute_on(

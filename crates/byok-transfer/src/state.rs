@@ -24,6 +24,7 @@ const HEADER: &str = "byok_batch_state";
 /// What a state file belongs to; a file made for another run is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binding {
+    /// The destination vault's URL; several are separated by spaces (a fan-out).
     pub vault: String,
     pub kek: String,
     pub token: String,
@@ -54,14 +55,33 @@ impl Binding {
     }
 }
 
-/// What an earlier run recorded, per key name.
+/// What an earlier run recorded, per destination vault and key name.
 #[derive(Debug, Default)]
 pub struct Previous {
-    /// Done or skipped in this vault: not looked at again.
-    pub completed: std::collections::HashSet<String>,
-    /// Sent to the vault (or about to be) with this transfer id, and not seen to end: a resume that finds this id
+    /// Done or skipped in that vault: not looked at again.
+    completed: std::collections::HashSet<(String, String)>,
+    /// Sent to that vault (or about to be) with this transfer id, and not seen to end: a resume that finds this id
     /// on the key in the vault finishes its verification and record.
-    pub started: HashMap<String, String>,
+    started: HashMap<(String, String), String>,
+}
+
+impl Previous {
+    /// Whether key `name` ended in `vault` (done or skipped) in an earlier run.
+    pub fn is_completed(&self, vault: &str, name: &str) -> bool {
+        self.completed.contains(&(vault.to_owned(), name.to_owned()))
+    }
+
+    /// The transfer id an earlier run sent key `name` to `vault` with, if it was not seen to end.
+    pub fn started(&self, vault: &str, name: &str) -> Option<&str> {
+        self.started
+            .get(&(vault.to_owned(), name.to_owned()))
+            .map(String::as_str)
+    }
+
+    /// How many (vault, key) pairs ended in earlier runs.
+    pub fn completed_count(&self) -> usize {
+        self.completed.len()
+    }
 }
 
 /// The open, locked state file.
@@ -272,7 +292,7 @@ fn check_header(path: &Path, first: &[u8], binding: &Binding) -> Result<()> {
     Ok(())
 }
 
-fn previous(path: &Path, lines: &[Vec<u8>], vault: &str) -> Result<Previous> {
+fn previous(path: &Path, lines: &[Vec<u8>], vaults: &str) -> Result<Previous> {
     let mut p = Previous::default();
     for (i, line) in lines.iter().enumerate() {
         // A line cut short by a crash (and ended by the next run) is not JSON: that key is simply looked at again.
@@ -282,18 +302,19 @@ fn previous(path: &Path, lines: &[Vec<u8>], vault: &str) -> Result<Previous> {
         let (Some(name), Some(status)) = (v["name"].as_str(), v["status"].as_str()) else {
             return Err(refused(path, &format!("line {} is not byok's", i + 2)));
         };
-        // A line is trusted only for its own vault.
-        if v["vault"].as_str() != Some(vault) {
+        // A line is trusted only for a vault of this run.
+        let Some(vault) = v["vault"].as_str().filter(|v| vaults.split(' ').any(|ours| ours == *v)) else {
             continue;
-        }
+        };
+        let key = (vault.to_owned(), name.to_owned());
         match status {
             "done" | "skipped" => {
-                p.started.remove(name);
-                p.completed.insert(name.to_owned());
+                p.started.remove(&key);
+                p.completed.insert(key);
             }
             "started" => {
                 if let Some(id) = v["transfer_id"].as_str() {
-                    p.started.insert(name.to_owned(), id.to_owned());
+                    p.started.insert(key, id.to_owned());
                 }
             }
             _ => {}
@@ -321,7 +342,7 @@ mod tests {
         let path = dir.path().join("s");
         {
             let (s, p) = StateFile::open(&path, &binding()).expect("new");
-            assert!(p.completed.is_empty());
+            assert_eq!(p.completed_count(), 0);
             s.record(&json!({"name": "a", "status": "done", "vault": "https://a.vault.azure.net"}))
                 .expect("line");
         }
@@ -330,7 +351,12 @@ mod tests {
         f.write_all(br#"{"name": "b", "sta"#).expect("partial");
         drop(f);
         let (s, p) = StateFile::open(&path, &binding()).expect("again");
-        assert!(p.completed.contains("a") && !p.completed.contains("b"));
+        let a = "https://a.vault.azure.net";
+        assert!(p.is_completed(a, "a") && !p.is_completed(a, "b"));
+        assert!(
+            !p.is_completed("https://b.vault.azure.net", "a"),
+            "only for its own vault"
+        );
         s.record(&json!({"name": "b", "status": "done", "vault": "https://a.vault.azure.net"}))
             .expect("line");
         drop(s);
@@ -340,6 +366,6 @@ mod tests {
             "{text}"
         );
         let (_, p) = StateFile::open(&path, &binding()).expect("third");
-        assert!(p.completed.contains("b"));
+        assert!(p.is_completed(a, "b"));
     }
 }

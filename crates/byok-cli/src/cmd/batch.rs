@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::cmd::attest;
 use crate::cmd::hsm::HsmArgs;
 use crate::cmd::transfer::{KekArgs, Progress, tool};
-use crate::cmd::vault::VaultArgs;
+use crate::cmd::vault::AnyVaults;
 use crate::cmd::wrap::WrapArgs;
 use crate::exit::{CliError, Exit, Result};
 use crate::ui::Ui;
@@ -25,7 +25,11 @@ use crate::ui::Ui;
 )]
 pub(crate) struct Args {
     #[command(flatten)]
-    vault: VaultArgs,
+    vault: AnyVaults,
+    /// Send the keys to the vaults the manifest's `destinations` lists (refused without this flag: a manifest that
+    /// chose where keys go could send them to a vault its author owns).
+    #[arg(long)]
+    manifest_destinations: bool,
     #[command(flatten)]
     kek: KekArgs,
     /// The manifest of keys to transfer (TOML).
@@ -78,7 +82,14 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
     };
     // Before the vault is reached: a wrong directory or state file is found at once.
     batch::check(&options)?;
-    let conn = Arc::new(args.vault.connect(ui)?);
+    let from_manifest = manifest.destinations(args.manifest_destinations)?;
+    let conns: Vec<_> = args
+        .vault
+        .0
+        .connect_all(ui, from_manifest)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     let first = manifest.items[0].uri.clone();
     args.hsm.with_module(&first, |module, pin| {
         let source = Source {
@@ -87,7 +98,7 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
             uri: &first,
         };
         if args.dry_run {
-            return dry_run(ui, &manifest, &options, &conn, source);
+            return dry_run(ui, &manifest, &options, &conns, source);
         }
         let cancel = CancelToken::new();
         let signal = on_signals(cancel.clone())?;
@@ -96,9 +107,9 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
             bar: OnceLock::new(),
             out: Mutex::new(()),
             failed: Default::default(),
-            conn: conn.clone(),
+            conns: conns.clone(),
         });
-        let summary = batch::run(&manifest, &options, conn.clone(), source, view.clone(), &cancel);
+        let summary = batch::run_fan_out(&manifest, &options, &conns, source, view.clone(), &cancel);
         if let Some(bar) = view.bar.get().and_then(Option::as_ref) {
             bar.finish_and_clear();
         }
@@ -146,8 +157,8 @@ struct View {
     bar: OnceLock<Option<indicatif::ProgressBar>>,
     out: Mutex<()>,
     failed: std::sync::atomic::AtomicU64,
-    /// Its pace, once learnt, is the ETA's rate: a batch under the vault's limit goes no faster.
-    conn: Arc<byok_keyvault::Connection>,
+    /// Their paces, once learnt, are the ETA's rate: a batch under the vaults' limits goes no faster.
+    conns: Vec<Arc<byok_keyvault::Connection>>,
 }
 
 impl BatchObserver for View {
@@ -199,11 +210,9 @@ impl View {
         if let Some(bar) = bar {
             bar.inc(1);
             let left = bar.length().unwrap_or(0).saturating_sub(bar.position()) as f64;
-            let paced = self
-                .conn
-                .pace()
-                .per_second()
-                .map(|r| std::time::Duration::from_secs_f64(left / r));
+            let rates: Option<Vec<f64>> = self.conns.iter().map(|c| c.pace().per_second()).collect();
+            let rate = rates.map(|r| r.iter().sum::<f64>()).filter(|r| *r > 0.0);
+            let paced = rate.map(|r| std::time::Duration::from_secs_f64(left / r));
             let eta = indicatif::HumanDuration(paced.map_or(bar.eta(), |p| p.max(bar.eta())));
             bar.set_message(format!("{} failed, ETA {eta}", self.failed.load(Ordering::Relaxed)));
         }
@@ -215,7 +224,7 @@ fn dry_run(
     ui: Ui,
     manifest: &Manifest,
     options: &batch::Options,
-    conn: &byok_keyvault::Connection,
+    conns: &[Arc<byok_keyvault::Connection>],
     source: Source<'_>,
 ) -> Result<()> {
     let say = |c: &Check| {
@@ -228,7 +237,13 @@ fn dry_run(
             ui.note(&format!("PROBLEM  {}  {}", c.name, c.plan));
         }
     };
-    let problems = batch::dry_run(manifest, options, conn, source, say)?;
+    let mut problems = 0;
+    for conn in conns {
+        if conns.len() > 1 {
+            ui.note(&format!("destination {}:", conn.vault().url()));
+        }
+        problems += batch::dry_run(manifest, options, conn, source, say)?;
+    }
     if problems > 0 {
         return Err(CliError::msg(
             Exit::Partial,
@@ -237,6 +252,17 @@ fn dry_run(
     }
     ui.note("the dry run found no problem; nothing was written");
     Ok(())
+}
+
+/// A fan-out's counts per destination, a line each.
+fn per_vault(ui: Ui, summary: &Summary) {
+    for v in summary.vaults.iter().filter(|_| summary.vaults.len() > 1) {
+        let (d, s, f, m) = (v.done, v.skipped, v.failed, v.mismatched);
+        ui.note(&format!(
+            "  {}: {d} done, {s} skipped, {f} failed, {m} mismatched",
+            v.vault
+        ));
+    }
 }
 
 /// The summary line (or JSON), and the exit code it means.
@@ -266,6 +292,9 @@ fn report(ui: Ui, summary: &Summary, signal: u8, args: &Args) -> Result<()> {
             "throttled_requests": summary.pace.throttled_requests, "imports_throttled": summary.pace.throttled,
             "pace": { "per_second": summary.pace.per_second(), "capacity": summary.pace.capacity,
                 "window_seconds": summary.pace.window.map(|w| w.as_secs_f64()) },
+            "vaults": summary.vaults.iter().map(|v| json!({ "vault": v.vault, "done": v.done, "skipped": v.skipped,
+                "failed": v.failed, "mismatched": v.mismatched, "throttled_requests": v.pace.throttled_requests,
+                "per_second": v.pace.per_second() })).collect::<Vec<_>>(),
         }});
         ui.json_line(&json).map_err(crate::stdout_error)?;
     } else {
@@ -274,6 +303,7 @@ fn report(ui: Ui, summary: &Summary, signal: u8, args: &Args) -> Result<()> {
         ui.note(&format!(
             "{counts}, {not_started} not started — {finished} keys in {seconds:.1} s ({rate:.1}/s)"
         ));
+        per_vault(ui, summary);
         if let Some(pace) = summary.pace.per_second() {
             let throttled = summary.pace.throttled_requests;
             ui.note(&format!(

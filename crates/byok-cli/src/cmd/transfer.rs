@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use byok_keyvault::Connection;
 use byok_pkcs11::Pkcs11Uri;
+use byok_pkcs11::TokenSession;
+use byok_transfer::fan_out::{Destination, FanOutRecord};
 use byok_transfer::{Event, KekPolicy, Observer, Plan, STEPS, Transferred, Verification, files};
 
 use crate::cmd::attest;
@@ -138,9 +141,12 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
         tool: tool(),
         attestation: args.attestation.policy(ui)?,
     };
-    let conn = args.vault.connect(ui)?;
+    let conns = args.vault.connect_all(ui, &[])?;
     args.hsm.with_session(&args.key, |session| {
-        let done = plan.execute(session, &conn, &Progress { ui, steps: true })?;
+        let [conn] = conns.as_slice() else {
+            return fan_out(ui, args, &plan, session, &conns);
+        };
+        let done = plan.execute(session, conn, &Progress { ui, steps: true })?;
         // The key is in the vault now: whatever happens to the record, say what was imported.
         let written = args.record.as_deref().map(|file| done.record.write(file, args.force)).transpose();
         finish(ui, &done, args.record.as_deref(), "")?;
@@ -151,6 +157,45 @@ pub(crate) fn run(ui: Ui, args: &Args) -> Result<()> {
                 .hint("keep the output above as the record (--output json prints the record whole); do not run the transfer again, it would add a second version")
         })
     })
+}
+
+/// Several destinations: each in turn, one record of them all; exit 8 on a mismatch, 9 when any failed.
+fn fan_out(ui: Ui, args: &Args, plan: &Plan, session: &mut TokenSession<'_>, conns: &[Connection]) -> Result<()> {
+    let mut record = FanOutRecord::new(&args.name);
+    for (vault, outcome) in plan.execute_fan_out(session, conns, &Progress { ui, steps: true })? {
+        record.set(Destination::of(&vault, &outcome));
+    }
+    let written = args
+        .record
+        .as_deref()
+        .map(|file| record.write(file, args.force))
+        .transpose();
+    let human: String = record
+        .destinations
+        .iter()
+        .map(|d| format!("{}  {}  {}\n", d.status, d.vault, d.detail))
+        .collect();
+    let json = serde_json::to_value(&record)
+        .map_err(|e| CliError::msg(Exit::Internal, format!("cannot encode the record: {e}")))?;
+    ui.result(&human, &json).map_err(stdout_error)?;
+    written?;
+    let (failed, mismatched, of) = (record.count("failed"), record.count("mismatch"), conns.len());
+    if mismatched > 0 {
+        let message =
+            format!("{mismatched} of {of} destinations hold a different key than the HSM: do not use those versions");
+        return Err(CliError::msg(Exit::Verification, message));
+    }
+    if failed > 0 {
+        let vaults: Vec<&str> = record
+            .destinations
+            .iter()
+            .filter(|d| d.status == "failed")
+            .map(|d| d.vault.as_str())
+            .collect();
+        return Err(CliError::msg(Exit::Partial, format!("{failed} of {of} destinations failed: {}", vaults.join(", ")))
+            .hint("the others hold the key now: run again naming only the failed vaults, or use batch --resume, which completes only what is missing"));
+    }
+    Ok(())
 }
 
 /// The summary of a transfer (and `extra` lines), or the record as JSON; exit 8 on a mismatch.

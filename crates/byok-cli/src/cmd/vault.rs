@@ -14,15 +14,16 @@ use byok_transfer::files;
 #[derive(Debug, Clone, clap::Args)]
 #[command(group(clap::ArgGroup::new("vault").required(true).args(["vault_name", "hsm_name", "vault_url"])))]
 pub(crate) struct VaultArgs {
-    /// A Key Vault by name (https://NAME.vault.azure.net).
+    /// A Key Vault by name (https://NAME.vault.azure.net). full-transfer and batch take several destinations:
+    /// repeat it, --hsm-name and --vault-url (in that order of flags: names, HSM names, URLs).
     #[arg(long, value_name = "NAME", value_parser = vault_name)]
-    vault_name: Option<String>,
+    vault_name: Vec<String>,
     /// A Managed HSM by name (https://NAME.managedhsm.azure.net).
     #[arg(long, value_name = "NAME", value_parser = vault_name)]
-    hsm_name: Option<String>,
+    hsm_name: Vec<String>,
     /// Any vault URL, https only (a local Key Vault included).
     #[arg(long, value_name = "URL")]
-    vault_url: Option<String>,
+    vault_url: Vec<String>,
     /// An extra CA to trust (a local Key Vault, a TLS-inspecting proxy); verification is never switched off.
     #[arg(long, value_name = "FILE")]
     ca_file: Option<PathBuf>,
@@ -68,25 +69,85 @@ impl clap::FromArgMatches for OptionalVault {
     }
 }
 
+/// [`VaultArgs`] for `batch`, whose manifest may name the destinations instead: the same flags, none required.
+#[derive(Debug, Clone)]
+pub(crate) struct AnyVaults(pub(crate) VaultArgs);
+
+impl clap::Args for AnyVaults {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        VaultArgs::augment_args(cmd).mut_group("vault", |g| g.required(false))
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for AnyVaults {
+    fn from_arg_matches(m: &clap::ArgMatches) -> std::result::Result<Self, clap::Error> {
+        VaultArgs::from_arg_matches(m).map(Self)
+    }
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> std::result::Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
 impl VaultArgs {
+    /// The one vault of a command that takes one.
     pub(crate) fn vault(&self) -> Result<Vault> {
-        match (&self.vault_name, &self.hsm_name, &self.vault_url) {
-            (Some(n), _, _) => Vault::from_vault_name(n),
-            (_, Some(n), _) => Vault::from_hsm_name(n),
-            (_, _, Some(u)) => Vault::from_url(u),
-            _ => {
-                return Err(CliError::msg(
-                    Exit::Usage,
-                    "name the vault with --vault-name, --hsm-name or --vault-url",
-                ));
-            }
+        let mut vaults = self.vaults()?;
+        match vaults.len() {
+            1 => Ok(vaults.remove(0)),
+            0 => Err(CliError::msg(
+                Exit::Usage,
+                "name the vault with --vault-name, --hsm-name or --vault-url",
+            )),
+            n => Err(CliError::msg(
+                Exit::Usage,
+                format!("this command takes one vault, not {n}: only full-transfer and batch send a key to several"),
+            )),
         }
-        .map_err(error)
+    }
+
+    /// Every vault named: the --vault-name ones, then --hsm-name, then --vault-url.
+    pub(crate) fn vaults(&self) -> Result<Vec<Vault>> {
+        let names = self.vault_name.iter().map(|n| Vault::from_vault_name(n));
+        let hsms = self.hsm_name.iter().map(|n| Vault::from_hsm_name(n));
+        let urls = self.vault_url.iter().map(|u| Vault::from_url(u));
+        names.chain(hsms).chain(urls).map(|v| v.map_err(error)).collect()
+    }
+
+    /// A connection to the one vault named.
+    pub(crate) fn connect(&self, ui: Ui) -> Result<Connection> {
+        self.connect_to(ui, &self.vault()?)
+    }
+
+    /// A connection to each vault named, in [`Self::vaults`]' order, or else to each of `or` (a manifest's).
+    pub(crate) fn connect_all(&self, ui: Ui, or: &[String]) -> Result<Vec<Connection>> {
+        let mut vaults = self.vaults()?;
+        if !vaults.is_empty() && !or.is_empty() {
+            return Err(CliError::msg(
+                Exit::Usage,
+                "name the destinations either in the manifest or with --vault-name/--hsm-name/--vault-url, not both",
+            ));
+        }
+        if vaults.is_empty() {
+            vaults = or
+                .iter()
+                .map(|u| Vault::from_url(u).map_err(error))
+                .collect::<Result<_>>()?;
+        }
+        if vaults.is_empty() {
+            return Err(CliError::msg(
+                Exit::Usage,
+                "name the vault with --vault-name, --hsm-name or --vault-url",
+            ));
+        }
+        vaults.iter().map(|v| self.connect_to(ui, v)).collect()
     }
 
     /// A connection whose retries are reported on stderr.
-    pub(crate) fn connect(&self, ui: Ui) -> Result<Connection> {
-        let vault = self.vault()?;
+    fn connect_to(&self, ui: Ui, vault: &Vault) -> Result<Connection> {
         let kind: AuthKind = self.auth.parse().map_err(|e: String| CliError::msg(Exit::Usage, e))?;
         let credential = Credential::from_env(kind).map_err(error)?;
         ui.verbose(&format!("authenticating with {}", credential.kind_name()));
@@ -99,7 +160,7 @@ impl VaultArgs {
             read: Duration::from_secs(self.read_timeout),
             request: Duration::from_secs(self.request_timeout),
         };
-        Ok(Connection::with_timeouts(&vault, credential, ca.as_deref(), timeouts)
+        Ok(Connection::with_timeouts(vault, credential, ca.as_deref(), timeouts)
             .map_err(|e| match (e, &self.ca_file) {
                 (byok_keyvault::Error::CaFile(reason), Some(path)) => CliError::msg(
                     Exit::InvalidInput,

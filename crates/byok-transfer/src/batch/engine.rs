@@ -10,7 +10,7 @@ use byok_keyvault::Connection;
 use byok_pkcs11::{Module, Pin, Pkcs11Uri, TokenSession};
 
 use super::manifest::{Item, Manifest};
-use super::report::{Forward, Outcome, Report, chain};
+use super::report::{Forward, Outcome, Pending, Report, chain};
 use super::{BatchEvent, BatchObserver, CancelToken, Options, Status, Summary};
 use crate::attest::{self, KekAttestation};
 use crate::error::{Error, Kind, Result, Step};
@@ -42,34 +42,53 @@ pub fn run(
     observer: Arc<dyn BatchObserver>,
     cancel: &CancelToken,
 ) -> Result<Summary> {
+    run_fan_out(manifest, options, &[conn], source, observer, cancel)
+}
+
+/// [`run`] into several vaults: every key of the manifest into every destination, each with its own KEK (and
+/// its attestation), its own wrap in the HSM, its own job slots and pace, and its own result per key (a state line
+/// naming the vault). One destination failing leaves the others going; a resume does only the (vault, key) pairs
+/// not done. With a record directory, each key's record is a [`crate::fan_out::FanOutRecord`] of every destination.
+pub fn run_fan_out(
+    manifest: &Manifest,
+    options: &Options,
+    destinations: &[Arc<Connection>],
+    source: Source<'_>,
+    observer: Arc<dyn BatchObserver>,
+    cancel: &CancelToken,
+) -> Result<Summary> {
+    let vaults = distinct_vaults(destinations)?;
     let session = preflight(options, &source)?;
     let token = session.token();
     let binding = Binding {
-        vault: conn.vault().url().to_owned(),
+        vault: vaults.join(" "),
         kek: options.kek.name.clone(),
         token: format!("{} (serial {})", token.label, token.serial),
         manifest_sha256: manifest.sha256.clone(),
     };
     let (state, previous) = match &options.state {
-        Some(path) => {
-            let (state, previous) = StateFile::open(path, &binding)?;
-            (Some(state), previous)
-        }
+        Some(path) => StateFile::open(path, &binding).map(|(s, p)| (Some(s), p))?,
         None => (None, Previous::default()),
     };
     let items = &manifest.items;
-    let todo: Vec<&Item> = items.iter().filter(|i| !previous.completed.contains(&i.name)).collect();
-    if !previous.completed.is_empty() {
+    // Key by key, each key's destinations together: a key is in every vault before the next one starts.
+    let todo: Vec<Unit<'_>> = items
+        .iter()
+        .flat_map(|item| (0..vaults.len()).map(move |dest| Unit { item, dest }))
+        .filter(|u| !previous.is_completed(&vaults[u.dest], &u.item.name))
+        .collect();
+    if previous.completed_count() > 0 {
         observer.event(&BatchEvent::Resuming {
-            done: items.len() - todo.len(),
-            of: items.len(),
+            done: items.len() * vaults.len() - todo.len(),
+            of: items.len() * vaults.len(),
         });
     }
     let report = Arc::new(Report {
         observer: observer.clone(),
-        vault: conn.vault().url().to_owned(),
         total: todo.len() as u64,
-        counts: Default::default(),
+        counts: vaults.iter().map(|_| Default::default()).collect(),
+        fan_out: (vaults.len() > 1).then(|| Mutex::new(pending_records(&todo))),
+        vaults,
         state,
         record_dir: options.record_dir.clone(),
         fail_fast: options.fail_fast,
@@ -84,13 +103,14 @@ pub fn run(
     } else {
         let batch = Batch {
             options,
-            conn: &conn,
+            destinations,
             report: &report,
             todo: &todo,
             previous: &previous,
         };
         batch.transfer_all(source, session)?
     };
+    let flushed = report.flush();
     let fatal = report
         .fatal
         .lock()
@@ -99,9 +119,69 @@ pub fn run(
     if let Some(e) = fatal {
         return Err(e);
     }
-    let mut summary = report.summary(started.elapsed().as_secs_f64(), token_gone);
-    summary.pace = conn.pace();
-    Ok(summary)
+    flushed?;
+    Ok(summarize(&report, destinations, started, token_gone))
+}
+
+/// The counts, and each destination's pace.
+fn summarize(report: &Report, destinations: &[Arc<Connection>], started: Instant, gone: Option<String>) -> Summary {
+    let mut summary = report.summary(started.elapsed().as_secs_f64(), gone);
+    summary.vaults = destinations
+        .iter()
+        .enumerate()
+        .map(|(i, conn)| {
+            let mut v = report.vault_summary(i);
+            v.pace = conn.pace();
+            v
+        })
+        .collect();
+    summary.pace = match destinations {
+        [one] => one.pace(),
+        _ => summary
+            .vaults
+            .iter()
+            .fold(byok_keyvault::Pace::default(), |mut sum, v| {
+                sum.admitted += v.pace.admitted;
+                sum.throttled += v.pace.throttled;
+                sum.throttled_requests += v.pace.throttled_requests;
+                sum
+            }),
+    };
+    summary
+}
+
+/// The destinations' URLs, refused when there is none or one is named twice (a key would go to it twice).
+fn distinct_vaults(destinations: &[Arc<Connection>]) -> Result<Vec<String>> {
+    let vaults: Vec<String> = destinations.iter().map(|c| c.vault().url().to_owned()).collect();
+    if vaults.is_empty() {
+        return Err(Error::new(
+            Step::Preflight,
+            Kind::InvalidInput,
+            "a batch needs a destination vault",
+        ));
+    }
+    if let Some((i, twice)) = vaults.iter().enumerate().find(|(i, v)| vaults[..*i].contains(v)) {
+        let message = format!("the destination {twice} is named twice (as destination {})", i + 1);
+        return Err(Error::new(Step::Preflight, Kind::InvalidInput, message));
+    }
+    Ok(vaults)
+}
+
+/// Per key, how many of its destinations this run does: its fan-out record is written when the last one ends.
+fn pending_records(todo: &[Unit<'_>]) -> Pending {
+    let mut pending = Pending::new();
+    for unit in todo {
+        pending.entry(unit.item.name.clone()).or_default().0 += 1;
+    }
+    pending
+}
+
+/// One key into one destination.
+#[derive(Clone, Copy)]
+struct Unit<'a> {
+    item: &'a Item,
+    /// Which of the destinations.
+    dest: usize,
 }
 
 /// What can be refused before the token is opened, then the first session.
@@ -134,10 +214,18 @@ pub fn check(options: &Options) -> Result<()> {
 /// One run's shared parts.
 struct Batch<'a> {
     options: &'a Options,
-    conn: &'a Arc<Connection>,
+    destinations: &'a [Arc<Connection>],
     report: &'a Arc<Report>,
-    todo: &'a [&'a Item],
+    todo: &'a [Unit<'a>],
     previous: &'a Previous,
+}
+
+/// A destination as the HSM threads use it: its connection, its KEK, the KEK's attestation, its job slots.
+struct Destination<'a> {
+    conn: &'a Arc<Connection>,
+    kek: KekChoice,
+    attestation: KekAttestation,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Batch<'_> {
@@ -155,23 +243,26 @@ impl Batch<'_> {
             return Err(Error::hsm(Step::Preflight, e));
         }
         let forward = Forward(self.report.observer.clone());
-        let kek = rt.block_on(kek::obtain(self.conn, &self.options.kek, &forward))?;
-        let attestation = rt.block_on(attest::check_kek(
-            self.conn,
-            &kek.kek,
-            &self.options.attestation,
-            &forward,
-        ))?;
+        let jobs = self.options.jobs.max(1);
+        // Each destination's KEK (one read, or a creation) and its attestation, before the first wrap.
+        let mut destinations = Vec::new();
+        for conn in self.destinations {
+            let kek = rt.block_on(kek::obtain(conn, &self.options.kek, &forward))?;
+            let attestation = rt.block_on(attest::check_kek(conn, &kek.kek, &self.options.attestation, &forward))?;
+            destinations.push(Destination {
+                conn,
+                kek,
+                attestation,
+                permits: Arc::new(tokio::sync::Semaphore::new(jobs)),
+            });
+        }
         let locks = KeyLocks::new()
             .map_err(|e| Error::new(Step::Preflight, Kind::Io, format!("cannot prepare the key locks: {e}")))?;
-        let jobs = self.options.jobs.max(1);
         let work = Work {
             batch: self,
-            kek: &kek,
-            attestation: &attestation,
+            destinations: &destinations,
             forward: &forward,
             rt: rt.handle(),
-            permits: Arc::new(tokio::sync::Semaphore::new(jobs)),
             next: AtomicUsize::new(0),
             gone: Mutex::new(None),
             seen_keys: Mutex::new(HashMap::new()),
@@ -179,10 +270,12 @@ impl Batch<'_> {
         };
         let outcome = work.threads(source, first);
         // Wait for the keys in flight, then report what stopped the HSM side, if anything did.
-        let all = rt
-            .block_on(work.permits.acquire_many(jobs as u32))
-            .map_err(|_| internal("the job slots were closed".into()))?;
-        drop(all);
+        for d in &destinations {
+            let all = rt
+                .block_on(d.permits.acquire_many(jobs as u32))
+                .map_err(|_| internal("the job slots were closed".into()))?;
+            drop(all);
+        }
         outcome?;
         Ok(work
             .gone
@@ -194,12 +287,10 @@ impl Batch<'_> {
 /// What the HSM threads share.
 struct Work<'a> {
     batch: &'a Batch<'a>,
-    kek: &'a KekChoice,
-    attestation: &'a KekAttestation,
+    destinations: &'a [Destination<'a>],
     forward: &'a Forward,
     rt: &'a tokio::runtime::Handle,
-    permits: Arc<tokio::sync::Semaphore>,
-    /// The next key to take, in manifest order.
+    /// The next key and destination to take, in manifest order.
     next: AtomicUsize,
     /// Set by the first thread that finds the token gone.
     gone: Mutex<Option<String>>,
@@ -252,42 +343,49 @@ impl Work<'_> {
             if report.stopped() {
                 return Ok(());
             }
-            let Some(item) = self.batch.todo.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
+            let Some(&unit) = self.batch.todo.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
                 return Ok(());
             };
-            // Back-pressure: wait for a free slot before doing the HSM work of the next key.
+            let (item, dest) = (unit.item, &self.destinations[unit.dest]);
+            // Back-pressure: wait for a free slot of its destination before doing the HSM work of the next key.
             let permit = self
                 .rt
-                .block_on(self.permits.clone().acquire_owned())
+                .block_on(dest.permits.clone().acquire_owned())
                 .map_err(|_| Error::new(Step::Wrap, Kind::Internal, "the job slots were closed"))?;
             if report.stopped() {
                 // Stopped while waiting (a signal, --fail-fast, the token gone): this key is not started.
                 return Ok(());
             }
-            let prepared = match self.hsm_side(&mut session, item) {
+            let prepared = match self.hsm_side(&mut session, item, dest) {
                 Ok(p) => p,
                 Err((step, detail)) => {
                     drop(permit);
                     // A token that went away fails every key after it: stop and say so once, instead.
                     if let Err(gone) = session.check_present() {
-                        report.key(&item.name, &Outcome::failed(step, format!("{detail} ({gone})")))?;
+                        report.key(
+                            &item.name,
+                            unit.dest,
+                            &Outcome::failed(step, format!("{detail} ({gone})")),
+                        )?;
                         report.stop.store(true, Ordering::Relaxed);
                         let mut first = self.gone.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                         first.get_or_insert(gone.to_string());
                         return Ok(());
                     }
-                    report.key(&item.name, &Outcome::failed(step, detail))?;
+                    report.key(&item.name, unit.dest, &Outcome::failed(step, detail))?;
                     continue;
                 }
             };
-            let (conn, report, locks) = (self.batch.conn.clone(), report.clone(), self.locks.clone());
-            let (name, intent) = (item.name.clone(), self.batch.previous.started.get(&item.name).cloned());
+            let (conn, report, locks) = (dest.conn.clone(), report.clone(), self.locks.clone());
+            let vault = conn.vault().url();
+            let intent = self.batch.previous.started(vault, &item.name).map(str::to_owned);
+            let (name, d) = (item.name.clone(), unit.dest);
             self.rt.spawn(async move {
                 let _permit = permit;
-                let outcome = import_one(&conn, &report, &locks, prepared, intent.as_deref()).await;
+                let outcome = import_one(&conn, &report, d, &locks, prepared, intent.as_deref()).await;
                 // The record and the state line are file work with fsync: off the async workers.
                 let for_files = report.clone();
-                let written = tokio::task::spawn_blocking(move || for_files.key(&name, &outcome)).await;
+                let written = tokio::task::spawn_blocking(move || for_files.key(&name, d, &outcome)).await;
                 match written {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => report.fatal(e),
@@ -302,8 +400,20 @@ impl Work<'_> {
     }
 
     /// Find, check and wrap one key in the HSM. `Err` is the step and what went wrong.
-    fn hsm_side(&self, session: &mut TokenSession<'_>, item: &Item) -> std::result::Result<Prepared, (String, String)> {
-        if let Some(dir) = &self.batch.options.record_dir {
+    fn hsm_side(
+        &self,
+        session: &mut TokenSession<'_>,
+        item: &Item,
+        dest: &Destination<'_>,
+    ) -> std::result::Result<Prepared, (String, String)> {
+        // A fan-out's record is merged with the one an earlier run left (checked when it is written).
+        if let Some(dir) = self
+            .batch
+            .options
+            .record_dir
+            .as_ref()
+            .filter(|_| self.batch.report.fan_out.is_none())
+        {
             let file = dir.join(format!("{}.record.json", item.name));
             if std::fs::symlink_metadata(&file).is_ok() {
                 return Err((
@@ -320,7 +430,10 @@ impl Work<'_> {
             .map_err(|e| ("finding the key".into(), e.to_string()))?;
         if !self.batch.options.allow_duplicate_keys {
             let mut seen = self.seen_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(other) = seen.insert((key.label.clone(), key.id.clone()), item.name.clone()) {
+            if let Some(other) = seen
+                .insert((key.label.clone(), key.id.clone()), item.name.clone())
+                .filter(|other| *other != item.name)
+            {
                 return Err((
                     "checking the manifest".into(),
                     format!(
@@ -333,12 +446,12 @@ impl Work<'_> {
         }
         let kind = transfer::transferable(&key).map_err(|e| ("checking the key".into(), chain(&e)))?;
         let request = item
-            .request(kind, self.batch.conn.vault())
+            .request(kind, dest.conn.vault())
             .map_err(|e| ("checking the manifest".into(), e))?;
         let pipeline = Pipeline {
-            conn: self.batch.conn,
-            kek: self.kek,
-            attestation: self.attestation,
+            conn: dest.conn,
+            kek: &dest.kek,
+            attestation: &dest.attestation,
             options: self.batch.options.wrap,
             tool: &self.batch.options.tool,
             observer: self.forward,
@@ -356,6 +469,7 @@ const LOOK: &str = "looking in the vault";
 async fn import_one(
     conn: &Connection,
     report: &Arc<Report>,
+    dest: usize,
     locks: &KeyLocks,
     prepared: Prepared,
     intent: Option<&str>,
@@ -371,7 +485,7 @@ async fn import_one(
         Err(e) => return Outcome::failed(LOOK, e.to_string()),
     }
     let (for_files, id) = (report.clone(), prepared.request().transfer_id.clone());
-    let intent_written = tokio::task::spawn_blocking(move || for_files.started(&name, &id)).await;
+    let intent_written = tokio::task::spawn_blocking(move || for_files.started(&name, dest, &id)).await;
     match intent_written {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Outcome::failed("recording the intent", chain(&e)),

@@ -35,6 +35,8 @@ struct Entry {
 #[serde(deny_unknown_fields)]
 struct ManifestFile {
     #[serde(default)]
+    destinations: Vec<String>,
+    #[serde(default)]
     defaults: Entry,
     #[serde(default)]
     key: Vec<Entry>,
@@ -72,6 +74,55 @@ pub struct Manifest {
     pub items: Vec<Item>,
     /// SHA-256 of the file, hex (a state file is bound to it).
     pub sha256: String,
+    /// The vaults the manifest names (`destinations = ["https://…", …]`), checked and in their canonical form; a
+    /// caller uses them only when the operator says so (a manifest that chose where keys go could send them to a
+    /// vault its author owns).
+    pub destinations: Vec<String>,
+}
+
+impl Manifest {
+    /// The destinations to use from the manifest: its `destinations` when the operator `accepted` them, none
+    /// when it lists none; refused when it lists some the operator did not accept, or `accepted` names none.
+    pub fn destinations(&self, accepted: bool) -> Result<&[String]> {
+        let refused = |kind, message: String| Error::new(Step::Preflight, kind, message);
+        match (accepted, self.destinations.is_empty()) {
+            (true, false) => Ok(&self.destinations),
+            (false, true) => Ok(&[]),
+            (true, true) => Err(refused(
+                Kind::InvalidInput,
+                "--manifest-destinations: the manifest lists no `destinations`".into(),
+            )),
+            (false, false) => Err(refused(
+                Kind::Refused,
+                format!(
+                    "the manifest lists destinations ({}), and byok sends keys only where the command line says",
+                    self.destinations.join(", ")
+                ),
+            )
+            .with_hint("check them, then pass --manifest-destinations; or name the vaults with flags and remove them")),
+        }
+    }
+}
+
+/// More destinations than this in one manifest is a mistake, not a fan-out.
+const MAX_DESTINATIONS: usize = 32;
+
+/// The manifest's `destinations`: vault URLs byok accepts, each once.
+fn destinations(file: &Path, urls: &[String]) -> Result<Vec<String>> {
+    if urls.len() > MAX_DESTINATIONS {
+        let what = format!("names {} destinations; at most {MAX_DESTINATIONS}", urls.len());
+        return Err(manifest_error(file, what));
+    }
+    let mut seen = HashSet::new();
+    urls.iter()
+        .map(|url| {
+            let vault = Vault::from_url(url).map_err(|e| manifest_error(file, format!("destination `{url}`: {e}")))?;
+            if !seen.insert(vault.url().to_owned()) {
+                return Err(manifest_error(file, format!("the destination `{url}` is listed twice")));
+            }
+            Ok(vault.url().to_owned())
+        })
+        .collect()
 }
 
 impl Manifest {
@@ -109,7 +160,12 @@ impl Manifest {
         if !allow_duplicates {
             distinct_keys(file, &items)?;
         }
-        Ok(Self { items, sha256 })
+        let destinations = destinations(file, &manifest.destinations)?;
+        Ok(Self {
+            items,
+            sha256,
+            destinations,
+        })
     }
 }
 

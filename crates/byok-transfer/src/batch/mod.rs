@@ -1,4 +1,5 @@
-//! The batch engine: many keys from one token into one vault. The HSM work (find, check, wrap) runs on
+//! The batch engine: many keys from one token into one vault, or each into several (a fan-out: every destination
+//! with its own KEK, its own pace and its own result per key). The HSM work (find, check, wrap) runs on
 //! [`Options::hsm_sessions`] sessions, one thread each, taking keys in manifest order; the vault work (import,
 //! verify) of up to [`Options::jobs`] keys runs concurrently behind it, and an HSM thread waits for a free job slot
 //! before it wraps (back-pressure). Memory does not grow with the number of keys: nothing per key is kept once its
@@ -10,6 +11,8 @@ mod engine;
 mod manifest;
 mod report;
 
+pub(crate) use report::chain;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +21,7 @@ use byok_pkcs11::WrapOptions;
 use serde::Serialize;
 
 pub use dry_run::{Check, dry_run};
-pub use engine::{Source, check, run};
+pub use engine::{Source, check, run, run_fan_out};
 pub use manifest::{Item, Manifest};
 
 use crate::attest::AttestationPolicy;
@@ -120,7 +123,27 @@ pub struct Summary {
     pub cancelled: bool,
     /// The token went away: why the HSM says so.
     pub token_gone: Option<String>,
-    /// How the vault paced the imports: its `429`s and the rate byok learnt from them.
+    /// How the vault paced the imports: its `429`s and the rate byok learnt from them. In a fan-out, the
+    /// destinations' counts added up, with no one capacity or window (each is in [`Self::vaults`]).
+    pub pace: byok_keyvault::Pace,
+    /// Each destination's counts and pace, in the order they were named (one entry for a one-vault batch).
+    pub vaults: Vec<VaultSummary>,
+}
+
+/// One destination's part of a [`Summary`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VaultSummary {
+    /// The vault's URL.
+    pub vault: String,
+    /// Imported.
+    pub done: u64,
+    /// Already there.
+    pub skipped: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Imported with a different key.
+    pub mismatched: u64,
+    /// How this vault paced its imports.
     pub pace: byok_keyvault::Pace,
 }
 

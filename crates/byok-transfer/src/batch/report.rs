@@ -1,5 +1,6 @@
 //! A batch's results as they come: the counts, the state file, the records, the observer.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -9,6 +10,7 @@ use serde_json::json;
 
 use super::{BatchEvent, BatchObserver, CancelToken, KeyResult, Status, Summary};
 use crate::error::{Error, Kind, Result, Step};
+use crate::fan_out::{Destination, FanOutRecord};
 use crate::observe::{Event, Observer};
 use crate::record::TransferRecord;
 use crate::state::StateFile;
@@ -37,11 +39,18 @@ impl Outcome {
     }
 }
 
+/// Per key of a fan-out: its destinations still to end in this run, and the entries of those that ended.
+pub(super) type Pending = HashMap<String, (usize, Vec<Destination>)>;
+
 pub(super) struct Report {
     pub(super) observer: Arc<dyn BatchObserver>,
-    pub(super) vault: String,
+    /// The destinations' URLs, in the order they were named.
+    pub(super) vaults: Vec<String>,
     pub(super) total: u64,
-    pub(super) counts: [AtomicU64; 4],
+    /// Per destination, per [`Status`].
+    pub(super) counts: Vec<[AtomicU64; 4]>,
+    /// A fan-out's records: per key, the destinations still to end in this run and the entries so far.
+    pub(super) fan_out: Option<Mutex<Pending>>,
     pub(super) state: Option<StateFile>,
     pub(super) record_dir: Option<PathBuf>,
     pub(super) fail_fast: bool,
@@ -60,10 +69,10 @@ impl Report {
 
     /// Writes the intent before an import is sent: a resume that finds this transfer id on the key in the vault
     /// knows the import was this batch's and finishes it.
-    pub(super) fn started(&self, name: &str, transfer_id: &str) -> Result<()> {
+    pub(super) fn started(&self, name: &str, vault: usize, transfer_id: &str) -> Result<()> {
         match &self.state {
             Some(state) => state.record(&json!({
-                "name": name, "status": "started", "transfer_id": transfer_id, "vault": self.vault,
+                "name": name, "status": "started", "transfer_id": transfer_id, "vault": self.vaults[vault],
             })),
             None => Ok(()),
         }
@@ -71,13 +80,14 @@ impl Report {
 
     /// Counts, records and reports one key. The record first, so that `done` in the state file means a record
     /// exists; a record that cannot be written still leaves the key reported as imported, and stops the batch.
-    pub(super) fn key(&self, name: &str, o: &Outcome) -> Result<()> {
-        self.counts[o.status as usize].fetch_add(1, Ordering::Relaxed);
+    pub(super) fn key(&self, name: &str, vault: usize, o: &Outcome) -> Result<()> {
+        self.counts[vault][o.status as usize].fetch_add(1, Ordering::Relaxed);
         if matches!(o.status, Status::Failed | Status::Mismatch) && self.fail_fast {
             self.stop.store(true, Ordering::Relaxed);
         }
-        let record_error = match (&self.record_dir, &o.record) {
-            (Some(dir), Some(record)) => record.write(&dir.join(format!("{name}.record.json")), false).err(),
+        let record_error = match (&self.record_dir, &self.fan_out, &o.record) {
+            (Some(dir), Some(_), _) => self.fan_out_entry(dir, name, vault, o).err(),
+            (Some(dir), None, Some(record)) => record.write(&dir.join(format!("{name}.record.json")), false).err(),
             _ => None,
         };
         let result = KeyResult {
@@ -87,7 +97,7 @@ impl Report {
             detail: o.detail.clone(),
             kid: o.kid.clone().unwrap_or_default(),
             transfer_id: o.record.as_ref().map(|r| r.transfer_id.clone()),
-            vault: self.vault.clone(),
+            vault: self.vaults[vault].clone(),
             record_error: record_error.as_ref().map(chain),
         };
         if let Some(state) = &self.state {
@@ -111,6 +121,51 @@ impl Report {
         }
     }
 
+    /// A fan-out destination ended: its entry is kept until the key's last destination of this run ends, then
+    /// merged into the key's fan-out record.
+    fn fan_out_entry(&self, dir: &std::path::Path, name: &str, vault: usize, o: &Outcome) -> Result<()> {
+        let Some(pending) = &self.fan_out else { return Ok(()) };
+        let entry = Destination {
+            vault: self.vaults[vault].clone(),
+            status: o.status.name().to_owned(),
+            kid: o.kid.clone().unwrap_or_default(),
+            detail: o.detail.clone(),
+            record: o.record.clone(),
+        };
+        let ready = {
+            let mut pending = pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some((remaining, entries)) = pending.get_mut(name) else {
+                return Ok(());
+            };
+            entries.push(entry);
+            *remaining = remaining.saturating_sub(1);
+            if *remaining > 0 {
+                return Ok(());
+            }
+            pending.remove(name).map(|(_, entries)| entries)
+        };
+        match ready {
+            Some(entries) => {
+                FanOutRecord::update(&dir.join(format!("{name}.record.json")), name, entries, &self.vaults)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the fan-out records of keys whose other destinations were never started (the batch stopped).
+    pub(super) fn flush(&self) -> Result<()> {
+        let (Some(dir), Some(pending)) = (&self.record_dir, &self.fan_out) else {
+            return Ok(());
+        };
+        let pending = std::mem::take(&mut *pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for (name, (_, entries)) in pending {
+            if !entries.is_empty() {
+                FanOutRecord::update(&dir.join(format!("{name}.record.json")), &name, entries, &self.vaults)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Keeps the first result that could not be written, and stops the batch: results must not be lost.
     pub(super) fn fatal(&self, e: Error) {
         self.stop.store(true, Ordering::Relaxed);
@@ -119,7 +174,7 @@ impl Report {
     }
 
     pub(super) fn summary(&self, seconds: f64, token_gone: Option<String>) -> Summary {
-        let count = |s: Status| self.counts[s as usize].load(Ordering::Relaxed);
+        let count = |s: Status| self.counts.iter().map(|c| c[s as usize].load(Ordering::Relaxed)).sum();
         Summary {
             total: self.total,
             done: count(Status::Done),
@@ -130,12 +185,26 @@ impl Report {
             cancelled: self.cancel.is_cancelled(),
             token_gone,
             pace: byok_keyvault::Pace::default(),
+            vaults: Vec::new(),
+        }
+    }
+
+    /// One destination's counts (its pace filled in by the caller).
+    pub(super) fn vault_summary(&self, vault: usize) -> super::VaultSummary {
+        let count = |s: Status| self.counts[vault][s as usize].load(Ordering::Relaxed);
+        super::VaultSummary {
+            vault: self.vaults[vault].clone(),
+            done: count(Status::Done),
+            skipped: count(Status::Skipped),
+            failed: count(Status::Failed),
+            mismatched: count(Status::Mismatch),
+            pace: byok_keyvault::Pace::default(),
         }
     }
 }
 
 /// An error and its causes on one line, as `anyhow` shows them with `{:#}`.
-pub(super) fn chain(e: &Error) -> String {
+pub(crate) fn chain(e: &Error) -> String {
     let mut text = e.to_string();
     let mut next = std::error::Error::source(e);
     while let Some(cause) = next {
