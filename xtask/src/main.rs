@@ -27,6 +27,7 @@ tasks:
   demo      a whole transfer on throwaway parts: local Managed HSM, NSS token, full-transfer, the record
   bench     software wrap vs Python and OpenSSL; one-key processes; writes docs/performance.md
   budget    the CLI's size rules: crates/byok-cli/src at most 2,400 lines, no function over 80 lines
+  bench-fan-out  the fan-out row of bench alone (100 keys x 3 limited vaults), printed, not written
   bench-ab  OTHER_BYOK_CLI: this checkout's batch against another build, alternating rounds (fails above 1.05x)
   man       regenerate docs/man from the clap definition (a test checks it is fresh)
   fuzz      cargo-fuzz on the parsers: --smoke (15 s each, in CI), --seconds S, --runs N, [TARGET…]";
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(),
         Some("bench") => bench::run(),
         Some("budget") => budget::run(),
+        Some("bench-fan-out") => bench::fan_out_only(),
         Some("bench-ab") => match args.get(1) {
             Some(other) => bench::batch_ab(std::path::Path::new(other)),
             None => Err(anyhow::anyhow!(

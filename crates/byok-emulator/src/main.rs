@@ -32,6 +32,9 @@ struct Args {
     /// Also serve a Managed HSM of this name behind the same tenant (repeatable; beside --name vaults).
     #[arg(long, value_name = "NAME")]
     hsm_name: Vec<String>,
+    /// Also serve N unnamed vaults of the same kind (https://127.0.0.1:PORT each), behind the same tenant.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=32))]
+    more_vaults: u8,
     /// Allow a non-loopback listen address.
     #[arg(long)]
     allow_remote: bool,
@@ -75,10 +78,12 @@ fn config(args: &Args) -> anyhow::Result<byok_emulator::Config> {
     let faults = args.faults.clone().unwrap_or_default();
     let named = args.name.iter().map(|n| (Some(n.clone()), args.managed_hsm));
     let hsms = args.hsm_name.iter().map(|n| (Some(n.clone()), true));
+    let unnamed = (0..args.more_vaults).map(|_| (None, args.managed_hsm));
     let mut vaults: Vec<_> = named.chain(hsms).collect();
     if vaults.is_empty() {
         vaults.push((None, args.managed_hsm));
     }
+    vaults.extend(unnamed);
     let (name, managed_hsm) = vaults.remove(0);
     let mut config = byok_emulator::Config::new(args.state_dir.clone());
     config.listen = args.listen;

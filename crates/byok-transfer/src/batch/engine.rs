@@ -10,7 +10,7 @@ use byok_keyvault::Connection;
 use byok_pkcs11::{Module, Pin, Pkcs11Uri, TokenSession};
 
 use super::manifest::{Item, Manifest};
-use super::report::{Forward, Outcome, Pending, Report, chain};
+use super::report::{Forward, Outcome, Report, chain};
 use super::{BatchEvent, BatchObserver, CancelToken, Options, Status, Summary};
 use crate::attest::{self, KekAttestation};
 use crate::error::{Error, Kind, Result, Step};
@@ -71,23 +71,28 @@ pub fn run_fan_out(
         None => (None, Previous::default()),
     };
     let items = &manifest.items;
-    // Key by key, each key's destinations together: a key is in every vault before the next one starts.
-    let todo: Vec<Unit<'_>> = items
+    // Per destination, the keys it lacks, in manifest order: each destination goes at its own pace.
+    let todo: Vec<Vec<&Item>> = vaults
         .iter()
-        .flat_map(|item| (0..vaults.len()).map(move |dest| Unit { item, dest }))
-        .filter(|u| !previous.is_completed(&vaults[u.dest], &u.item.name))
+        .map(|vault| {
+            items
+                .iter()
+                .filter(|i| !previous.is_completed(vault, &i.name))
+                .collect()
+        })
         .collect();
+    let total: usize = todo.iter().map(Vec::len).sum();
     if previous.completed_count() > 0 {
         observer.event(&BatchEvent::Resuming {
-            done: items.len() * vaults.len() - todo.len(),
+            done: items.len() * vaults.len() - total,
             of: items.len() * vaults.len(),
         });
     }
     let report = Arc::new(Report {
         observer: observer.clone(),
-        total: todo.len() as u64,
+        total: total as u64,
         counts: vaults.iter().map(|_| Default::default()).collect(),
-        fan_out: (vaults.len() > 1).then(|| Mutex::new(pending_records(&todo))),
+        fan_out: (vaults.len() > 1).then(Default::default),
         vaults,
         state,
         record_dir: options.record_dir.clone(),
@@ -98,7 +103,7 @@ pub fn run_fan_out(
     });
     observer.event(&BatchEvent::Starting { total: report.total });
     let started = Instant::now();
-    let token_gone = if todo.is_empty() {
+    let token_gone = if total == 0 {
         None
     } else {
         let batch = Batch {
@@ -110,7 +115,6 @@ pub fn run_fan_out(
         };
         batch.transfer_all(source, session)?
     };
-    let flushed = report.flush();
     let fatal = report
         .fatal
         .lock()
@@ -119,7 +123,6 @@ pub fn run_fan_out(
     if let Some(e) = fatal {
         return Err(e);
     }
-    flushed?;
     Ok(summarize(&report, destinations, started, token_gone))
 }
 
@@ -167,23 +170,6 @@ fn distinct_vaults(destinations: &[Arc<Connection>]) -> Result<Vec<String>> {
     Ok(vaults)
 }
 
-/// Per key, how many of its destinations this run does: its fan-out record is written when the last one ends.
-fn pending_records(todo: &[Unit<'_>]) -> Pending {
-    let mut pending = Pending::new();
-    for unit in todo {
-        pending.entry(unit.item.name.clone()).or_default().0 += 1;
-    }
-    pending
-}
-
-/// One key into one destination.
-#[derive(Clone, Copy)]
-struct Unit<'a> {
-    item: &'a Item,
-    /// Which of the destinations.
-    dest: usize,
-}
-
 /// What can be refused before the token is opened, then the first session.
 fn preflight<'m>(options: &Options, source: &Source<'m>) -> Result<TokenSession<'m>> {
     check(options)?;
@@ -216,7 +202,8 @@ struct Batch<'a> {
     options: &'a Options,
     destinations: &'a [Arc<Connection>],
     report: &'a Arc<Report>,
-    todo: &'a [Unit<'a>],
+    /// Per destination, the keys it lacks.
+    todo: &'a [Vec<&'a Item>],
     previous: &'a Previous,
 }
 
@@ -263,7 +250,7 @@ impl Batch<'_> {
             destinations: &destinations,
             forward: &forward,
             rt: rt.handle(),
-            next: AtomicUsize::new(0),
+            next: self.todo.iter().map(|_| AtomicUsize::new(0)).collect(),
             gone: Mutex::new(None),
             seen_keys: Mutex::new(HashMap::new()),
             locks: Arc::new(locks),
@@ -290,8 +277,8 @@ struct Work<'a> {
     destinations: &'a [Destination<'a>],
     forward: &'a Forward,
     rt: &'a tokio::runtime::Handle,
-    /// The next key and destination to take, in manifest order.
-    next: AtomicUsize,
+    /// Per destination, the next key to take from its list.
+    next: Vec<AtomicUsize>,
     /// Set by the first thread that finds the token gone.
     gone: Mutex<Option<String>>,
     /// The HSM keys taken so far (label, id) and the name each goes to.
@@ -302,7 +289,8 @@ struct Work<'a> {
 impl Work<'_> {
     /// `hsm_sessions` threads, each on its own session (the first on the session already open).
     fn threads(&self, source: Source<'_>, first: TokenSession<'_>) -> Result<()> {
-        let sessions = self.batch.options.hsm_sessions.clamp(1, self.batch.todo.len().max(1));
+        let units = self.batch.todo.iter().map(Vec::len).sum::<usize>();
+        let sessions = self.batch.options.hsm_sessions.clamp(1, units.max(1));
         let report = self.batch.report;
         std::thread::scope(|scope| {
             let mut threads = vec![scope.spawn(move || self.hsm_thread(first))];
@@ -343,15 +331,11 @@ impl Work<'_> {
             if report.stopped() {
                 return Ok(());
             }
-            let Some(&unit) = self.batch.todo.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
+            // Back-pressure: the next key of whichever destination has a free slot first.
+            let Some((permit, d, item)) = self.next_unit()? else {
                 return Ok(());
             };
-            let (item, dest) = (unit.item, &self.destinations[unit.dest]);
-            // Back-pressure: wait for a free slot of its destination before doing the HSM work of the next key.
-            let permit = self
-                .rt
-                .block_on(dest.permits.clone().acquire_owned())
-                .map_err(|_| Error::new(Step::Wrap, Kind::Internal, "the job slots were closed"))?;
+            let dest = &self.destinations[d];
             if report.stopped() {
                 // Stopped while waiting (a signal, --fail-fast, the token gone): this key is not started.
                 return Ok(());
@@ -362,24 +346,20 @@ impl Work<'_> {
                     drop(permit);
                     // A token that went away fails every key after it: stop and say so once, instead.
                     if let Err(gone) = session.check_present() {
-                        report.key(
-                            &item.name,
-                            unit.dest,
-                            &Outcome::failed(step, format!("{detail} ({gone})")),
-                        )?;
+                        report.key(&item.name, d, &Outcome::failed(step, format!("{detail} ({gone})")))?;
                         report.stop.store(true, Ordering::Relaxed);
                         let mut first = self.gone.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                         first.get_or_insert(gone.to_string());
                         return Ok(());
                     }
-                    report.key(&item.name, unit.dest, &Outcome::failed(step, detail))?;
+                    report.key(&item.name, d, &Outcome::failed(step, detail))?;
                     continue;
                 }
             };
             let (conn, report, locks) = (dest.conn.clone(), report.clone(), self.locks.clone());
             let vault = conn.vault().url();
             let intent = self.batch.previous.started(vault, &item.name).map(str::to_owned);
-            let (name, d) = (item.name.clone(), unit.dest);
+            let name = item.name.clone();
             self.rt.spawn(async move {
                 let _permit = permit;
                 let outcome = import_one(&conn, &report, d, &locks, prepared, intent.as_deref()).await;
@@ -399,6 +379,27 @@ impl Work<'_> {
         }
     }
 
+    /// Waits for a free job slot of any destination with keys left, and takes that destination's next key: a
+    /// destination that is slow (throttled, far away) holds only its own slots. `None` when no key is left.
+    fn next_unit(&self) -> Result<Option<(tokio::sync::OwnedSemaphorePermit, usize, &Item)>> {
+        let todo = self.batch.todo;
+        let left = |d: &usize| self.next[*d].load(Ordering::Relaxed) < todo[*d].len();
+        let mut open: Vec<usize> = (0..todo.len()).filter(left).collect();
+        while !open.is_empty() {
+            let waits = open
+                .iter()
+                .map(|d| Box::pin(self.destinations[*d].permits.clone().acquire_owned()));
+            let (permit, i, _) = self.rt.block_on(futures_util::future::select_all(waits));
+            let permit = permit.map_err(|_| Error::new(Step::Wrap, Kind::Internal, "the job slots were closed"))?;
+            let d = open[i];
+            if let Some(item) = todo[d].get(self.next[d].fetch_add(1, Ordering::Relaxed)) {
+                return Ok(Some((permit, d, *item)));
+            }
+            open.remove(i);
+        }
+        Ok(None)
+    }
+
     /// Find, check and wrap one key in the HSM. `Err` is the step and what went wrong.
     fn hsm_side(
         &self,
@@ -406,24 +407,12 @@ impl Work<'_> {
         item: &Item,
         dest: &Destination<'_>,
     ) -> std::result::Result<Prepared, (String, String)> {
-        // A fan-out's record is merged with the one an earlier run left (checked when it is written).
-        if let Some(dir) = self
-            .batch
-            .options
-            .record_dir
-            .as_ref()
-            .filter(|_| self.batch.report.fan_out.is_none())
-        {
-            let file = dir.join(format!("{}.record.json", item.name));
-            if std::fs::symlink_metadata(&file).is_ok() {
-                return Err((
-                    "checking the record".into(),
-                    format!(
-                        "{} exists; byok does not replace a record (move it away first)",
-                        file.display()
-                    ),
-                ));
-            }
+        if let Some(dir) = &self.batch.options.record_dir {
+            check_record(
+                &dir.join(format!("{}.record.json", item.name)),
+                item,
+                self.batch.report.fan_out.is_some(),
+            )?;
         }
         let key = session
             .find_key(&item.uri)
@@ -459,6 +448,25 @@ impl Work<'_> {
         transfer::prepare(&pipeline, session, &key, kind, request, None)
             .map_err(|e| ("wrapping in the HSM".into(), chain(&e)))
     }
+}
+
+/// Before a key is wrapped: its record file is free, or — in a fan-out — the fan-out record of this key an earlier
+/// run left, which the new entries are merged into.
+fn check_record(file: &std::path::Path, item: &Item, fan_out: bool) -> std::result::Result<(), (String, String)> {
+    let step = || "checking the record".to_owned();
+    if fan_out {
+        return crate::fan_out::FanOutRecord::read(file, &item.name)
+            .map(|_| ())
+            .map_err(|e| (step(), chain(&e)));
+    }
+    if std::fs::symlink_metadata(file).is_ok() {
+        let detail = format!(
+            "{} exists; byok does not replace a record (move it away first)",
+            file.display()
+        );
+        return Err((step(), detail));
+    }
+    Ok(())
 }
 
 const LOOK: &str = "looking in the vault";

@@ -1,6 +1,5 @@
 //! A batch's results as they come: the counts, the state file, the records, the observer.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -39,8 +38,20 @@ impl Outcome {
     }
 }
 
-/// Per key of a fan-out: its destinations still to end in this run, and the entries of those that ended.
-pub(super) type Pending = HashMap<String, (usize, Vec<Destination>)>;
+/// A fan-out's record writes, one at a time per key (striped by name: a key's destinations end concurrently, and
+/// each merges its entry into the same file).
+#[derive(Default)]
+pub(super) struct RecordLocks([Mutex<()>; 16]);
+
+impl RecordLocks {
+    fn lock(&self, name: &str) -> std::sync::MutexGuard<'_, ()> {
+        let stripe = name
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)))
+            % 16;
+        self.0[stripe].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 pub(super) struct Report {
     pub(super) observer: Arc<dyn BatchObserver>,
@@ -49,8 +60,8 @@ pub(super) struct Report {
     pub(super) total: u64,
     /// Per destination, per [`Status`].
     pub(super) counts: Vec<[AtomicU64; 4]>,
-    /// A fan-out's records: per key, the destinations still to end in this run and the entries so far.
-    pub(super) fan_out: Option<Mutex<Pending>>,
+    /// In a fan-out: the locks on its records' files.
+    pub(super) fan_out: Option<RecordLocks>,
     pub(super) state: Option<StateFile>,
     pub(super) record_dir: Option<PathBuf>,
     pub(super) fail_fast: bool,
@@ -121,10 +132,10 @@ impl Report {
         }
     }
 
-    /// A fan-out destination ended: its entry is kept until the key's last destination of this run ends, then
-    /// merged into the key's fan-out record.
+    /// A fan-out destination ended: its entry is merged into the key's fan-out record at once (a crash loses
+    /// nothing, and nothing is held in memory for keys other destinations have not reached yet).
     fn fan_out_entry(&self, dir: &std::path::Path, name: &str, vault: usize, o: &Outcome) -> Result<()> {
-        let Some(pending) = &self.fan_out else { return Ok(()) };
+        let Some(locks) = &self.fan_out else { return Ok(()) };
         let entry = Destination {
             vault: self.vaults[vault].clone(),
             status: o.status.name().to_owned(),
@@ -132,38 +143,13 @@ impl Report {
             detail: o.detail.clone(),
             record: o.record.clone(),
         };
-        let ready = {
-            let mut pending = pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Some((remaining, entries)) = pending.get_mut(name) else {
-                return Ok(());
-            };
-            entries.push(entry);
-            *remaining = remaining.saturating_sub(1);
-            if *remaining > 0 {
-                return Ok(());
-            }
-            pending.remove(name).map(|(_, entries)| entries)
-        };
-        match ready {
-            Some(entries) => {
-                FanOutRecord::update(&dir.join(format!("{name}.record.json")), name, entries, &self.vaults)
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Writes the fan-out records of keys whose other destinations were never started (the batch stopped).
-    pub(super) fn flush(&self) -> Result<()> {
-        let (Some(dir), Some(pending)) = (&self.record_dir, &self.fan_out) else {
-            return Ok(());
-        };
-        let pending = std::mem::take(&mut *pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        for (name, (_, entries)) in pending {
-            if !entries.is_empty() {
-                FanOutRecord::update(&dir.join(format!("{name}.record.json")), &name, entries, &self.vaults)?;
-            }
-        }
-        Ok(())
+        let _lock = locks.lock(name);
+        FanOutRecord::update(
+            &dir.join(format!("{name}.record.json")),
+            name,
+            vec![entry],
+            &self.vaults,
+        )
     }
 
     /// Keeps the first result that could not be written, and stops the batch: results must not be lost.
