@@ -119,8 +119,12 @@ fn a_fan_out_with_a_destination_failing_half_way_resumes_to_every_key_in_every_v
                 "{d}"
             );
             assert_eq!(d["record"]["verification"]["result"], "verified", "{d}");
-            let source = &d["record"]["source"];
-            public_keys.push((source["key_label"].clone(), source["key_id"].clone()));
+            let (source, key) = (&d["record"]["source"], &d["record"]["key"]);
+            public_keys.push((
+                source["key_label"].clone(),
+                source["key_id"].clone(),
+                key["public_key_sha256"].clone(),
+            ));
         }
         assert!(
             public_keys.windows(2).all(|w| w[0] == w[1]),
