@@ -127,9 +127,36 @@ fn a_fan_out_with_a_destination_failing_half_way_resumes_to_every_key_in_every_v
             ));
         }
         assert!(
-            public_keys.windows(2).all(|w| w[0] == w[1]),
-            "one HSM key into all: {public_keys:?}"
+            public_keys.windows(2).all(|w| w[0] == w[1]) && !public_keys[0].2.is_null(),
+            "one HSM key, the same public key in every vault: {public_keys:?}"
         );
+    }
+
+    // Each vault's inventory reconciles with the fan-out records: its own entries, the others' vaults counted apart.
+    let records = dir.path().join("records").display().to_string();
+    for url in &urls {
+        let args = [
+            "--output",
+            "json",
+            "status",
+            "--record-dir",
+            &records,
+            "--vault-url",
+            url,
+        ];
+        let mut cmd = byok_tests::byok_cli();
+        cmd.args(args)
+            .args(["--ca-file", &vault.info.ca_file.display().to_string()]);
+        let out = run(vault.credentials(&mut cmd));
+        assert!(out.status.success(), "{url}: {}", stderr(&out));
+        let status: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let r = &status["reconciliation"];
+        assert_eq!(
+            (r["records"].as_u64(), r["other_vaults"].as_u64()),
+            (Some(N as u64), Some(2 * N as u64)),
+            "{r}"
+        );
+        assert_eq!(r["discrepancies"], serde_json::json!([]), "{r}");
     }
 }
 
@@ -249,4 +276,10 @@ fn a_manifest_names_destinations_only_when_the_operator_accepts_them() {
         "{}",
         stderr(&out)
     );
+    // The same vault twice (here with a trailing slash) would get the keys twice: refused before anything happens.
+    let twice = format!("{}/", urls[0]);
+    let args = batch_args(&plain, &["--vault-url", &twice]);
+    let out = run(&mut vault.command(Some(Token::Nss), &args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is named twice"), "{}", stderr(&out));
 }

@@ -74,15 +74,16 @@ pub(super) async fn run(conn: &Connection, dir: &Path, inventory: &Inventory) ->
                 .map(move |v| ((k.name.as_str(), v.version.as_str()), v))
         })
         .collect();
+    let mut records = Vec::new();
     for file in record_files(dir)? {
-        let record = match read_record(&file) {
-            Ok(r) => r,
-            Err(reason) => {
-                out.discrepancies
-                    .push(found("unreadable-record", Some(&file), None, reason));
-                continue;
-            }
-        };
+        match read_records(&file) {
+            Ok(r) => records.extend(r.into_iter().map(|r| (file.clone(), r))),
+            Err(reason) => out
+                .discrepancies
+                .push(found("unreadable-record", Some(&file), None, reason)),
+        }
+    }
+    for (file, record) in records {
         if record.vault.url.trim_end_matches('/') != vault.trim_end_matches('/') {
             out.other_vaults += 1;
             continue;
@@ -186,7 +187,8 @@ fn record_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(files)
 }
 
-fn read_record(file: &Path) -> std::result::Result<TransferRecord, String> {
+/// A record file's transfer records: one, or a fan-out record's, one per destination transferred to.
+fn read_records(file: &Path) -> std::result::Result<Vec<TransferRecord>, String> {
     use std::io::Read as _;
     let f = std::fs::File::open(file).map_err(|e| format!("cannot read it: {e}"))?;
     let mut text = Vec::new();
@@ -196,7 +198,13 @@ fn read_record(file: &Path) -> std::result::Result<TransferRecord, String> {
     if text.len() as u64 > MAX_RECORD_BYTES {
         return Err(format!("larger than {MAX_RECORD_BYTES} bytes: not a transfer record"));
     }
-    let record: TransferRecord = serde_json::from_slice(&text).map_err(|e| format!("not a transfer record: {e}"))?;
+    let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| format!("not a transfer record: {e}"))?;
+    if value["kind"] == crate::fan_out::FAN_OUT_KIND {
+        let fan_out: crate::fan_out::FanOutRecord =
+            serde_json::from_value(value).map_err(|e| format!("not a fan-out record: {e}"))?;
+        return Ok(fan_out.destinations.into_iter().filter_map(|d| d.record).collect());
+    }
+    let record: TransferRecord = serde_json::from_value(value).map_err(|e| format!("not a transfer record: {e}"))?;
     if record.format_version != crate::record::FORMAT_VERSION {
         return Err(format!(
             "a record of format_version {} (this byok reads {})",
@@ -204,5 +212,5 @@ fn read_record(file: &Path) -> std::result::Result<TransferRecord, String> {
             crate::record::FORMAT_VERSION
         ));
     }
-    Ok(record)
+    Ok(vec![record])
 }
