@@ -42,6 +42,19 @@ pub struct Destination {
     pub record: Option<TransferRecord>,
 }
 
+/// Refuses a destination named twice (by URL, as [`byok_keyvault::Vault::url`] writes it): it would get the key
+/// twice, a second version. `Ok` with none or one.
+pub fn check_distinct<'a>(urls: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, url) in urls.into_iter().enumerate() {
+        if !seen.insert(url) {
+            let message = format!("the destination {url} is named twice (as destination {})", i + 1);
+            return Err(Error::new(Step::Preflight, Kind::InvalidInput, message));
+        }
+    }
+    Ok(())
+}
+
 impl Destination {
     /// The entry of one destination of [`crate::Plan::execute_fan_out`].
     pub fn of(vault: &str, outcome: &Result<Transferred>) -> Self {

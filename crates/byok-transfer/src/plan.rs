@@ -79,6 +79,7 @@ impl Plan {
             return Err(Error::new(Step::Preflight, Kind::InvalidInput, message)
                 .with_hint("transfer to one vault at a time to keep each blob"));
         }
+        crate::fan_out::check_distinct(conns.iter().map(|c| c.vault().url()))?;
         let rt = crate::runtime::current_thread()?;
         Ok(conns
             .iter()

@@ -143,15 +143,9 @@ impl VaultArgs {
                 "name the vault with --vault-name, --hsm-name or --vault-url",
             ));
         }
-        // The same vault twice would get the key twice (a second version).
-        if let Some((i, v)) = vaults
-            .iter()
-            .enumerate()
-            .find(|(i, v)| vaults[..*i].iter().any(|o| o.url() == v.url()))
-        {
-            let message = format!("the destination {} is named twice (as destination {})", v.url(), i + 1);
-            return Err(CliError::msg(Exit::Usage, message));
-        }
+        // The same vault twice would get the key twice: a usage mistake, refused before anything is reached.
+        byok_transfer::fan_out::check_distinct(vaults.iter().map(Vault::url))
+            .map_err(|e| CliError::msg(Exit::Usage, e.to_string()))?;
         vaults.iter().map(|v| self.connect_to(ui, v)).collect()
     }
 

@@ -163,10 +163,7 @@ fn distinct_vaults(destinations: &[Arc<Connection>]) -> Result<Vec<String>> {
             "a batch needs a destination vault",
         ));
     }
-    if let Some((i, twice)) = vaults.iter().enumerate().find(|(i, v)| vaults[..*i].contains(v)) {
-        let message = format!("the destination {twice} is named twice (as destination {})", i + 1);
-        return Err(Error::new(Step::Preflight, Kind::InvalidInput, message));
-    }
+    crate::fan_out::check_distinct(vaults.iter().map(String::as_str))?;
     Ok(vaults)
 }
 
